@@ -1,0 +1,79 @@
+"""Invoke entry points. Each task parses its flags and calls into ``pipeline``.
+
+Run ``invoke --list`` for the tasks and ``invoke --help <task>`` for flags.
+"""
+
+from invoke import Collection, task
+
+from pipeline import console
+from pipeline import constraints as constraints_stage
+from pipeline import patches as patches_stage
+from pipeline import sources
+from pipeline.cli import project_from, reports_errors
+from pipeline.errors import PatchApplyError
+
+RELEASE_HELP = "OpenStack release, e.g. 2025.2 (a directory under releases/)"
+COMPONENT_HELP = "component (repeatable); default: every component of the release"
+OFFLINE_HELP = "no network access: use only mirrors and caches (branch refs are not re-resolved)"
+
+
+@task(iterable=["component"], help={"release": RELEASE_HELP, "component": COMPONENT_HELP, "offline": OFFLINE_HELP})
+@reports_errors
+def fetch(c, release, component=None, offline=False):
+    """Fetch upstream source at each configured ref into build/src/<release>/<component>/."""
+    project = project_from(c)
+    records = sources.fetch(project, release, component or (), offline)
+    for record in records.values():
+        console.info(f"  {record.component}: {record.method} {record.ref} -> {record.tree}")
+    console.info(f"sources record: {sources.sources_file(project, release)}")
+
+
+@task(iterable=["component"], help={"release": RELEASE_HELP, "component": COMPONENT_HELP, "offline": OFFLINE_HELP})
+@reports_errors
+def patch(c, release, component=None, offline=False):
+    """Fetch, then apply each patch series, one commit per patch, into build/patched/<release>/<component>/."""
+    project = project_from(c)
+    for prepared in patches_stage.patch(project, release, component or (), offline):
+        console.info(f"  {prepared.component}: {len(prepared.patches)} patch(es) on {prepared.base_commit[:12]} -> {prepared.tree}")
+
+
+@task(help={"release": RELEASE_HELP, "update": "first write or refresh releases/<release>/upper-constraints.txt from constraints_url"})
+@reports_errors
+def constraints(c, release, update=False):
+    """Write the effective upper-constraints (upstream + overrides - patched components) to build/<release>/."""
+    project = project_from(c)
+    if update:
+        console.info(f"snapshot written: {constraints_stage.update_snapshot(project, release)}")
+    path, result = constraints_stage.build(project, release, refresh=update)
+    for change in result.changes:
+        console.info(f"  {change.action}: {change.name} ({change.why})")
+    console.info(f"effective constraints: {path}")
+
+
+@task(name="list", iterable=["release"], help={"release": "restrict to a release (repeatable)"})
+@reports_errors
+def list_(c, release=None):
+    """Table of every patch: component, release, file, subject."""
+    rows = patches_stage.list_patches(project_from(c), release or None)
+    console.info(console.table(["component", "release", "patch", "subject"], rows) if rows else "no patches")
+
+
+@task(iterable=["release"], help={"release": "restrict to a release (repeatable); default: all", "offline": OFFLINE_HELP})
+@reports_errors
+def check(c, release=None, offline=False):
+    """Check that every patch series still applies to its ref; builds nothing, exits non-zero on failure."""
+    results = patches_stage.check(project_from(c), release or None, offline)
+    rows = [(r.release, r.component, r.patches, "ok" if r.ok else "FAILED") for r in results]
+    console.info(console.table(["release", "component", "patches", "result"], rows) if rows else "no patch series")
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        console.report_error_text(f"{r.release}/{r.component}: {r.detail}")
+    if failed:
+        raise PatchApplyError(f"{len(failed)} of {len(results)} series failed", hint="see the messages above")
+
+
+patches = Collection("patches")
+patches.add_task(list_)
+patches.add_task(check)
+
+ns = Collection(fetch, patch, constraints, patches)
