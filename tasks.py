@@ -5,12 +5,13 @@ Run ``invoke --list`` for the tasks and ``invoke --help <task>`` for flags.
 
 from invoke import Collection, task
 
+from pipeline import build as build_stage
 from pipeline import console
 from pipeline import constraints as constraints_stage
 from pipeline import patches as patches_stage
 from pipeline import sources
 from pipeline.cli import project_from, reports_errors
-from pipeline.errors import PatchApplyError
+from pipeline.errors import ConfigError, PatchApplyError
 
 RELEASE_HELP = "OpenStack release, e.g. 2025.2 (a directory under releases/)"
 COMPONENT_HELP = "component (repeatable); default: every component of the release"
@@ -72,8 +73,35 @@ def check(c, release=None, offline=False):
         raise PatchApplyError(f"{len(failed)} of {len(results)} series failed", hint="see the messages above")
 
 
+@task(
+    iterable=["service"],
+    help={
+        "release": RELEASE_HELP,
+        "service": "service to build (repeatable)",
+        "all": "build every service of the release (services: in release.yaml)",
+        "jobs": "number of services built in parallel (default 1)",
+        "push": "push the image tags to the configured registry (pipeline.registry)",
+        "force": "rebuild even when the build record says the image is up to date",
+        "offline": OFFLINE_HELP,
+    },
+)
+@reports_errors
+def build(c, release, service=None, all=False, jobs=1, push=False, force=False, offline=False):
+    """Build tagged service images: fetch, patch, constraints, image; logs in build/<release>/<service>/."""
+    project = project_from(c)
+    services = list(project.release(release).services) if all else list(service or [])
+    if not services:
+        raise ConfigError("name at least one --service, or use --all", hint=f"services: {', '.join(project.release(release).services)}")
+    results = build_stage.build(project, release, services, int(jobs), force, push, offline)
+    rows = [(r.service, r.action, r.record["tags"][0], r.record["image_id"][7:19], len(r.record["patches"]),
+             f"{r.seconds:.1f}s") for r in results]
+    console.info(console.table(["service", "result", "image", "id", "patches", "time"], rows))
+    for r in results:
+        console.info(f"  record: {r.record_path}  log: {r.record['build_log']}")
+
+
 patches = Collection("patches")
 patches.add_task(list_)
 patches.add_task(check)
 
-ns = Collection(fetch, patch, constraints, patches)
+ns = Collection(fetch, patch, constraints, build, patches)

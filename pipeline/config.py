@@ -34,6 +34,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "pypi_names": {"placement": "openstack-placement"},
     "ca_bundle": "",
     "offline": False,
+    "image_prefix": "openstack-patches",
+    "registry": "",
 }
 
 
@@ -56,6 +58,8 @@ class Settings:
     pypi_names: Mapping[str, str]
     ca_bundle: Path | None = None
     offline: bool = False
+    image_prefix: str = "openstack-patches"
+    registry: str = ""
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], root: Path = PROJECT_ROOT) -> Settings:
@@ -97,6 +101,8 @@ class Settings:
             pypi_names=_frozen({str(k): str(v) for k, v in values["pypi_names"].items()}),
             ca_bundle=path(values["ca_bundle"], root) if values["ca_bundle"] else None,
             offline=bool(offline),
+            image_prefix=str(values["image_prefix"]).strip("/"),
+            registry=str(values["registry"]).strip("/"),
         )
 
     def git_url(self, component: str) -> str:
