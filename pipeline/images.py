@@ -372,6 +372,8 @@ def _uv_binary() -> str:
 
 def compile_lock(project: Project, release: str, requirements: list[Path], constraints: str, what: str) -> str:
     """Resolve ``requirements`` under ``constraints`` for the image's Python and platform."""
+    if not requirements:
+        return ""
     rel = project.release(release)
     platform_tag = f"{platform.machine()}-manylinux_2_36"
     with tempfile.TemporaryDirectory(prefix="lock-") as scratch:
