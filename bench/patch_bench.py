@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import re
 import shutil
 import sys
 import tempfile
@@ -49,7 +50,7 @@ def main() -> None:
         timed("patch, warm cache, empty work dir", run, results)
         timed("no-change rerun", run, results)
         victim = sorted((base / "patches" / args.components[-1] / args.release).glob("*.patch"))[0]
-        victim.write_text(victim.read_text().replace("Subject: [PATCH]", "Subject: [PATCH] (reworded)", 1))
+        victim.write_text(re.sub(r"^(Subject: (?:\[PATCH[^\]]*\] )?)", r"\1(reworded) ", victim.read_text(), count=1, flags=re.M))
         project = load_project(settings)
         timed(f"rerun after rewording {victim.name}", run, results)
         timed("patches.check (all series)", lambda: patches.check(project, [args.release]), results)
