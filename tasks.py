@@ -7,6 +7,8 @@ from invoke import Collection, task
 
 from pipeline import build as build_stage
 from pipeline import console
+from pipeline import manifest as manifest_stage
+from pipeline import sbom as sbom_stage
 from pipeline import constraints as constraints_stage
 from pipeline import patches as patches_stage
 from pipeline import sources
@@ -100,8 +102,26 @@ def build(c, release, service=None, all=False, jobs=1, push=False, force=False, 
         console.info(f"  record: {r.record_path}  log: {r.record['build_log']}")
 
 
+@task(help={"release": RELEASE_HELP, "service": "service whose built image gets an SBOM"})
+@reports_errors
+def sbom(c, release, service):
+    """Write the CycloneDX 1.6 SBOM of a built image (with patch pedigree) to build/<release>/<service>/sbom.cdx.json."""
+    path, digest, action = sbom_stage.generate(project_from(c), release, service)
+    console.info(f"sbom {action}: {path} (sha256 {digest[:16]})")
+
+
+@task(help={"release": RELEASE_HELP})
+@reports_errors
+def manifest(c, release):
+    """Write build/<release>/manifest.yaml: each service's pinned image, version, patches, SBOM hash, defaults."""
+    path, data = manifest_stage.write(project_from(c), release)
+    rows = [(name, entry["status"], entry.get("image", "-"), entry.get("patches", "-")) for name, entry in data["services"].items()]
+    console.info(console.table(["service", "status", "image", "patches"], rows))
+    console.info(f"manifest: {path}")
+
+
 patches = Collection("patches")
 patches.add_task(list_)
 patches.add_task(check)
 
-ns = Collection(fetch, patch, constraints, build, patches)
+ns = Collection(fetch, patch, constraints, build, sbom, manifest, patches)

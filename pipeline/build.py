@@ -1,4 +1,4 @@
-"""The build DAG: fetch -> patch -> constraints -> image (-> push) per service.
+"""The build DAG: fetch -> patch -> constraints -> image -> sbom (-> push) per service.
 
 Wires the stages together for ``invoke build``; each stage decides from its
 own stamps or records whether it has work to do, so a rerun with nothing
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from . import console, dag, images
+from . import console, dag, images, sbom
 from . import constraints as constraints_stage
 from . import patches as patches_stage
 from . import sources
@@ -86,9 +86,17 @@ def build(project: Project, release: str, services: list[str], jobs: int = 1, fo
                 result = images.build_service(project, release, results[f"patch:{name}"], libraries,
                                               results["constraints"], force=force)
                 outcome["status"] = result.action
-            if push:
-                images.push(project, result.record_path)
             return result
+        return run
+
+    def sbom_step(name: str):
+        def run(results):
+            with console.step(f"sbom {release}/{name}") as outcome:
+                path, _, outcome["status"] = sbom.generate(project, release, name)
+            if push:
+                images.push(project, results[f"image:{name}"].record_path)
+            results[f"image:{name}"].record = images.read_json(results[f"image:{name}"].record_path)
+            return path
         return run
 
     steps = [
@@ -97,6 +105,7 @@ def build(project: Project, release: str, services: list[str], jobs: int = 1, fo
         *[dag.Step(f"patch:{c}", patch_step(c), ("fetch",)) for c in components],
         *[dag.Step(f"image:{s}", image_step(s), (f"patch:{s}", *[f"patch:{lib}" for lib in rel.libraries], "constraints"))
           for s in services],
+        *[dag.Step(f"sbom:{s}", sbom_step(s), (f"image:{s}",)) for s in services],
     ]
     results = dag.run(steps, jobs)
     return [results[f"image:{s}"] for s in services]

@@ -236,6 +236,15 @@ def load_release(directory: Path) -> Release:
     defaults = data.get("service_defaults") or {}
     if not isinstance(defaults, dict) or not all(isinstance(v, dict) for v in defaults.values()):
         raise ConfigError(f"{release_file}: service_defaults must map a service to a mapping of settings")
+    for service, settings in defaults.items():
+        if service not in services:
+            raise ConfigError(f"{release_file}: service_defaults names {service!r}, which is not in services")
+        for key, value in settings.items():
+            if not isinstance(value, (str, int, float, bool)) or not re.fullmatch(r"[a-z][a-z0-9_.-]*", str(key)):
+                raise ConfigError(
+                    f"{release_file}: service_defaults.{service}.{key} must be a lower-case key with a scalar value",
+                    hint="they become image labels io.openstack-patches.default.<key>=<value>",
+                )
     python = str(data.get("python", "3.11"))
     if not re.fullmatch(r"3\.\d+", python):
         raise ConfigError(f"{release_file}: python must look like \"3.11\", got {python!r}")

@@ -37,6 +37,7 @@ from .stamps import Stamp, hash_inputs, read_json, sha256_bytes, sha256_file, wr
 UV_VERSION = "0.13.9"
 LABEL_NS = "io.openstack-patches"
 LIBRARY_LINE = "#@library "
+RECORD_FORMAT = 2  # bump when image.json gains keys that later stages rely on
 
 
 # --- engine ----------------------------------------------------------------------
@@ -525,7 +526,7 @@ def build_service(
         "dockerfile": dockerfile, "dependencies": dependencies, "constraints": constraints_sha,
         "bases": [bases.runtime_id, bases.build_id], "service": [service.head, service.version],
         "libraries": [[lib.component, lib.head, lib.version] for lib in libs], "labels": labels,
-        "index": project.settings.index_url,
+        "index": project.settings.index_url, "record_format": RECORD_FORMAT,
     }
     input_hash = hash_inputs(inputs)
     name = f"{project.settings.image_prefix}/{service.component}"
@@ -574,6 +575,8 @@ def build_service(
         "labels": labels,
         "input_hash": input_hash,
         "version": service.version,
+        "head": service.head,
+        "tree": str(service.tree),
         "upstream_revision": service.upstream_revision,
         "source": service.origin,
         "patches": patches,

@@ -51,6 +51,9 @@ class Upstream:
         (self.path / name / "__init__.py").write_text("")
         (self.path / name / "core.py").write_text(CORE_V1)
         (self.path / "README").write_text("demo\n")
+        (self.path / "pyproject.toml").write_text(
+            '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+            f'[project]\nname = "{name}"\nversion = "1.0.0"\n[tool.setuptools]\npackages = ["{name}"]\n')
         self.commit("Initial import")
         run_git(self.path, "tag", "1.0.0")
         self.tag_sha = self.head()

@@ -242,3 +242,131 @@ def test_push_to_loopback_registry(built, registry):
     pushed = images.read_json(result.record_path)["pushed"]
     assert set(pushed) == {f"{registry}/{t}" for t in result.record["tags"]}
     assert all(d.startswith("sha256:") for d in pushed.values())
+
+
+# --- SBOM and manifest (issue: patch traceability) -------------------------------------
+
+import json  # noqa: E402
+
+from cyclonedx.schema import SchemaVersion  # noqa: E402
+from cyclonedx.validation.json import JsonStrictValidator  # noqa: E402
+from packaging.utils import canonicalize_name  # noqa: E402
+
+from pipeline import manifest as manifest_stage  # noqa: E402
+from pipeline import sbom as sbom_stage  # noqa: E402
+from pipeline.patches import parse_patch  # noqa: E402
+
+
+def load_sbom(project, service):
+    path = sbom_stage.sbom_path(project, "2025.2", service)
+    return path, json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("service", ["keystone", "nova"])
+def test_sbom_is_valid_cyclonedx_1_6(built, service):
+    project, results = built
+    path, doc = load_sbom(project, service)
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(path.read_text()) is None
+    assert doc["specVersion"] == "1.6"
+    meta = doc["metadata"]["component"]
+    record = images.read_json(results[service].record_path)
+    assert meta["type"] == "container" and f"{meta['name']}:{meta['version']}" == record["tags"][0]
+    assert meta["hashes"][0]["content"] == record["image_id"].split(":")[1]
+    assert record["sbom"]["sha256"] == sbom_stage.sha256_bytes(path.read_bytes())
+
+
+@pytest.mark.parametrize("service,component", [("nova", "nova"), ("nova", "oslo.messaging"), ("keystone", "keystone")])
+def test_pedigree_matches_patch_files(built, service, component):
+    project, _ = built
+    _, doc = load_sbom(project, service)
+    entry = next(c for c in doc["components"] if canonicalize_name(c["name"]) == canonicalize_name(component))
+    files = sorted((PROJECT_ROOT / "patches" / component / "2025.2").glob("*.patch"))
+    patches = entry["pedigree"]["patches"]
+    assert [p["diff"]["url"] for p in patches] == [str(f.relative_to(PROJECT_ROOT)) for f in files]
+    assert [p["diff"]["text"]["content"] for p in patches] == [f.read_text() for f in files]
+    assert all(p["type"] == "backport" for p in patches)
+    for patch, path in zip(patches, files):
+        meta = parse_patch(path.read_text(), path.name)
+        bugs = [v.strip("#") for k, v in sbom_stage.trailers(meta.message) if k == "Closes-Bug"]
+        assert [r["id"] for r in patch.get("resolves", [])] == bugs
+        for r in patch.get("resolves", []):
+            assert r["type"] == "defect" and r["references"] == [f"https://bugs.launchpad.net/bugs/{r['id']}"]
+    ancestor = entry["pedigree"]["ancestors"][0]
+    sources = json.loads((project.settings.workdir / "2025.2" / "sources.json").read_text())["components"][component]
+    assert ancestor["version"] == sources["version"]
+    refs = {r["type"]: r for r in ancestor["externalReferences"]}
+    assert refs["vcs"]["url"] == f"https://opendev.org/openstack/{component}"
+    assert sources["upstream_revision"] in refs["vcs"]["comment"]
+    assert refs["distribution"]["hashes"][0]["content"] == sources["sdist_sha256"]
+
+
+def test_nova_resolves_its_real_launchpad_bug(built):
+    project, _ = built
+    _, doc = load_sbom(project, "nova")
+    nova = next(c for c in doc["components"] if c["name"] == "nova")
+    assert [r["id"] for r in nova["pedigree"]["patches"][0]["resolves"]] == ["2105896"]
+
+
+def test_override_properties(built):
+    project, _ = built
+    _, doc = load_sbom(project, "nova")
+    eventlet = next(c for c in doc["components"] if c["name"] == "eventlet")
+    props = {p["name"]: p["value"] for p in eventlet["properties"]}
+    assert props["openstack-patches:constraint:upstream"] == "eventlet===0.40.2"
+    assert props["openstack-patches:constraint:effective"] == "eventlet===0.40.3"
+    assert "request smuggling" in props["openstack-patches:constraint:reason"]
+    assert props["openstack-patches:constraint:source"].startswith("overrides/2025.2/constraints.txt")
+    messaging = next(c for c in doc["components"] if c["name"] == "oslo.messaging")
+    props = {p["name"]: p["value"] for p in messaging["properties"]}
+    assert props["openstack-patches:constraint:effective"] == "(removed)"
+    assert props["openstack-patches:constraint:why"] == "built from patched source (oslo.messaging)"
+
+
+def test_sbom_lists_exactly_what_uv_reports_in_the_image(built, engine):
+    project, results = built
+    _, doc = load_sbom(project, "keystone")
+    in_sbom = {(canonicalize_name(c["name"]), c["version"]) for c in doc["components"] if c["purl"].startswith("pkg:pypi/")}
+    uv = images._uv_binary()
+    listed = engine.containers.run(
+        results["keystone"].record["image_id"],
+        ["/opt/uv", "pip", "list", "--python", "/var/lib/openstack/bin/python", "--format", "json", "--offline"],
+        volumes={uv: {"bind": "/opt/uv", "mode": "ro"}}, remove=True, user="root")
+    in_image = {(canonicalize_name(p["name"]), p["version"]) for p in json.loads(listed)}
+    assert in_sbom == in_image and len(in_image) > 50
+    debs = [c for c in doc["components"] if c["purl"].startswith("pkg:deb/debian/")]
+    assert any(c["name"].startswith("python3.11") for c in debs)
+
+
+def test_sbom_is_reproducible(built):
+    project, results = built
+    path, _ = load_sbom(project, "keystone")
+    first = path.read_bytes()
+    # Build again with the same inputs: record and SBOM are gone, the engine's cache gives the same image.
+    path.unlink()
+    results["keystone"].record_path.unlink()
+    (again,) = build_stage.build(load_project(project.settings), "2025.2", ["keystone"])
+    assert again.record["image_id"] == results["keystone"].record["image_id"]
+    assert path.read_bytes() == first
+
+
+def test_manifest_pins_images_and_lists_missing(built):
+    project, results = built
+    path, data = manifest_stage.write(project, "2025.2")
+    assert path == project.settings.workdir / "2025.2" / "manifest.yaml"
+    nova = data["services"]["nova"]
+    record = images.read_json(results["nova"].record_path)
+    assert nova["image"] == record["tags"][0] and nova["image_id"] == record["image_id"]
+    assert (nova["version"], nova["patches"], nova["upstream_revision"]) == ("32.2.0", 2, record["upstream_revision"])
+    assert nova["sbom"]["sha256"] == record["sbom"]["sha256"]
+    assert data["services"]["glance"]["status"] == "missing"
+    assert data["service_defaults"]["glance"] == {"wsgi": True, "api_deployment": "httpd+WSGI"}
+
+
+def test_service_defaults_become_labels(built, tmp_path, upstream):
+    layout = demo_layout(tmp_path, upstream, base="service_defaults:\n  demo: {wsgi: true, api_deployment: httpd+WSGI}\n")
+    (result,) = build_stage.build(layout.project(), "2025.2", ["demo"])
+    labels = docker.from_env().api.inspect_image(result.record["image_id"])["Config"]["Labels"]
+    assert labels["io.openstack-patches.default.wsgi"] == "true"
+    assert labels["io.openstack-patches.default.api_deployment"] == "httpd+WSGI"
+    _, data = manifest_stage.write(layout.project(), "2025.2")
+    assert data["services"]["demo"]["defaults"] == {"wsgi": True, "api_deployment": "httpd+WSGI"}
