@@ -3,7 +3,7 @@
 Run ``invoke --list`` for the tasks and ``invoke --help <task>`` for flags.
 """
 
-from invoke import Collection, task
+from invoke import Collection, Exit, task
 
 from pipeline import build as build_stage
 from pipeline import console
@@ -12,6 +12,7 @@ from pipeline import sbom as sbom_stage
 from pipeline import constraints as constraints_stage
 from pipeline import patches as patches_stage
 from pipeline import sources
+from pipeline import testapply as testapply_stage
 from pipeline.cli import project_from, reports_errors
 from pipeline.errors import ConfigError, PatchApplyError
 
@@ -120,8 +121,42 @@ def manifest(c, release):
     console.info(f"manifest: {path}")
 
 
+@task(
+    iterable=["release", "component"],
+    help={
+        "release": "release to test (repeatable); default: every release with patches",
+        "component": "component to test (repeatable); default: every component with patches",
+        "defer_tests": "run the tests once, after the last patch of each series",
+        "skip_tests": "apply only: run no tests",
+        "tests": "stestr filter to run instead of the default selection; 'all' runs the full suite after every patch",
+        "jobs": "series run in parallel (default 1)",
+        "keep_going": "after a failing series, go on with the others and report them all",
+        "offline": OFFLINE_HELP,
+    },
+)
+@reports_errors
+def testapply(c, release=None, component=None, defer_tests=False, skip_tests=False, tests=None, jobs=1,
+              keep_going=False, offline=False):
+    """Apply each patch series one patch at a time and run upstream unit tests (per patch by default)."""
+    if defer_tests and skip_tests:
+        raise ConfigError("--defer-tests and --skip-tests exclude each other")
+    mode = testapply_stage.MODE_SKIP if skip_tests else testapply_stage.MODE_DEFER if defer_tests else testapply_stage.MODE_EACH
+    project = project_from(c)
+    report = testapply_stage.testapply(project, release or [], component or [], mode, tests, int(jobs), keep_going, offline)
+    rows = testapply_stage.table_rows(report)
+    console.info(console.table(["series", "patch", "applied", "tests run", "result", "time"], rows) if rows else "no patch series")
+    console.info(f"junit: {project.settings.workdir / 'testapply' / 'junit.xml'}")
+    for series in report.series:
+        if series.error is not None:
+            console.report_error(series.error)
+    if not report.ok:
+        raise Exit(code=report.exit_code)
+    if rows:
+        console.info(testapply_stage.BANNER)
+
+
 patches = Collection("patches")
 patches.add_task(list_)
 patches.add_task(check)
 
-ns = Collection(fetch, patch, constraints, build, sbom, manifest, patches)
+ns = Collection(fetch, patch, constraints, build, sbom, manifest, testapply, patches)

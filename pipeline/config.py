@@ -36,6 +36,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "offline": False,
     "image_prefix": "openstack-patches",
     "registry": "",
+    "test_commands": {},
 }
 
 
@@ -60,6 +61,7 @@ class Settings:
     offline: bool = False
     image_prefix: str = "openstack-patches"
     registry: str = ""
+    test_commands: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], root: Path = PROJECT_ROOT) -> Settings:
@@ -71,7 +73,7 @@ class Settings:
                 hint=f"known settings: {', '.join(DEFAULT_SETTINGS)}",
             )
         values = {**DEFAULT_SETTINGS, **{k: v for k, v in raw.items() if v is not None}}
-        for key in ("repos", "pypi_names"):
+        for key in ("repos", "pypi_names", "test_commands"):
             if not isinstance(values[key], Mapping):
                 raise ConfigError(f"invoke.yaml: pipeline.{key} must be a mapping of component to string")
         if values["source_mode"] not in SOURCE_MODES:
@@ -103,6 +105,7 @@ class Settings:
             offline=bool(offline),
             image_prefix=str(values["image_prefix"]).strip("/"),
             registry=str(values["registry"]).strip("/"),
+            test_commands=_frozen({str(k): str(v) for k, v in values["test_commands"].items()}),
         )
 
     def git_url(self, component: str) -> str:
