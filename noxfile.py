@@ -3,6 +3,7 @@
 Thin by design: sessions install and call; logic lives in ``pipeline``.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,13 +27,16 @@ def tests(session: nox.Session) -> None:
 @nox.session(name="upstream-tests", reuse_venv=True)
 @nox.parametrize(("release", "component"), testapply.nox_matrix())
 def upstream_tests(session: nox.Session, release: str, component: str) -> None:
-    """Upstream unit tests of one patched (release, component) tree; driven by `invoke testapply`."""
+    """Upstream unit tests of one patched (release, component) tree, as set up by `invoke testapply`.
+
+    testapply calls this with --install-only to build the venv, then runs the
+    test command in it directly for each patch; run by hand, it runs the tests.
+    """
     spec = testapply.session_spec(release, component)
     install = ["-c", spec.constraints, *[arg for req in spec.requirements for arg in ("-r", req)], "-e", spec.tree]
     session.install(*install, env={"PBR_VERSION": spec.version})
+    record = os.environ.get(testapply.VENV_RECORD_ENV)
+    if record:
+        Path(record).write_text(session.virtualenv.location)
     session.chdir(spec.tree)
-    output = session.run(*spec.command, *session.posargs, silent=True, success_codes=[0, 1], env=dict(spec.env)) or ""
-    Path(spec.output).write_text(output)
-    print(output)
-    if session.posargs and "No tests" in output:
-        session.error("the test selection matched no tests")
+    session.run(*spec.command, *session.posargs, env=dict(spec.env))
