@@ -14,7 +14,7 @@ from pipeline import patches as patches_stage
 from pipeline import sources
 from pipeline import testapply as testapply_stage
 from pipeline.cli import project_from, reports_errors
-from pipeline.errors import ConfigError, PatchApplyError
+from pipeline.errors import ConfigError
 
 RELEASE_HELP = "OpenStack release, e.g. 2025.2 (a directory under releases/)"
 COMPONENT_HELP = "component (repeatable); default: every component of the release"
@@ -71,9 +71,10 @@ def check(c, release=None, offline=False):
     console.info(console.table(["release", "component", "patches", "result"], rows) if rows else "no patch series")
     failed = [r for r in results if not r.ok]
     for r in failed:
-        console.report_error_text(f"{r.release}/{r.component}: {r.detail}")
+        console.report_error(f"{r.release}/{r.component}: {r.detail}")
     if failed:
-        raise PatchApplyError(f"{len(failed)} of {len(results)} series failed", hint="see the messages above")
+        console.info(f"{len(failed)} of {len(results)} series failed")
+        raise Exit(code=failed[0].exit_code)
 
 
 @task(

@@ -7,7 +7,6 @@ changed makes no build call at all.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from . import console, dag, images, sbom
@@ -16,40 +15,15 @@ from . import patches as patches_stage
 from . import sources
 from .config import Project
 from .errors import UnknownComponentError
-from .git import GitError, git
 from .patches import PreparedTree
-from .sources import SourceRecord
-
-
-def package_version(record: SourceRecord, tree: Path) -> str:
-    """The version pbr must give the installed package (PBR_VERSION).
-
-    Tags and sdists carry it; for a branch or SHA it is derived pbr-style from
-    the nearest tag in the fetched history ("next patch release .devN").
-    """
-    if record.version:
-        return record.version
-    try:
-        described = git("describe", "--tags", "--long", "--match", "[0-9]*", record.commit, cwd=tree).strip()
-        m = re.match(r"^(\d+(?:\.\d+)*)-(\d+)-g[0-9a-f]+$", described)
-        if m:
-            parts = [int(x) for x in m.group(1).split(".")]
-            if int(m.group(2)) == 0:
-                return m.group(1)
-            parts[-1] += 1
-            return ".".join(map(str, parts)) + f".dev{m.group(2)}"
-    except GitError:
-        pass
-    console.warn(f"{record.component}: ref {record.ref} has no release tag in its fetched history; "
-                 "versioning it 0.0.0.dev0 (pin a tag in source-refs.yaml for a real version)")
-    return "0.0.0.dev0"
+from .sources import SourceRecord, package_version
 
 
 def source_input(prepared: PreparedTree, record: SourceRecord) -> images.SourceInput:
     tree = Path(prepared.tree)
     return images.SourceInput(
         component=prepared.component,
-        version=package_version(record, tree),
+        version=package_version(record),
         tree=tree,
         head=prepared.head,
         origin=record.origin,

@@ -44,9 +44,5 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def report_error(error: PipelineError) -> None:
+def report_error(error: PipelineError | str) -> None:
     print(f"error: {error}", file=sys.stderr, flush=True)
-
-
-def report_error_text(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)

@@ -82,6 +82,13 @@ class TestsFailedError(PipelineError):
     exit_code = 30
 
 
+class TestEnvironmentError(PipelineError):
+    """The virtual environment for upstream unit tests could not be installed."""
+
+    __test__ = False
+    exit_code = 31
+
+
 class DockerUnavailableError(PipelineError):
     """No Docker engine answers at DOCKER_HOST or the local socket."""
 

@@ -278,10 +278,10 @@ def _base_origin(client: docker.APIClient, project: Project, rel: Release, log_d
             with console.step(f"bootstrap {rootfs_tag} from {base.debian_mirror}"):
                 _bootstrap_rootfs(client, project, rel, rootfs_tag, log_dir / "rootfs.log")
         return rootfs_tag
-    repository, _, tag = base.image.rpartition(":") if ":" in base.image.split("/")[-1] else (base.image, "", "latest")
+    repository, tag = docker.utils.parse_repository_tag(base.image)
     try:
         with console.step(f"pull {base.image}"):
-            client.pull(repository, tag=tag)
+            client.pull(repository, tag=tag or "latest")
         return base.image
     except docker.errors.APIError as exc:
         if mode == "pull":
@@ -344,16 +344,18 @@ def _ensure_bases(client: docker.APIClient, project: Project, release: str) -> B
 CONTEXT_DOCKERFILE = b"FROM scratch\nCOPY . /\n"
 
 
-def ensure_context_image(client: docker.APIClient, project: Project, name: str, tree: Path, head: str, log_path: Path) -> str:
-    """The patched tree as a ``FROM scratch`` image tagged by its commit; built only once."""
+def ensure_context_image(client: docker.APIClient, project: Project, name: str, tree: Path, head: str,
+                         log_path: Path) -> tuple[str, bool]:
+    """The patched tree as a ``FROM scratch`` image tagged by its commit: (tag, whether it was built now)."""
     tag = f"{project.settings.image_prefix}/context-{canonicalize_name(name)}:{head[:20]}"
-    if inspect(client, tag) is None:
-        context = context_tar(
-            {".context.Dockerfile": CONTEXT_DOCKERFILE, ".dockerignore": b".context.Dockerfile\n.dockerignore\n"},
-            {"": tree},
-        )
-        stream_build(client, context, tag, log_path, f"context {name}", dockerfile=".context.Dockerfile")
-    return tag
+    if inspect(client, tag) is not None:
+        return tag, False
+    context = context_tar(
+        {".context.Dockerfile": CONTEXT_DOCKERFILE, ".dockerignore": b".context.Dockerfile\n.dockerignore\n"},
+        {"": tree},
+    )
+    stream_build(client, context, tag, log_path, f"context {name}", dockerfile=".context.Dockerfile")
+    return tag, True
 
 
 # --- dependency lock -------------------------------------------------------------------------
@@ -540,14 +542,12 @@ def build_service(
     build_calls = 0
     lib_images = {}
     for lib in libs:
-        before = inspect(client, f"{project.settings.image_prefix}/context-{canonicalize_name(lib.component)}:{lib.head[:20]}")
-        lib_images[lib.component] = ensure_context_image(client, project, lib.component, lib.tree, lib.head,
-                                                          out_dir / f"context-{lib.component}.log")
-        build_calls += before is None
-    before = inspect(client, f"{project.settings.image_prefix}/context-{canonicalize_name(service.component)}:{service.head[:20]}")
-    service_ctx = ensure_context_image(client, project, service.component, service.tree, service.head,
-                                       out_dir / "context.log")
-    build_calls += before is None
+        lib_images[lib.component], built = ensure_context_image(client, project, lib.component, lib.tree, lib.head,
+                                                                out_dir / f"context-{lib.component}.log")
+        build_calls += built
+    service_ctx, built = ensure_context_image(client, project, service.component, service.tree, service.head,
+                                              out_dir / "context.log")
+    build_calls += built
 
     buildargs = {
         "BUILD_BASE": bases.build, "RUNTIME_BASE": bases.runtime, "CTX_SERVICE": service_ctx,

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 
 from . import console
 from .config import Component, Project
-from .errors import ConfigError, PatchApplyError, PatchFormatError, UnsafePatchError
+from .errors import ConfigError, PatchApplyError, PatchFormatError, PipelineError, UnsafePatchError
 from .git import GitError, git
 from .sources import SourceRecord, fetch, fetch_component
 from .stamps import Stamp, hash_inputs, sha256_bytes
@@ -493,8 +493,6 @@ class CheckResult:
 
 def check(project: Project, releases: list[str] | None = None, offline: bool = False) -> list[CheckResult]:
     """Apply every series to its ref in a scratch tree; nothing is kept or built."""
-    from .errors import PipelineError
-
     results = []
     for release, name in all_series(project, releases):
         component = project.component(release, name)

@@ -197,6 +197,50 @@ def _resolve_git(project: Project, component: Component, mirror: Path, offline: 
     raise fail("is neither a branch nor a tag (for a commit, give its SHA)")
 
 
+def pbr_dev_version(tag: str, distance: int) -> str:
+    """pbr's version for a commit ``distance`` commits after release tag ``tag``."""
+    if distance == 0:
+        return tag
+    parts = tag.split(".")
+    parts[-1] = str(int(parts[-1]) + 1)
+    return ".".join(parts) + f".dev{distance}"
+
+
+def _dev_version(mirror: Path, component: Component, sha: str, kind: RefKind) -> str | None:
+    """Version of an untagged commit: pbr-style, from the nearest release tag in its history.
+
+    Shallow mirrors lack that history, so the commit's history is deepened
+    step by step until it reaches a commit that a release tag (as listed by one
+    ``git ls-remote --tags``) points to.
+    """
+    try:
+        listing = git("ls-remote", "--tags", component.url)
+    except GitError:
+        return None
+    tag_of: dict[str, str] = {}
+    for line in listing.splitlines():
+        target, _, ref = line.partition("\t")
+        name = ref.removeprefix("refs/tags/").removesuffix("^{}")
+        if release_version(name) is not None and (ref.endswith("^{}") or target not in tag_of):
+            tag_of[target] = name
+    refspec = f"+refs/heads/{component.ref}:refs/heads/{component.ref}" if kind is RefKind.BRANCH else f"{sha}:refs/pinned/{sha}"
+    seen = -1
+    for depth in (50, 250, 1000, 5000):
+        commits = git("rev-list", sha, cwd=mirror).split()
+        for commit in commits:
+            if commit in tag_of:
+                distance = int(git("rev-list", "--count", f"{commit}..{sha}", cwd=mirror).strip())
+                return pbr_dev_version(tag_of[commit], distance)
+        if len(commits) == seen:
+            break  # the whole history is here and holds no release tag
+        seen = len(commits)
+        try:
+            _fetch(mirror, component.url, refspec, depth=depth)
+        except GitError:
+            break
+    return None
+
+
 def _branch_tip(component: Component) -> str | None:
     """One lightweight remote query: the current SHA of a branch ref."""
     remote = _remote_refs(component.url, component.ref)
@@ -417,10 +461,13 @@ def fetch_component(project: Project, component: Component, offline: bool = Fals
         tag = component.ref if kind is RefKind.TAG else None
         if not _tree_is_at(tree, sha):
             _replace_tree(tree, lambda dest: _tree_from_mirror(mirror, sha, tag, dest))
+        if tag:
+            version = str(release_version(tag)) if release_version(tag) else None
+        else:
+            version = None if offline else _dev_version(mirror, component, sha, kind)
         record = SourceRecord(
             component=component.name, ref=component.ref, kind=kind.value, method="git",
-            origin=component.url, commit=sha, upstream_revision=sha,
-            version=str(release_version(component.ref)) if tag and release_version(component.ref) else None,
+            origin=component.url, commit=sha, upstream_revision=sha, version=version,
             tree=str(tree),
         )
         action = f"git {kind.value} {component.ref} -> {sha[:12]}"
@@ -443,3 +490,12 @@ def fetch(project: Project, release: str, names: list[str] | tuple[str, ...] = (
         "components": {name: asdict(rec) for name, rec in sorted(records.items())},
     })
     return {c.name: records[c.name] for c in components}
+
+
+def package_version(record: SourceRecord) -> str:
+    """The version pbr must give the installed package (PBR_VERSION)."""
+    if record.version:
+        return record.version
+    console.warn(f"{record.component}: no release tag found in the history of {record.ref}; "
+                 "versioning it 0.0.0.dev0 (pin a tag in source-refs.yaml for a real version)")
+    return "0.0.0.dev0"

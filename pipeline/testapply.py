@@ -27,9 +27,10 @@ from pathlib import Path, PurePosixPath
 from . import console
 from . import constraints as constraints_stage
 from .config import PROJECT_ROOT, Project
-from .errors import ConfigError, PatchApplyError, PipelineError, TestsFailedError
+from .errors import ConfigError, PatchApplyError, PipelineError, TestEnvironmentError, TestsFailedError
 from .patches import AppliedPatch, all_series, apply_series, discover, parse_patch, series_dir
-from .sources import fetch_component
+from .git import git
+from .sources import fetch_component, package_version
 from .stamps import hash_inputs, read_json, write_atomic, write_json
 
 SPECS_ENV = "OPENSTACK_PATCHES_TESTAPPLY_SPECS"
@@ -248,6 +249,7 @@ class SeriesRunner:
         self.tree = self.base / "tree"
         self.log_path = self.base / "testapply.log"
         self.result = SeriesResult(release, component, tree=str(self.tree), log=str(self.log_path))
+        self.at_ref = ""
 
     # The spec is shared with nox through a file; each series owns one entry.
     def spec(self, version: str) -> SessionSpec:
@@ -283,7 +285,7 @@ class SeriesRunner:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
                               env={**os.environ, SPECS_ENV: str(self.specs_file), VENV_RECORD_ENV: str(location)})
         if proc.returncode != 0 or not location.exists():
-            raise TestsFailedError(
+            raise TestEnvironmentError(
                 f"{self.result.name}: the test environment could not be installed (nox exit {proc.returncode})",
                 hint=f"see {self.log_path}; the requirements come from upstream's tox.ini and the release's constraints",
             )
@@ -312,15 +314,14 @@ class SeriesRunner:
     def execute(self) -> SeriesResult:
         patches, _ = discover(series_dir(self.project, self.component, self.release))
         component = self.project.component(self.release, self.component)
-        from .build import package_version
-
         if self.base.exists():
             shutil.rmtree(self.base)  # a rerun always starts clean
         self.base.mkdir(parents=True)
         with self.log_path.open("w") as log:
             try:
                 source, _ = fetch_component(self.project, component, self.offline)
-                version = package_version(source, Path(source.tree))
+                self.at_ref = f"ref {source.ref} = {source.upstream_revision or source.commit}"
+                version = package_version(source)
                 modules: list[str] = []
                 pending: list[AppliedPatch] = []
 
@@ -387,7 +388,7 @@ class SeriesRunner:
             shown = ", ".join(failures[:10]) + (" ..." if len(failures) > 10 else "")
             what = f"{counts.failed} test(s) failed: {shown}" if counts.failures else error
             raise TestsFailedError(
-                f"{self.result.name}: after {step.patch} ({step.selection}), {what}",
+                f"{self.result.name} ({self.at_ref}): after {step.patch} ({step.selection}), {what}",
                 hint=f"the tree is kept at {self.tree}, the log at {self.log_path}; "
                      f"rerun one test with: cd {self.tree} && stestr run <test id>",
             )
@@ -410,8 +411,6 @@ def _first_detail(message: str) -> str:
 
 
 def git_changed(tree: Path, commit: str) -> list[str]:
-    from .git import git
-
     return [line for line in git("diff-tree", "--no-commit-id", "--name-only", "-r", "--root", commit, cwd=tree).splitlines() if line]
 
 

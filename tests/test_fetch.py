@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,24 @@ def test_unreachable_remote(layout, upstream):
 def test_offline_without_mirror(layout, upstream):
     with pytest.raises(FetchError, match="--offline forbids fetching"):
         fetch_one(layout, "1.0.0", offline=True)
+
+
+def test_versions_of_untagged_refs_follow_pbr(layout, upstream):
+    assert fetch_one(layout, "stable/2025.2").version == "1.0.1.dev1"
+    assert fetch_one(layout, upstream.head("HEAD")).version == "1.0.1.dev2"
+    assert fetch_one(layout, "1.0.0").version == "1.0.0"
+
+
+def test_version_needs_deeper_history_than_the_shallow_fetch(layout, upstream):
+    run_git(upstream.path, "checkout", "-q", "-b", "long", "1.0.0")
+    for i in range(60):
+        upstream.write("counter", f"{i}\n")
+        upstream.commit(f"Change {i}")
+    record = fetch_one(layout, "long")
+    assert record.version == "1.0.1.dev60"
+    assert int(run_git(Path(record.tree), "rev-list", "--count", "HEAD")) == 1  # the work tree stays shallow
+
+
+def test_pbr_dev_version():
+    assert sources.pbr_dev_version("32.1.0", 0) == "32.1.0"
+    assert sources.pbr_dev_version("32.1.0", 7) == "32.1.1.dev7"
