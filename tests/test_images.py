@@ -29,7 +29,7 @@ pytestmark = pytest.mark.docker
 SITE = "/var/lib/openstack/lib/python3.11/site-packages"
 EXPECTED = {
     "keystone": {"version": "28.0.0", "entry": "keystone-manage --version",
-                 "patched": ("keystone/oauth1/backends/sql.py", "system_random = secrets.SystemRandom()")},
+                 "patched": ("keystone/auth/plugins/mapped.py", "response_data['expires_at'] = token.expires_at")},
     "nova": {"version": "32.2.0", "entry": "nova-manage --version",
              "patched": ("nova/network/neutron.py", "name_to_id = defaultdict(list)")},
 }
@@ -287,10 +287,9 @@ def test_pedigree_matches_patch_files(built, service, component):
     assert all(p["type"] == "backport" for p in patches)
     for patch, path in zip(patches, files):
         meta = parse_patch(path.read_text(), path.name)
-        bugs = [v.strip("#") for k, v in sbom_stage.trailers(meta.message) if k == "Closes-Bug"]
-        assert [r["id"] for r in patch.get("resolves", [])] == bugs
-        for r in patch.get("resolves", []):
-            assert r["type"] == "defect" and r["references"] == [f"https://bugs.launchpad.net/bugs/{r['id']}"]
+        bugs = [("defect", v.strip("#")) for k, v in sbom_stage.trailers(meta.message) if k == "Closes-Bug"]
+        cves = [("security", c) for c in dict.fromkeys(re.findall(r"CVE-\d{4}-\d+", meta.message))]
+        assert [(r["type"], r["id"]) for r in patch.get("resolves", [])] == bugs + cves
     ancestor = entry["pedigree"]["ancestors"][0]
     sources = json.loads((project.settings.workdir / "2025.2" / "sources.json").read_text())["components"][component]
     assert ancestor["version"] == sources["version"]
@@ -300,11 +299,17 @@ def test_pedigree_matches_patch_files(built, service, component):
     assert refs["distribution"]["hashes"][0]["content"] == sources["sdist_sha256"]
 
 
-def test_nova_resolves_its_real_launchpad_bug(built):
+def test_real_fixes_resolve_their_bug_and_cve(built):
     project, _ = built
     _, doc = load_sbom(project, "nova")
     nova = next(c for c in doc["components"] if c["name"] == "nova")
-    assert [r["id"] for r in nova["pedigree"]["patches"][0]["resolves"]] == ["2105896"]
+    (bug,) = nova["pedigree"]["patches"][0]["resolves"]
+    assert (bug["type"], bug["id"], bug["references"]) == ("defect", "2105896", ["https://bugs.launchpad.net/bugs/2105896"])
+    _, doc = load_sbom(project, "keystone")
+    keystone = next(c for c in doc["components"] if c["name"] == "keystone")
+    (cve,) = keystone["pedigree"]["patches"][2]["resolves"]
+    assert (cve["type"], cve["id"], cve["references"]) == (
+        "security", "CVE-2026-44394", ["https://nvd.nist.gov/vuln/detail/CVE-2026-44394"])
 
 
 def test_override_properties(built):

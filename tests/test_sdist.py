@@ -112,5 +112,6 @@ def test_real_keystone_sdist_from_pypi(layout):
     assert [p.subject for p in prepared.patches] == [
         "Replace the random library with secrets in oauth1",
         "fix ldap 'enabled' setting not interpreted as boolean",
+        "Preserve expires_at when rescoping federated tokens (CVE-2026-44394)",
     ]
     assert "system_random = secrets.SystemRandom()" in (Path(prepared.tree) / "keystone/oauth1/backends/sql.py").read_text()
