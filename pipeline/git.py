@@ -59,3 +59,13 @@ def rev_parse(repo: Path, rev: str) -> str | None:
         return git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", cwd=repo).strip() or None
     except GitError:
         return None
+
+
+def clean_at(tree: Path, commit: str) -> bool:
+    """Whether ``tree`` is a git work tree checked out at ``commit`` with no local changes."""
+    if not (tree / ".git").exists():
+        return False
+    try:
+        return git("rev-parse", "HEAD", cwd=tree).strip() == commit and not git("status", "--porcelain", cwd=tree).strip()
+    except GitError:
+        return False

@@ -32,7 +32,7 @@ from packaging.utils import canonicalize_name
 from . import console
 from .config import PROJECT_ROOT, Project, Release
 from .errors import BaseImageError, ConfigError, DockerUnavailableError, ImageBuildError, PushError
-from .stamps import Stamp, hash_inputs, read_json, sha256_bytes, sha256_file, write_json
+from .stamps import Stamp, hash_inputs, read_json, sha256_bytes, write_json
 
 UV_VERSION = "0.13.9"
 LABEL_NS = "io.openstack-patches"

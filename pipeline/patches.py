@@ -12,7 +12,6 @@ import email
 import email.header
 import email.utils
 import re
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -21,9 +20,9 @@ from pathlib import Path, PurePosixPath
 from . import console
 from .config import Component, Project
 from .errors import ConfigError, PatchApplyError, PatchFormatError, PipelineError, UnsafePatchError
-from .git import GitError, git
+from .git import GitError, clean_at, git
 from .sources import SourceRecord, fetch, fetch_component
-from .stamps import Stamp, hash_inputs, sha256_bytes
+from .stamps import Stamp, hash_inputs, replace_dir, sha256_bytes
 
 PATCH_SUFFIX = ".patch"
 DEFAULT_AUTHOR = ("openstack-patches", "patches@openstack-patches.invalid")
@@ -418,26 +417,14 @@ def prepare(project: Project, component: Component, source: SourceRecord) -> tup
     stamp = Stamp(project.settings.workdir / ".stamps" / "patch" / component.release / f"{component.name}.json")
     input_hash = hash_inputs(inputs)
     previous = stamp.current(input_hash)
-    if previous and (dest / ".git").exists():
-        try:
-            intact = git("rev-parse", "HEAD", cwd=dest).strip() == previous["head"] and not git("status", "--porcelain", cwd=dest).strip()
-        except GitError:
-            intact = False
-        if intact:
-            return _prepared_from_dict(previous), "up to date"
+    if previous and clean_at(dest, previous["head"]):
+        return _prepared_from_dict(previous), "up to date"
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.new."))
-    try:
-        # A failure anywhere below leaves the previous prepared tree untouched.
-        applied = apply_series(project, component, source, patches, staging / "tree")
-        head = git("rev-parse", "HEAD", cwd=staging / "tree").strip()
-        stamp.clear()
-        if dest.exists():
-            dest.rename(staging / "old")
-        (staging / "tree").rename(dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    applied: list[AppliedPatch] = []
+    stamp.clear()
+    # A failure while applying leaves the previous prepared tree untouched.
+    replace_dir(dest, lambda staging: applied.extend(apply_series(project, component, source, patches, staging)))
+    head = git("rev-parse", "HEAD", cwd=dest).strip()
     prepared = PreparedTree(
         component=component.name, release=component.release, tree=str(dest), base_commit=source.commit,
         head=head, patches=tuple(applied), ignored=tuple(p.name for p in others),

@@ -11,10 +11,8 @@ from __future__ import annotations
 import enum
 import json
 import re
-import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -26,9 +24,9 @@ from packaging.version import InvalidVersion, Version
 from . import console
 from .config import Component, Project
 from .errors import FetchError, IntegrityError
-from .git import GitError, git, rev_parse
+from .git import GitError, clean_at, git, rev_parse
 from .net import fetch_url
-from .stamps import Stamp, hash_inputs, read_json, sha256_bytes, sha256_file, write_json
+from .stamps import Stamp, hash_inputs, read_json, replace_dir, sha256_bytes, sha256_file, write_json
 
 SHA_RE = re.compile(r"^[0-9a-f]{7,40}$")
 # Release tags of OpenStack projects: 32.1.0, 32.0.0.0rc1, 2024.1-eom.
@@ -391,30 +389,6 @@ def _tree_from_sdist(archive: Path, entry: SdistFile, version: Version, dest: Pa
 # --- the stage -------------------------------------------------------------------
 
 
-def _tree_is_at(tree: Path, commit: str) -> bool:
-    if not (tree / ".git").exists():
-        return False
-    try:
-        return git("rev-parse", "HEAD", cwd=tree).strip() == commit and not git("status", "--porcelain", cwd=tree).strip()
-    except GitError:
-        return False
-
-
-def _replace_tree(dest: Path, build: Callable[[Path], None]) -> None:
-    """Build a tree next to ``dest`` and swap it in: no half-made tree is ever visible."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.new."))
-    target = staging / "tree"
-    try:
-        build(target)
-        if dest.exists():
-            trash = staging / "old"
-            dest.rename(trash)
-        target.rename(dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def _use_sdist(project: Project, component: Component) -> Version | None:
     mode = project.settings.source_mode
     version = release_version(component.ref)
@@ -434,7 +408,7 @@ def fetch_component(project: Project, component: Component, offline: bool = Fals
     }
     stamp = Stamp(settings.workdir / ".stamps" / "fetch" / component.release / f"{component.name}.json")
     previous = stamp.current(hash_inputs(inputs))
-    if previous and _tree_is_at(tree, previous["commit"]):
+    if previous and clean_at(tree, previous["commit"]):
         record = SourceRecord(**previous)
         if record.kind != RefKind.BRANCH.value or offline:
             return record, "up to date"
@@ -448,7 +422,7 @@ def fetch_component(project: Project, component: Component, offline: bool = Fals
     if sdist is not None:
         archive, entry = sdist
         revisions: list[str | None] = []
-        _replace_tree(tree, lambda dest: revisions.append(_tree_from_sdist(archive, entry, version, dest)))
+        replace_dir(tree, lambda dest: revisions.append(_tree_from_sdist(archive, entry, version, dest)))
         record = SourceRecord(
             component=component.name, ref=component.ref, kind=RefKind.TAG.value, method="sdist",
             origin=entry.url, commit=git("rev-parse", "HEAD", cwd=tree).strip(),
@@ -459,8 +433,8 @@ def fetch_component(project: Project, component: Component, offline: bool = Fals
         mirror = _ensure_mirror(mirror_path(project, component))
         sha, kind = _resolve_git(project, component, mirror, offline)
         tag = component.ref if kind is RefKind.TAG else None
-        if not _tree_is_at(tree, sha):
-            _replace_tree(tree, lambda dest: _tree_from_mirror(mirror, sha, tag, dest))
+        if not clean_at(tree, sha):
+            replace_dir(tree, lambda dest: _tree_from_mirror(mirror, sha, tag, dest))
         if tag:
             version = str(release_version(tag)) if release_version(tag) else None
         else:

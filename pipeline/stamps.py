@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +76,20 @@ class Stamp:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def replace_dir(dest: Path, build: Callable[[Path], None]) -> None:
+    """Build a directory next to ``dest`` with ``build(path)``, then swap it in.
+
+    No half-made directory is ever visible at ``dest``: if ``build`` fails,
+    the previous content (or nothing) stays.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.new."))
+    try:
+        build(staging / "new")
+        if dest.exists():
+            dest.rename(staging / "old")
+        (staging / "new").rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

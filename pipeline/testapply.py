@@ -28,7 +28,7 @@ from . import console
 from . import constraints as constraints_stage
 from .config import PROJECT_ROOT, Project
 from .errors import ConfigError, PatchApplyError, PipelineError, TestEnvironmentError, TestsFailedError
-from .patches import AppliedPatch, all_series, apply_series, discover, parse_patch, series_dir
+from .patches import AppliedPatch, all_series, apply_series, discover, series_dir
 from .git import git
 from .sources import fetch_component, package_version
 from .stamps import hash_inputs, read_json, write_atomic, write_json

@@ -71,7 +71,7 @@ def test_rerun_needs_no_network(layout, upstream, ref):
 
 
 def test_modified_tree_is_restored(layout, upstream):
-    record = fetch_one(layout, "1.0.0")
+    fetch_one(layout, "1.0.0")
     core = layout.root / "build/src/2025.2/demo/demo/core.py"
     core.write_text("tampered\n")
     fetch_one(layout, "1.0.0")
