@@ -131,8 +131,9 @@ def stream_build(
                     match = re.match(r"^Step (\d+/\d+) : (.*)$", text.strip())
                     if match:
                         last_step = f"step {match.group(1)}: {match.group(2)}"
-                        with _print_lock:
-                            console.info(f"  [{what}] {last_step[:110]}")
+                        if match.group(2).startswith(("RUN", "COPY")):  # the steps that take time
+                            with _print_lock:
+                                console.info(f"  [{what}] {last_step[:110]}")
                 elif "error" in item:
                     log.write(f"ERROR: {item['error']}\n")
                     raise ImageBuildError(

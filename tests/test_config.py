@@ -95,3 +95,19 @@ def test_cli_help_documents_every_flag():
         out = subprocess.run(["invoke", "-r", str(REPO_ROOT), "--help", name], capture_output=True, text=True, check=True).stdout
         options = [l for l in out.splitlines() if l.strip().startswith("-")]
         assert options and all(len(l.split(None, 1)) == 2 for l in options), out
+
+
+def test_cli_settings_file(layout, tmp_path):
+    layout.release("2025.2", {"demo": "1.0.0"})
+    site = tmp_path / "site.yaml"
+    site.write_text(f"pipeline:\n  workdir: {tmp_path / 'elsewhere'}\n")
+    env = layout.invoke_env()
+    del env["INVOKE_PIPELINE_WORKDIR"]
+    import subprocess
+
+    from conftest import REPO_ROOT
+
+    result = subprocess.run(["invoke", "-r", str(REPO_ROOT), "-f", str(site), "constraints", "--release", "2025.2"],
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "elsewhere" / "2025.2" / "upper-constraints.txt").exists()
