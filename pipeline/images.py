@@ -466,9 +466,11 @@ def dependency_lock(project: Project, release: str, service: SourceInput, librar
         return cached["dependencies"], cached["libraries"]
 
     by_pypi = {canonicalize_name(project.settings.pypi_name(n)): n for n in libraries}
-    pins = "".join(f"{project.settings.pypi_name(n)}=={s.version}\n" for n, s in libraries.items())
+    # Resolve as if each library were at its upstream release, so the closure matches what gets installed;
+    # an unreleased (.dev) version is not on the index and stays unpinned.
+    pins = "".join(f"{project.settings.pypi_name(n)}=={s.version}\n" for n, s in libraries.items() if ".dev" not in s.version)
     needed: list[str] = []
-    while True:
+    for _ in range(len(libraries) + 1):  # each round can only add libraries
         reqs = requirements(service.tree) + [r for n in needed for r in requirements(libraries[n].tree)]
         lock = compile_lock(project, release, reqs, constraints_text + pins, service.component)
         found = sorted(by_pypi[name] for name in lock_names(lock) if name in by_pypi)

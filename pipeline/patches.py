@@ -332,12 +332,15 @@ def _describe_failure(meta: PatchMeta, stderr: str) -> list[str]:
     return details or [stderr.strip() or "git apply failed"]
 
 
-def apply_patch(tree: Path, patch: Path, meta: PatchMeta, context: str, trailer: str) -> str:
-    """Apply one patch and commit it with its own authorship; return the commit SHA."""
+def apply_patch(tree: Path, patch: Path, label: str, meta: PatchMeta, context: str) -> str:
+    """Apply one patch and commit it with its own authorship; return the commit SHA.
+
+    ``label`` names the patch in messages and in the commit's ``Patch-File:`` trailer.
+    """
     problems = unsafe_paths(meta, tree)
     if problems:
         raise UnsafePatchError(
-            f"{patch.name} ({context}) is refused:\n    " + "\n    ".join(problems),
+            f"{label} ({context}) is refused:\n    " + "\n    ".join(problems),
             hint=f"a patch may only change files inside the source tree; fix {patch}",
         )
     try:
@@ -354,7 +357,7 @@ def apply_patch(tree: Path, patch: Path, meta: PatchMeta, context: str, trailer:
             if already
             else "upstream changed these lines; refresh the patch against this ref (git am -3 in a clone), or drop it"
         )
-        raise PatchApplyError(f"{patch.name} does not apply to {context}:\n    {details}", hint=hint) from None
+        raise PatchApplyError(f"{label} does not apply to {context}:\n    {details}", hint=hint) from None
     author_date = meta.date or git("log", "-1", "--format=%aD", cwd=tree).strip()
     env = {
         "GIT_AUTHOR_NAME": meta.author_name, "GIT_AUTHOR_EMAIL": meta.author_email,
@@ -363,7 +366,7 @@ def apply_patch(tree: Path, patch: Path, meta: PatchMeta, context: str, trailer:
         "GIT_COMMITTER_NAME": DEFAULT_AUTHOR[0], "GIT_COMMITTER_EMAIL": DEFAULT_AUTHOR[1],
         "GIT_COMMITTER_DATE": author_date,
     }
-    message = meta.message + f"\n{trailer}\n"
+    message = meta.message + f"\nPatch-File: {label}\n"
     git("commit", "--quiet", "--no-verify", "--allow-empty", "-F", "-", cwd=tree, env=env, input=message)
     return git("rev-parse", "HEAD", cwd=tree).strip()
 
@@ -401,7 +404,7 @@ def apply_series(
         text = patch.read_text(encoding="utf-8", errors="surrogateescape")
         meta = parse_patch(text, patch.name)
         rel = patch.relative_to(project.settings.root) if patch.is_relative_to(project.settings.root) else patch
-        commit = apply_patch(dest, patch, meta, context, f"Patch-File: {rel}")
+        commit = apply_patch(dest, patch, str(rel), meta, context)
         entry = AppliedPatch(str(rel), sha256_bytes(text.encode("utf-8", "surrogateescape")), meta.subject,
                              f"{meta.author_name} <{meta.author_email}>", commit)
         applied.append(entry)

@@ -167,7 +167,7 @@ def test_cli_patch_conflict_exit_code(series, upstream):
                      make_patch(upstream.path, lambda r: (r / "README").write_text("rewritten\n"), "Touch README"))
     result = invoke(series, "patch", "--release", "2025.2")
     assert result.returncode == PatchApplyError.exit_code
-    assert "error: 0003-readme.patch does not apply" in result.stderr and "Traceback" not in result.stderr
+    assert "error: patches/demo/2025.2/0003-readme.patch does not apply" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_patches_for_unconfigured_component(layout):

@@ -185,4 +185,4 @@ def test_keep_going_reports_every_series(oslo):
     assert result.returncode == PatchApplyError.exit_code
     series = {r[0].strip() for r in rows(result.stdout)}
     assert series == {"oslo.config/2025.2", "oslo.config/2026.1"}
-    assert "oslo.config/2026.1: 0001-Fix-type-mismatch-between-option-and-its-default.patch does not apply" in result.stderr
+    assert "oslo.config/2026.1: patches/oslo.config/2026.1/0001-Fix-type-mismatch-between-option-and-its-default.patch does not apply" in result.stderr
