@@ -181,7 +181,7 @@ def test_keep_going_reports_every_series(oslo):
     oslo.release("2026.1", {"oslo.config": "10.3.0"}, services=[])
     for patch in GENUINE:  # 10.3.0 already contains both fixes
         oslo.add_patch("oslo.config", "2026.1", patch.name, patch.read_text())
-    result = invoke(oslo, "testapply", "--skip-tests", "--keep-going")
+    result = invoke(oslo, "testapply", "--skip-tests", "--keep-going", "--jobs", "2")
     assert result.returncode == PatchApplyError.exit_code
     series = {r[0].strip() for r in rows(result.stdout)}
     assert series == {"oslo.config/2025.2", "oslo.config/2026.1"}
