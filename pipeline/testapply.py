@@ -27,7 +27,14 @@ from pathlib import Path, PurePosixPath
 from . import console
 from . import constraints as constraints_stage
 from .config import PROJECT_ROOT, Project
-from .errors import ConfigError, PatchApplyError, PipelineError, TestEnvironmentError, TestsFailedError
+from .errors import (
+    ConfigError,
+    PatchApplyError,
+    PipelineError,
+    TestEnvironmentError,
+    TestsFailedError,
+    UnknownComponentError,
+)
 from .patches import AppliedPatch, all_series, apply_series, discover, series_dir
 from .git import git
 from .sources import fetch_component, package_version
@@ -436,16 +443,16 @@ class Report:
 
 
 def select_series(project: Project, releases: list[str], components: list[str]) -> list[tuple[str, str]]:
+    """The (release, component) series to run; a component no selected release knows is an error."""
     chosen = all_series(project, releases or None)
+    known = {c for r in (releases or project.releases) for c in project.release(r).refs}
     for component in components:
-        for release in releases or project.releases:
-            if component in project.release(release).refs:
-                break
-        else:
-            project.component((releases or list(project.releases))[0], component)  # raises UnknownComponentError
-    if components:
-        chosen = [(r, c) for r, c in chosen if c in components]
-    return chosen
+        if component not in known:
+            raise UnknownComponentError(
+                f"unknown component {component!r}",
+                hint=f"components with a ref: {', '.join(sorted(known))}",
+            )
+    return [(r, c) for r, c in chosen if not components or c in components]
 
 
 def testapply(project: Project, releases: list[str], components: list[str], mode: str = MODE_EACH,

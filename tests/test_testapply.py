@@ -186,3 +186,10 @@ def test_keep_going_reports_every_series(oslo):
     series = {r[0].strip() for r in rows(result.stdout)}
     assert series == {"oslo.config/2025.2", "oslo.config/2026.1"}
     assert "oslo.config/2026.1: patches/oslo.config/2026.1/0001-Fix-type-mismatch-between-option-and-its-default.patch does not apply" in result.stderr
+
+
+def test_unknown_component_and_release(oslo):
+    result = invoke(oslo, "testapply", "--component", "nova")
+    assert result.returncode == 4 and "unknown component 'nova'" in result.stderr
+    result = invoke(oslo, "testapply", "--release", "2099.1")
+    assert result.returncode == 3 and "unknown release '2099.1'" in result.stderr
