@@ -91,7 +91,7 @@ def check(c, release=None, offline=False):
 )
 @reports_errors
 def build(c, release, service=None, all=False, jobs=1, push=False, force=False, offline=False):
-    """Build tagged service images: fetch, patch, constraints, image; logs in build/<release>/<service>/."""
+    """Build tagged service images with their SBOMs: fetch, patch, constraints, image, sbom; output in build/<release>/<service>/."""
     project = project_from(c)
     services = list(project.release(release).services) if all else list(service or [])
     if not services:
