@@ -14,7 +14,7 @@ from . import constraints as constraints_stage
 from . import patches as patches_stage
 from . import sources
 from .config import Project
-from .errors import UnknownComponentError
+from .errors import ConfigError, UnknownComponentError
 from .patches import PreparedTree
 from .sources import SourceRecord, package_version
 
@@ -42,6 +42,9 @@ def build(project: Project, release: str, services: list[str], jobs: int = 1, fo
                 f"{service!r} is not a service of release {release}",
                 hint=f"services of {release}: {', '.join(rel.services)} (releases/{release}/release.yaml)",
             )
+    if push and not project.settings.registry:
+        raise ConfigError("--push needs a registry",
+                          hint="set pipeline.registry in invoke.yaml, or INVOKE_PIPELINE_REGISTRY=host:port")
     components = list(dict.fromkeys([*services, *rel.libraries]))
     images.connect()  # fail fast, before any fetching, when there is no engine
 
@@ -67,10 +70,13 @@ def build(project: Project, release: str, services: list[str], jobs: int = 1, fo
         def run(results):
             with console.step(f"sbom {release}/{name}") as outcome:
                 path, _, outcome["status"] = sbom.generate(project, release, name)
-            if push:
-                images.push(project, results[f"image:{name}"].record_path)
-            results[f"image:{name}"].record = images.read_json(results[f"image:{name}"].record_path)
             return path
+        return run
+
+    def push_step(name: str):
+        def run(results):
+            with console.step(f"push {release}/{name} to {project.settings.registry}"):
+                return images.push(project, results[f"image:{name}"].record_path)
         return run
 
     steps = [
@@ -80,6 +86,10 @@ def build(project: Project, release: str, services: list[str], jobs: int = 1, fo
         *[dag.Step(f"image:{s}", image_step(s), (f"patch:{s}", *[f"patch:{lib}" for lib in rel.libraries], "constraints"))
           for s in services],
         *[dag.Step(f"sbom:{s}", sbom_step(s), (f"image:{s}",)) for s in services],
+        *[dag.Step(f"push:{s}", push_step(s), (f"sbom:{s}",)) for s in services if push],
     ]
     results = dag.run(steps, jobs)
-    return [results[f"image:{s}"] for s in services]
+    built = [results[f"image:{s}"] for s in services]
+    for result in built:  # later steps added the SBOM hash and push digests to the record
+        result.record = images.read_json(result.record_path)
+    return built

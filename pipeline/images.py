@@ -596,8 +596,6 @@ def build_service(
 def push(project: Project, record_path: Path) -> dict[str, str]:
     """Push an image's tags to the configured registry; return tag -> registry digest."""
     registry = project.settings.registry
-    if not registry:
-        raise ConfigError("--push needs a registry", hint="set pipeline.registry (e.g. INVOKE_PIPELINE_REGISTRY=127.0.0.1:5000)")
     record = read_json(record_path)
     client = connect()
     digests = {}
@@ -605,10 +603,14 @@ def push(project: Project, record_path: Path) -> dict[str, str]:
         repository, _, tag = tag_ref.rpartition(":")
         target = f"{registry}/{repository}"
         client.tag(record["image_id"], target, tag)
-        for item in client.push(target, tag=tag, stream=True, decode=True):
+        try:
+            items = list(client.push(target, tag=tag, stream=True, decode=True))
+        except docker.errors.APIError as exc:
+            items = [{"error": exc.explanation or str(exc)}]
+        for item in items:
             if "error" in item:
-                raise PushError(f"push of {target}:{tag} failed: {item['error']}",
-                                hint=f"check that {registry} is reachable and accepts pushes")
+                raise PushError(f"push of {target}:{tag} failed: {item['error'].strip()}",
+                                hint=f"check that {registry} is reachable and accepts pushes; the local image is built")
             digest = item.get("aux", {}).get("Digest")
             if digest:
                 digests[f"{target}:{tag}"] = digest

@@ -20,7 +20,7 @@ import pytest
 from pipeline import build as build_stage
 from pipeline import images
 from pipeline.config import PROJECT_ROOT, Settings, load_project
-from pipeline.errors import BaseImageError, DockerUnavailableError, ImageBuildError
+from pipeline.errors import BaseImageError, ConfigError, DockerUnavailableError, ImageBuildError, PushError
 
 from conftest import SHARED_CONSTRAINTS, Layout, invoke
 
@@ -229,6 +229,18 @@ def registry(tmp_path):
     yield f"127.0.0.1:{port}"
     proc.terminate()
     proc.wait(10)
+
+
+def test_push_failures(built, tmp_path, upstream):
+    project, _ = built
+    with pytest.raises(ConfigError, match="--push needs a registry"):
+        build_stage.build(project, "2025.2", ["keystone"], push=True)
+    closed = f"127.0.0.1:{_free_port()}"
+    unreachable = load_project(shipped_settings(project.settings.workdir, registry=closed))
+    with pytest.raises(PushError, match=f"push of {closed}/openstack-patches/keystone:.* failed") as info:
+        build_stage.build(unreachable, "2025.2", ["keystone"], push=True)
+    assert info.value.exit_code == PushError.exit_code
+    assert "pushed" not in images.read_json(project.settings.workdir / "2025.2" / "keystone" / "image.json")
 
 
 def test_push_to_loopback_registry(built, registry):
