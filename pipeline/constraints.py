@@ -229,8 +229,8 @@ def effective_path(project: Project, release: str) -> Path:
     return project.settings.workdir / release / "upper-constraints.txt"
 
 
-def build(project: Project, release: str, refresh: bool = False) -> tuple[Path, MergeResult]:
-    """Write the effective constraints file of a release; return its path and the changes."""
+def effective(project: Project, release: str, refresh: bool = False) -> tuple[str, MergeResult]:
+    """The effective constraints file's content and the changes, without writing anything."""
     text, description = upstream_text(project, release, refresh)
     path = overrides_path(project, release)
     overrides = parse_overrides(path.read_text(), path.relative_to(project.settings.root)) if path.exists() else []
@@ -240,8 +240,13 @@ def build(project: Project, release: str, refresh: bool = False) -> tuple[Path, 
         raise OverrideError(f"{path.relative_to(project.settings.root)}:{error.message.removeprefix('line ')}", error.hint) from None
     lines = header(release, description, sha256_bytes(text.encode()),
                    str(path.relative_to(project.settings.root)) if path.exists() else None, result.changes)
+    return "\n".join(lines + list(result.lines)) + "\n", result
+
+
+def build(project: Project, release: str, refresh: bool = False) -> tuple[Path, MergeResult]:
+    """Write the effective constraints file of a release; return its path and the changes."""
+    content, result = effective(project, release, refresh)
     out = effective_path(project, release)
-    content = "\n".join(lines + list(result.lines)) + "\n"
     if not out.exists() or out.read_text() != content:
         write_atomic(out, content)
     return out, result

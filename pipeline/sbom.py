@@ -199,7 +199,12 @@ def _pedigree(project: Project, release: str, component: str, record: dict, sour
 def build_bom(project: Project, release: str, record: dict, inventory: Inventory) -> Bom:
     service = record["service"]
     sources = load_sources(project, release)
-    _, merge = constraints_stage.build(project, release)
+    content, merge = constraints_stage.effective(project, release)
+    if sha256_bytes(content.encode()) != record["constraints"]["sha256"]:
+        raise SbomError(
+            f"the effective constraints of {release} changed since {service} was built",
+            hint=f"rebuild first: invoke build --release {release} --service {service}",
+        )
     changes = {c.name: c for c in merge.changes}
     override_file = str(constraints_stage.overrides_path(project, release).relative_to(project.settings.root))
     patched = {canonicalize_name(project.settings.pypi_name(c)): c for c in [service, *record["libraries"]]}

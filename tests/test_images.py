@@ -20,7 +20,7 @@ import pytest
 from pipeline import build as build_stage
 from pipeline import images
 from pipeline.config import PROJECT_ROOT, Settings, load_project
-from pipeline.errors import BaseImageError, ConfigError, DockerUnavailableError, ImageBuildError, PushError
+from pipeline.errors import BaseImageError, ConfigError, DockerUnavailableError, ImageBuildError, PushError, SbomError
 
 from conftest import SHARED_CONSTRAINTS, Layout, invoke
 
@@ -387,3 +387,17 @@ def test_service_defaults_become_labels(built, tmp_path, upstream):
     assert labels["io.openstack-patches.default.api_deployment"] == "httpd+WSGI"
     _, data = manifest_stage.write(layout.project(), "2025.2")
     assert data["services"]["demo"]["defaults"] == {"wsgi": True, "api_deployment": "httpd+WSGI"}
+
+
+def test_sbom_refuses_inputs_changed_since_the_build(built, tmp_path, upstream):
+    layout = demo_layout(tmp_path, upstream)
+    build_stage.build(layout.project(), "2025.2", ["demo"])
+    sbom_file = sbom_stage.sbom_path(layout.project(), "2025.2", "demo")
+    before = sbom_file.read_bytes()
+    override = layout.root / "overrides" / "2025.2" / "constraints.txt"
+    override.parent.mkdir(parents=True)
+    override.write_text("six===1.17.0\n")
+    with pytest.raises(SbomError, match="the effective constraints of 2025.2 changed since demo was built") as info:
+        sbom_stage.generate(layout.project(), "2025.2", "demo")
+    assert info.value.exit_code == SbomError.exit_code
+    assert sbom_file.read_bytes() == before  # the old SBOM stays as it was
