@@ -1,4 +1,4 @@
-"""Nox sessions: the test suite (and, from pipeline.testapply, upstream unit tests).
+"""Nox sessions: the test suite, and the upstream unit-test environments testapply drives.
 
 Thin by design: sessions install and call; logic lives in ``pipeline``.
 """
@@ -19,7 +19,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit and integration tests (real git, PyPI, upper-constraints and Docker)."""
+    """Unit, integration and fault tests (real git, PyPI, upper-constraints, processes and Docker)."""
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
 
@@ -27,16 +27,18 @@ def tests(session: nox.Session) -> None:
 @nox.session(name="upstream-tests", reuse_venv=True)
 @nox.parametrize(("release", "component"), testapply.nox_matrix())
 def upstream_tests(session: nox.Session, release: str, component: str) -> None:
-    """Upstream unit tests of one patched (release, component) tree, as set up by `invoke testapply`.
+    """The upstream unit-test venv of one patched (release, component) tree, as `invoke testapply` sets it up.
 
-    testapply calls this with --install-only to build the venv, then runs the
-    test command in it directly for each patch; run by hand, it runs the tests.
+    Dependencies first, under the release's effective constraints; then the
+    tree itself, editable, without dependencies, with PBR_VERSION set for that
+    one install only (an sdist dependency built in the first step must not
+    get the component's version).
     """
     spec = testapply.session_spec(release, component)
-    install = ["-c", spec.constraints, *[arg for req in spec.requirements for arg in ("-r", req)], "-e", spec.tree]
-    session.install(*install, env={"PBR_VERSION": spec.version})
-    record = os.environ.get(testapply.VENV_RECORD_ENV)
+    requirements = [arg for req in spec.requirement_files for arg in ("-r", req)]
+    if requirements or spec.requirements:
+        session.install("-c", spec.constraints, *requirements, *spec.requirements)
+    session.install("--no-deps", "-e", spec.editable, env={"PBR_VERSION": spec.version})
+    record = os.environ.get("OPENSTACK_PATCHES_VENV_RECORD")
     if record:
         Path(record).write_text(session.virtualenv.location)
-    session.chdir(spec.tree)
-    session.run(*spec.command, *session.posargs, env=dict(spec.env))

@@ -1,24 +1,19 @@
 # Build base: the runtime base plus compilers, headers, git and uv.
-# Only build stages start from it; it is never shipped, so the build CA bundle
-# and index URL it carries never reach a service image.
+# Only build stages start from it; it is never shipped.  No package index
+# URL, credential or CA bundle enters it: Python packages are downloaded on
+# the host (hash-checked) and reach build stages as context images, so
+# builds install with --no-index.  uv and venv-layer come from the context.
 ARG RUNTIME_BASE
 FROM ${RUNTIME_BASE}
 ARG PYTHON_VERSION
-ARG UV_VERSION
-ARG INDEX_URL
 USER root
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends build-essential pkg-config git \
         "python${PYTHON_VERSION}-dev" "python${PYTHON_VERSION}-venv" libffi-dev libssl-dev; \
     apt-get clean; \
-    rm -rf /var/lib/apt/lists/*
-COPY build-ca.crt /etc/openstack-patches/build-ca.crt
-ENV SSL_CERT_FILE=/etc/openstack-patches/build-ca.crt \
-    PIP_CERT=/etc/openstack-patches/build-ca.crt \
-    UV_NO_CACHE=1 \
-    UV_PYTHON_DOWNLOADS=never
-RUN set -eux; \
-    "python${PYTHON_VERSION}" -m venv /opt/uv; \
-    /opt/uv/bin/pip install --no-cache-dir --index-url "${INDEX_URL}" "uv==${UV_VERSION}"; \
-    ln -s /opt/uv/bin/uv /usr/local/bin/uv
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log
+COPY uv venv-layer /usr/local/bin/
+ENV UV_NO_CACHE=1 UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_NO_PROGRESS=1 \
+    VIRTUAL_ENV=/var/lib/openstack OPENSTACK_PATCHES_PYTHON=/usr/bin/python${PYTHON_VERSION}
+WORKDIR /build

@@ -1,39 +1,58 @@
-# Generic service image: a venv built on the build base, shipped on the runtime base.
+# Generic service image: the release's shared layer, then one layer per install.
 #
 # Lines starting with `#@library ` form a block repeated once per patched
-# library the service depends on ({lib}, {lib_arg}, {lib_version} filled in).
-# Named contexts: docker-py has no BuildKit, so each context (the patched
-# service or library tree) is a tiny image passed in a CTX_* build argument
-# and aliased by a stage of the context's name; under BuildKit,
-# `docker buildx build --build-context oslo.messaging=DIR` replaces that stage.
+# library the service depends on ({lib}, {lib_arg}, {lib_version} filled in);
+# `#@if dependencies ` lines are kept when the service needs packages beyond
+# the release layer.
+# Named contexts: docker-py has no BuildKit, so each context (the package
+# files of the service's own dependencies, the build requirements of the
+# trees, the patched service and library trees) is a tiny image
+# passed in a CTX_* build argument and aliased by a stage of the context's
+# name; under BuildKit, `docker buildx build --build-context oslo.messaging=DIR`
+# replaces that stage (see `invoke bake`).
+#
+# Each layer stage installs into an empty venv with venv-layer, which keeps
+# exactly the files that install added; the final stage stacks them on the
+# release layer, so a service patch rebuilds and re-ships only the last one.
 ARG BUILD_BASE
-ARG RUNTIME_BASE
+ARG RELEASE_BUILD
+ARG RELEASE_BASE
+ARG CTX_WHEELS
+ARG CTX_BUILD
 ARG CTX_SERVICE
 #@library ARG CTX_{lib_arg}
-FROM ${CTX_SERVICE} AS service-source
+FROM ${CTX_WHEELS} AS wheels
+FROM ${CTX_BUILD} AS build-requirements
+FROM ${CTX_SERVICE} AS service
 #@library FROM ${CTX_{lib_arg}} AS {lib}
 
-FROM ${BUILD_BASE} AS build
-ARG PYTHON_VERSION
-ARG INDEX_URL
-ENV UV_INDEX_URL=${INDEX_URL} VIRTUAL_ENV=/var/lib/openstack UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
-RUN uv venv --python "/usr/bin/python${PYTHON_VERSION}" /var/lib/openstack
-# Layer 1: every dependency, exactly as locked under the release's effective
-# constraints. Changes only when requirements or constraints change.
-COPY dependencies.txt upper-constraints.txt /build/
-RUN uv pip install --no-deps --requirement /build/dependencies.txt
-# Layer 2: patched libraries, one layer each.
-#@library COPY --from={lib} / /build/src/{lib}/
-#@library RUN PBR_VERSION={lib_version} uv pip install --no-deps /build/src/{lib}
-# Layer 3: the patched service; a service patch rebuilds only this.
-COPY --from=service-source / /build/src/service/
-ARG SERVICE_VERSION
-RUN PBR_VERSION="${SERVICE_VERSION}" uv pip install --no-deps /build/src/service \
- && uv pip check
+# The service's own dependencies beyond the release layer (if it has any).
+#@if dependencies FROM ${BUILD_BASE} AS layer-dependencies
+#@if dependencies COPY --from=wheels / /build/wheels/
+#@if dependencies COPY dependencies.txt /build/
+#@if dependencies RUN venv-layer /layer uv pip install --no-deps --no-index --find-links /build/wheels -r /build/dependencies.txt
 
-FROM ${RUNTIME_BASE}
-COPY --from=build /var/lib/openstack /var/lib/openstack
-ENV PATH=/var/lib/openstack/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    VIRTUAL_ENV=/var/lib/openstack
-USER openstack
-WORKDIR /var/lib/openstack
+# Each patched library, one layer each.
+#@library FROM ${BUILD_BASE} AS layer-{lib}
+#@library COPY --from=build-requirements / /build/wheels/
+#@library COPY --from={lib} / /build/src/
+#@library RUN PBR_VERSION={lib_version} venv-layer /layer uv pip install --no-deps --no-index --find-links /build/wheels /build/src
+
+# The patched service.
+FROM ${BUILD_BASE} AS layer-service
+COPY --from=build-requirements / /build/wheels/
+COPY --from=service / /build/src/
+ARG SERVICE_VERSION
+RUN PBR_VERSION="${SERVICE_VERSION}" venv-layer /layer uv pip install --no-deps --no-index --find-links /build/wheels /build/src
+
+# The complete venv must be consistent (not shipped).
+FROM ${RELEASE_BUILD} AS check
+#@if dependencies COPY --from=layer-dependencies /layer/ /
+#@library COPY --from=layer-{lib} /layer/ /
+COPY --from=layer-service /layer/ /
+RUN uv pip check
+
+FROM ${RELEASE_BASE}
+#@if dependencies COPY --from=layer-dependencies /layer/ /
+#@library COPY --from=layer-{lib} /layer/ /
+COPY --from=layer-service /layer/ /

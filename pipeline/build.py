@@ -1,95 +1,165 @@
-"""The build DAG: fetch -> patch -> constraints -> image -> sbom (-> push) per service.
+"""The build DAG: sources -> (image -> sbom -> vex -> push) per service, on ``dag.run``.
 
-Wires the stages together for ``invoke build``; each stage decides from its
-own stamps or records whether it has work to do, so a rerun with nothing
-changed makes no build call at all.
+The first step prepares what every service image of the release shares,
+under the release's lock: fetch and patch every component (the release layer
+depends on every service's dependencies), effective constraints, base
+images, the dependency lock of every service, the release layer, and the
+context images of the services to build (they are read from the trees, so
+they are made while no other run can change the trees).  Each service then
+builds under its own lock, so two runs on one engine and work directory
+never step on each other.  A rerun with nothing changed makes no build call.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
-from . import console, dag, images, sbom
+from . import console, dag, locks, series
 from . import constraints as constraints_stage
-from . import patches as patches_stage
-from . import sources
-from .config import Project
+from .bases import BaseImages, ensure_bases
+from .config import Project, Release
+from .constraints import ConstraintsRecord
+from .dependencies import service_lock
+from .engine import connect, engine_info
 from .errors import ConfigError, UnknownComponentError
-from .patches import PreparedTree
-from .sources import SourceRecord, package_version
+from .release_layer import ReleaseLayer, ensure_release_layer
+from .series import PreparedTree
+from .service_image import ImageResult, ServicePlan, build_service, ensure_contexts, is_current, plan_service
+from .wheels import Target
 
 
-def source_input(prepared: PreparedTree, record: SourceRecord) -> images.SourceInput:
-    tree = Path(prepared.tree)
-    return images.SourceInput(
-        component=prepared.component,
-        version=package_version(record),
-        tree=tree,
-        head=prepared.head,
-        origin=record.origin,
-        upstream_revision=record.upstream_revision,
-        patches=tuple({"file": p.file, "sha256": p.sha256, "subject": p.subject, "author": p.author, "commit": p.commit}
-                      for p in prepared.patches),
-    )
+@dataclass
+class ReleaseInputs:
+    rel: Release
+    prepared: dict[str, PreparedTree]
+    constraints: ConstraintsRecord
+    bases: BaseImages
+    layer: ReleaseLayer
+    plans: dict[str, ServicePlan]
+    target: Target
 
 
-def build(project: Project, release: str, services: list[str], jobs: int = 1, force: bool = False,
-          push: bool = False, offline: bool = False) -> list[images.BuildResult]:
-    rel = project.release(release)
+def check_services(project: Project, rel: Release, services: list[str]) -> None:
     for service in services:
         if service not in rel.services:
             raise UnknownComponentError(
-                f"{service!r} is not a service of release {release}",
-                hint=f"services of {release}: {', '.join(rel.services)} (releases/{release}/release.yaml)",
+                f"{service!r} is not a service of release {rel.name}",
+                hint=f"services of {rel.name}: {', '.join(rel.services)} (releases/{rel.name}/release.yaml)",
             )
+
+
+def target_of(client, rel: Release) -> Target:
+    return Target.of(rel.python, engine_info(client)["arch"], rel.base.debian_suite)
+
+
+def prepare_release(project: Project, rel: Release, services: list[str], client, jobs: int = 1,
+                    force: bool = False) -> ReleaseInputs:
+    """Everything the release's images share, and each requested service's plan and context images."""
+    layout = project.layout
+    target = target_of(client, rel)
+    with locks.hold(layout.lock(rel.name), f"the work directory of {rel.name}"):
+        # Fetching and patching wait on git and the network, not the CPU: always a few at once.
+        prepared = {p.component: p for p in series.patch(project, rel.name, (), max(jobs, 4))}
+        constraints = constraints_stage.build(project, rel.name)
+        constraints_text = layout.effective_constraints(rel.name).read_text()
+        bases = ensure_bases(client, project, rel, target)
+        libraries = {name: prepared[name] for name in rel.libraries}
+
+        def lock_of(service: str):
+            return service_lock(project, rel.name, prepared[service], libraries, constraints_text, target)
+
+        with console.step(f"dependencies of {len(rel.services)} services ({rel.name})"):
+            with ThreadPoolExecutor(max_workers=max(2, jobs)) as pool:
+                service_locks = dict(zip(rel.services, pool.map(lock_of, rel.services)))
+        layer = ensure_release_layer(client, project, rel, bases, list(service_locks.values()), target, force)
+        plans = {}
+        for service in services:
+            plans[service] = plan_service(project, rel.name, prepared[service], libraries, service_locks[service],
+                                          layer, bases, constraints, target)
+            if force or is_current(client, project, plans[service]) is None:
+                ensure_contexts(client, project, plans[service])
+    return ReleaseInputs(rel, prepared, constraints, bases, layer, plans, target)
+
+
+@dataclass
+class BuildReport:
+    release: str
+    services: list[str]
+    outcome: dag.Outcome
+
+    def image(self, service: str) -> ImageResult | None:
+        return self.outcome.results.get(f"image:{service}")
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for service in self.services:
+            result = self.image(service)
+            status = self.outcome.status(f"image:{service}")
+            later = [f"{s} failed" for s in ("sbom", "vex", "push") if f"{s}:{service}" in self.outcome.failures]
+            rows.append({
+                "release": self.release, "service": service,
+                "result": result.action if result else status,
+                "image": result.record["tags"][0] if result else None,
+                "image_id": result.record["image_id"] if result else None,
+                "patches": len(result.record["patches"]) if result else None,
+                "seconds": round(self.outcome.seconds.get(f"image:{service}", 0.0), 2),
+                "failed": later[0] if later else None,
+            })
+        return rows
+
+    def first_error(self) -> BaseException | None:
+        return next(iter(self.outcome.failures.values()), None)
+
+
+def build(project: Project, release: str, services: list[str], jobs: int = 1, force: bool = False,
+          push: bool = False, keep_going: bool = False) -> BuildReport:
+    from . import push as push_stage
+    from . import sbom, vex
+
+    rel = project.release(release)
+    check_services(project, rel, services)
     if push and not project.settings.registry:
-        raise ConfigError("--push needs a registry",
-                          hint="set pipeline.registry in invoke.yaml, or INVOKE_PIPELINE_REGISTRY=host:port")
-    components = list(dict.fromkeys([*services, *rel.libraries]))
-    images.connect()  # fail fast, before any fetching, when there is no engine
+        raise ConfigError("--push needs a registry", hint="set pipeline.registry in invoke.yaml, or INVOKE_PIPELINE_REGISTRY=host:port")
+    client = connect(project.settings)  # fail fast, before any fetching, when there is no engine
+    info = engine_info(client)
+    console.note(f"engine: {project.settings.engine.description} ({info['name']}, Docker {info['version']}, {info['arch']})")
+    layout = project.layout
 
-    def patch_step(name: str):
-        def run(results):
-            record = results["fetch"][name]
-            with console.step(f"patch {release}/{name}") as outcome:
-                prepared, outcome["status"] = patches_stage.prepare(project, project.component(release, name), record)
-            return source_input(prepared, record)
+    def sources_step(_: dict) -> ReleaseInputs:
+        return prepare_release(project, rel, services, client, jobs, force)
+
+    def image_step(service: str):
+        def run(results: dict) -> ImageResult:
+            inputs: ReleaseInputs = results["sources"]
+            with locks.hold(layout.lock(f"{release}-{service}"), f"the image of {service} ({release})"):
+                return build_service(client, project, inputs.plans[service], force)
         return run
 
-    def image_step(name: str):
-        def run(results):
-            libraries = {lib: results[f"patch:{lib}"] for lib in rel.libraries}
-            with console.step(f"image {release}/{name}") as outcome:
-                result = images.build_service(project, release, results[f"patch:{name}"], libraries,
-                                              results["constraints"], force=force)
-                outcome["status"] = result.action
-            return result
+    def sbom_step(service: str):
+        def run(results: dict):
+            with locks.hold(layout.lock(f"{release}-{service}"), f"the image of {service} ({release})"):
+                return sbom.generate(project, release, service, client)
         return run
 
-    def sbom_step(name: str):
-        def run(results):
-            with console.step(f"sbom {release}/{name}") as outcome:
-                path, _, outcome["status"] = sbom.generate(project, release, name)
-            return path
+    def vex_step(service: str):
+        def run(results: dict):
+            with locks.hold(layout.lock(f"{release}-{service}"), f"the image of {service} ({release})"):
+                return vex.generate(project, release, service)
         return run
 
-    def push_step(name: str):
-        def run(results):
-            with console.step(f"push {release}/{name} to {project.settings.registry}"):
-                return images.push(project, results[f"image:{name}"].record_path)
+    def push_step(service: str):
+        def run(results: dict):
+            with locks.hold(layout.lock(f"{release}-{service}"), f"the image of {service} ({release})"):
+                return push_stage.push(project, release, service, client)
         return run
 
-    steps = [
-        dag.Step("fetch", lambda _: sources.fetch(project, release, components, offline)),
-        dag.Step("constraints", lambda _: constraints_stage.build(project, release)[0]),
-        *[dag.Step(f"patch:{c}", patch_step(c), ("fetch",)) for c in components],
-        *[dag.Step(f"image:{s}", image_step(s), (f"patch:{s}", *[f"patch:{lib}" for lib in rel.libraries], "constraints"))
-          for s in services],
-        *[dag.Step(f"sbom:{s}", sbom_step(s), (f"image:{s}",)) for s in services],
-        *[dag.Step(f"push:{s}", push_step(s), (f"sbom:{s}",)) for s in services if push],
-    ]
-    results = dag.run(steps, jobs)
-    built = [results[f"image:{s}"] for s in services]
-    for result in built:  # later steps added the SBOM hash and push digests to the record
-        result.record = images.read_json(result.record_path)
-    return built
+    steps = [dag.Step("sources", sources_step)]
+    for service in services:
+        steps += [dag.Step(f"image:{service}", image_step(service), ("sources",)),
+                  dag.Step(f"sbom:{service}", sbom_step(service), (f"image:{service}",)),
+                  dag.Step(f"vex:{service}", vex_step(service), (f"sbom:{service}",))]
+        if push:
+            steps.append(dag.Step(f"push:{service}", push_step(service), (f"vex:{service}",)))
+    return BuildReport(release, services, dag.run(steps, jobs, keep_going))

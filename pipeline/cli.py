@@ -1,35 +1,153 @@
-"""Glue between invoke tasks and the pipeline: settings, project loading, exit codes."""
+"""Glue between invoke tasks and the pipeline: settings, flags, errors and exit codes.
+
+``@entry`` wraps every task: a ``PipelineError`` becomes one ``error:``
+message and its exit code; Ctrl-C or SIGTERM exit 130 with a message; a full
+disk or an unwritable work directory is named as such; anything else is a
+bug, reported as one ``internal error:`` line naming a log file that holds
+the traceback (exit 1).  No traceback ever reaches the terminal.
+"""
 
 from __future__ import annotations
 
+import datetime
 import functools
+import os
+import signal
+import sys
+import tempfile
+import threading
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from invoke import Exit
 
 from . import console
-from .config import Project, Settings, load_project
-from .errors import PipelineError
+from .errors import (
+    DiskFullError,
+    Interrupted,
+    PipelineError,
+    UsageError,
+    WorkdirNotWritableError,
+)
+from .files import is_disk_full, is_not_writable
+from .redact import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
+FORMATS = ("table", "json")
+_loaded: dict[str, Any] = {}
 
 
-def project_from(ctx: Any) -> Project:
-    """Load settings (invoke.yaml ``pipeline:`` block) and every release, once per task."""
+def project_from(ctx: Any):
+    """Settings (invoke configuration ``pipeline:``) and every release, loaded and validated once per run."""
+    from .config import Settings, load_project
+    from .git import configure
+
     raw = ctx.config.get("pipeline", {}) or {}
-    return load_project(Settings.from_mapping(dict(raw)))
+    settings = Settings.from_mapping(dict(raw))
+    configure(settings.network.tool_env() if not settings.offline else settings.network.proxy_env())
+    project = load_project(settings)
+    _loaded["workdir"] = settings.workdir
+    return project
 
 
-def reports_errors(func: F) -> F:
-    """Turn a PipelineError into one clear message on stderr and its exit code."""
+def offline(project, flag: bool):
+    """The project with ``--offline`` applied (a flag on the command line wins over the setting)."""
+    if not flag or project.settings.offline:
+        return project
+    from dataclasses import replace
+
+    network = replace(project.settings.network, offline=True)
+    return replace(project, settings=replace(project.settings, network=network))
+
+
+def positive_int(value: Any, flag: str, default: int = 1) -> int:
+    """A count from the command line (taken as a string, so that a bad value gets our message, not a traceback)."""
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{flag} {value!r} is not a number", hint=f"e.g. {flag} 2") from None
+    if number < 1:
+        raise UsageError(f"{flag} must be at least 1, not {number}")
+    return number
+
+
+def output_format(value: str | None) -> str:
+    value = value or "table"
+    if value not in FORMATS:
+        raise UsageError(f"--format {value!r} is not known", hint=f"use one of {', '.join(FORMATS)}")
+    return value
+
+
+def _log_internal_error() -> Path | None:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for directory in (_loaded.get("workdir", Path("build")) / "logs", Path(tempfile.gettempdir())):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            path = (directory / f"internal-error-{stamp}-{os.getpid()}.log").resolve()
+            path.write_text(redact(f"{' '.join(sys.argv)}\n\n{traceback.format_exc()}"))
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def _terminate(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
+def _exit_now(code: int) -> None:
+    """Exit with ``code``; when worker threads still run (a build step), do not wait for them."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        os._exit(code)
+    raise Exit(code=code)
+
+
+def fail(error: PipelineError) -> None:
+    console.report_error(error)
+    _exit_now(error.exit_code)
+
+
+def entry(func: F) -> F:
+    """Turn every way a task can fail into one clear message and a documented exit code."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminate)
         try:
             return func(*args, **kwargs)
+        except Exit:
+            raise
         except PipelineError as error:
-            console.report_error(error)
-            raise Exit(code=error.exit_code) from None
+            fail(error)
+        except KeyboardInterrupt:
+            fail(Interrupted("interrupted; every file and tree is as it was before the step that was running",
+                             hint="rerun the command: it picks up from what is complete"))
+        except OSError as exc:
+            where = exc.filename or _loaded.get("workdir", "the work directory")
+            if is_disk_full(exc):
+                fail(DiskFullError(f"no space left on the device while writing {where}",
+                                   hint="free space in the work directory and the cache (cache_dir), then rerun"))
+            if is_not_writable(exc):
+                fail(WorkdirNotWritableError(f"cannot write {where}: {exc.strerror}",
+                                             hint="make the work directory and cache writable, or point workdir/cache_dir elsewhere"))
+            raise_internal()
+        except Exception:  # noqa: BLE001 - a bug: say so once, keep the traceback in a file
+            raise_internal()
 
     return wrapper  # type: ignore[return-value]
+
+
+def raise_internal() -> None:
+    path = _log_internal_error()
+    exc = sys.exc_info()[1]
+    summary = redact(f"{type(exc).__name__}: {exc}".splitlines()[0])[:300]
+    console.report_error(f"internal error: {summary}\n  the traceback is in {path or '(could not be written)'}; "
+                         "please report it with that file")
+    _exit_now(1)

@@ -1,43 +1,70 @@
-"""Configuration: settings from invoke.yaml and the per-release files, loaded and validated once.
+"""Configuration: every setting and release file, loaded, typed and validated once.
 
-Everything downstream receives these frozen dataclasses; nothing else reads
-YAML or the ``pipeline:`` settings block.
+One table (``OPTIONS``) names each setting, its type, default and meaning;
+``Settings.load`` resolves them from invoke's configuration (``invoke.yaml``,
+``INVOKE_PIPELINE_<KEY>`` variables, ``invoke -f file``) into frozen
+dataclasses.  Network settings (offline, index, CA bundle, proxies) and the
+Docker engine (``DOCKER_HOST`` and its TLS variables) are resolved here too,
+so no stage ever reads the environment or YAML on its own.
 """
 
 from __future__ import annotations
 
+import datetime
+import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
 from packaging.utils import canonicalize_name
 
-from .errors import ConfigError, UnknownComponentError, UnknownReleaseError
+from . import yamlfile
+from .errors import ConfigError, UnknownComponentError, UnknownReleaseError, ValueTypeError
+from .layout import Layout
+from .redact import public_url, register_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SOURCE_MODES = ("git", "sdist", "auto")
 RELEASE_NAME = re.compile(r"^\d{4}\.\d$")
+SOURCE_MODES = ("git", "sdist", "auto")
+BOOTSTRAP_MODES = ("pull", "debootstrap", "auto")
 
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "root": ".",
-    "workdir": "build",
-    "cache_dir": "~/.cache/openstack-patches",
-    "git_base": "https://opendev.org/openstack",
-    "repos": {},
-    "source_mode": "auto",
-    "index_url": "https://pypi.org/simple",
-    "constraints_url": "https://releases.openstack.org/constraints/upper/{release}",
-    "pypi_names": {"placement": "openstack-placement"},
-    "ca_bundle": "",
-    "offline": False,
-    "image_prefix": "openstack-patches",
-    "registry": "",
-    "test_commands": {},
-}
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    kind: str  # str | url | path | bool | mapping | choice
+    default: Any
+    doc: str
+    choices: tuple[str, ...] = ()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("root", "path", ".", "the repository holding releases/, patches/, overrides/ (relative to tasks.py)"),
+    Option("workdir", "path", "build", "generated output (see the README's output table)"),
+    Option("cache_dir", "path", "~/.cache/openstack-patches", "git mirrors, sdists, wheels, constraints, test venvs"),
+    Option("git_base", "url", "https://opendev.org/openstack", "upstream git URL is {git_base}/{component}; a local path works"),
+    Option("repos", "mapping", {}, "per-component git URL overrides"),
+    Option("source_mode", "choice", "auto", "git | sdist | auto: where release tags come from", SOURCE_MODES),
+    Option("index_url", "url", "https://pypi.org/simple", "PEP 503/691 package index (sdists, wheels, lock resolution)"),
+    Option("constraints_url", "url", "https://releases.openstack.org/constraints/upper/{release}",
+           "upstream upper-constraints for releases without a snapshot, and for `invoke constraints --update`"),
+    Option("pypi_names", "mapping", {"placement": "openstack-placement"}, "component -> PyPI name where they differ"),
+    Option("ca_bundle", "path", "", "extra CA bundle for HTTPS through an intercepting proxy (\"\" = system store)"),
+    Option("offline", "bool", False, "never use the network (same as --offline on every task)"),
+    Option("http_proxy", "url", "", "proxy for http:// (\"\" = the HTTP_PROXY environment variable)"),
+    Option("https_proxy", "url", "", "proxy for https:// (\"\" = HTTPS_PROXY)"),
+    Option("no_proxy", "str", "", "hosts that bypass the proxy (\"\" = NO_PROXY)"),
+    Option("image_prefix", "str", "openstack-patches", "images are <image_prefix>/<service>:<tag>"),
+    Option("registry", "url", "", "registry for `invoke build --push` (host[:port][/path])"),
+    Option("test_commands", "mapping", {}, "per-component upstream test command for testapply (default: stestr run)"),
+)
+OPTION_KEYS = {o.key: o for o in OPTIONS}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -45,8 +72,63 @@ def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 @dataclass(frozen=True)
+class Network:
+    """How the host reaches the network: resolved once, passed to every download, resolver and install."""
+
+    offline: bool
+    index_url: str  # may hold credentials: never print it, use index_public
+    ca_bundle: Path | None
+    http_proxy: str
+    https_proxy: str
+    no_proxy: str
+
+    @property
+    def index_public(self) -> str:
+        return public_url(self.index_url)
+
+    def cafile(self) -> str | None:
+        """The CA bundle for TLS: ``ca_bundle``, else the interpreter's default file."""
+        if self.ca_bundle:
+            return str(self.ca_bundle)
+        paths = ssl.get_default_verify_paths()
+        return os.environ.get("SSL_CERT_FILE") or paths.cafile or paths.openssl_cafile
+
+    def proxy_env(self) -> dict[str, str]:
+        """Proxy variables for child processes (both spellings: tools read one or the other)."""
+        env = {}
+        for name, value in (("http_proxy", self.http_proxy), ("https_proxy", self.https_proxy), ("no_proxy", self.no_proxy)):
+            if value:
+                env[name] = env[name.upper()] = value
+        return env
+
+    def tool_env(self) -> dict[str, str]:
+        """Environment for uv, pip and git run on the host: index, CA, proxies, offline."""
+        env = {"UV_INDEX_URL": self.index_url, "PIP_INDEX_URL": self.index_url, **self.proxy_env()}
+        cafile = self.cafile()
+        if cafile:
+            env.update(SSL_CERT_FILE=cafile, PIP_CERT=cafile, REQUESTS_CA_BUNDLE=cafile, GIT_SSL_CAINFO=cafile)
+        if self.offline:
+            env["UV_OFFLINE"] = "1"
+            env["PIP_NO_INDEX"] = "1"
+        return env
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The Docker engine to talk to, from DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH."""
+
+    host: str  # "" = the local socket
+    tls_verify: bool
+    cert_path: str
+
+    @property
+    def description(self) -> str:
+        return public_url(self.host) if self.host else "the local socket (/var/run/docker.sock)"
+
+
+@dataclass(frozen=True)
 class Settings:
-    """The ``pipeline:`` block of invoke.yaml, with paths resolved."""
+    """The ``pipeline:`` settings block, typed, with paths resolved."""
 
     root: Path
     workdir: Path
@@ -54,57 +136,79 @@ class Settings:
     git_base: str
     repos: Mapping[str, str]
     source_mode: str
-    index_url: str
     constraints_url: str
     pypi_names: Mapping[str, str]
-    ca_bundle: Path | None = None
-    offline: bool = False
+    network: Network
+    engine: Engine
     image_prefix: str = "openstack-patches"
     registry: str = ""
     test_commands: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
 
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.root, self.workdir, self.cache_dir)
+
+    @property
+    def offline(self) -> bool:
+        return self.network.offline
+
     @classmethod
-    def from_mapping(cls, raw: Mapping[str, Any], root: Path = PROJECT_ROOT) -> Settings:
+    def from_mapping(cls, raw: Mapping[str, Any], root: Path = PROJECT_ROOT, environ: Mapping[str, str] | None = None,
+                     settings_file: Path | None = None) -> Settings:
         """Validate the raw block; relative paths are taken from ``root`` (the tasks.py folder)."""
-        unknown = sorted(set(raw) - set(DEFAULT_SETTINGS))
+        environ = os.environ if environ is None else environ
+        settings_file = settings_file or root / "invoke.yaml"
+        unknown = sorted(set(raw) - set(OPTION_KEYS))
         if unknown:
-            raise ConfigError(
-                f"invoke.yaml: unknown pipeline setting(s): {', '.join(unknown)}",
-                hint=f"known settings: {', '.join(DEFAULT_SETTINGS)}",
-            )
-        values = {**DEFAULT_SETTINGS, **{k: v for k, v in raw.items() if v is not None}}
-        for key in ("repos", "pypi_names", "test_commands"):
-            if not isinstance(values[key], Mapping):
-                raise ConfigError(f"invoke.yaml: pipeline.{key} must be a mapping of component to string")
-        if values["source_mode"] not in SOURCE_MODES:
-            raise ConfigError(
-                f"invoke.yaml: pipeline.source_mode is {values['source_mode']!r}",
-                hint=f"use one of {', '.join(SOURCE_MODES)}",
-            )
+            raise ConfigError(f"unknown pipeline setting(s): {', '.join(unknown)}",
+                              hint=f"known settings: {', '.join(OPTION_KEYS)} (see invoke.yaml)")
+        located = _settings_lines(settings_file)
+        values: dict[str, Any] = {}
+        for option in OPTIONS:
+            value = raw.get(option.key, option.default)
+            if value is None:
+                value = option.default
+            values[option.key] = _typed(option, value, environ, located)
 
         def path(value: str, base: Path) -> Path:
-            candidate = Path(str(value)).expanduser()
+            candidate = Path(value).expanduser()
             return candidate if candidate.is_absolute() else (base / candidate).resolve()
 
-        root = path(values["root"], root)
-
-        offline = values["offline"]
-        if isinstance(offline, str):
-            offline = offline.lower() in ("1", "true", "yes", "on")
+        project_root = path(values["root"], root)
+        ca_bundle = path(values["ca_bundle"], project_root) if values["ca_bundle"] else None
+        if ca_bundle is not None and not ca_bundle.is_file():
+            raise ConfigError(f"pipeline.ca_bundle: {ca_bundle} does not exist",
+                              hint="point ca_bundle at a PEM file, or set it to \"\" for the system store")
+        network = Network(
+            offline=values["offline"],
+            index_url=values["index_url"].rstrip("/"),
+            ca_bundle=ca_bundle,
+            http_proxy=values["http_proxy"] or environ.get("HTTP_PROXY") or environ.get("http_proxy") or "",
+            https_proxy=values["https_proxy"] or environ.get("HTTPS_PROXY") or environ.get("https_proxy") or "",
+            no_proxy=values["no_proxy"] or environ.get("NO_PROXY") or environ.get("no_proxy") or "",
+        )
+        engine = Engine(
+            host=environ.get("DOCKER_HOST", ""),
+            tls_verify=environ.get("DOCKER_TLS_VERIFY", "") not in ("", "0"),
+            cert_path=environ.get("DOCKER_CERT_PATH", ""),
+        )
+        repos = {k: str(v) for k, v in values["repos"].items()}
+        for url in (values["git_base"], values["index_url"], values["constraints_url"], values["registry"],
+                    network.http_proxy, network.https_proxy, engine.host, *repos.values()):
+            register_url(url)
         return cls(
-            root=root,
-            workdir=path(values["workdir"], root),
-            cache_dir=path(values["cache_dir"], root),
-            git_base=str(values["git_base"]).rstrip("/"),
-            repos=_frozen({str(k): str(v) for k, v in values["repos"].items()}),
+            root=project_root,
+            workdir=path(values["workdir"], project_root),
+            cache_dir=path(values["cache_dir"], project_root),
+            git_base=values["git_base"].rstrip("/"),
+            repos=_frozen(repos),
             source_mode=values["source_mode"],
-            index_url=str(values["index_url"]).rstrip("/"),
-            constraints_url=str(values["constraints_url"]),
+            constraints_url=values["constraints_url"],
             pypi_names=_frozen({str(k): str(v) for k, v in values["pypi_names"].items()}),
-            ca_bundle=path(values["ca_bundle"], root) if values["ca_bundle"] else None,
-            offline=bool(offline),
-            image_prefix=str(values["image_prefix"]).strip("/"),
-            registry=str(values["registry"]).strip("/"),
+            network=network,
+            engine=engine,
+            image_prefix=values["image_prefix"].strip("/"),
+            registry=values["registry"].strip("/"),
             test_commands=_frozen({str(k): str(v) for k, v in values["test_commands"].items()}),
         )
 
@@ -112,21 +216,65 @@ class Settings:
         """Upstream URL: a per-component override, else ``{git_base}/{component}``.
 
         Local paths become ``file://`` URLs because git ignores ``--depth`` for
-        plain paths and we rely on shallow fetches.
+        plain paths.
         """
-        url = self.repos.get(component) or f"{self.git_base}/{component}"
-        if "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url):
-            local = Path(url).expanduser()
-            url = (local if local.is_absolute() else self.root / local).resolve().as_uri()
-        return url
+        return local_to_url(self.repos.get(component) or f"{self.git_base}/{component}", self.root)
 
     def pypi_name(self, component: str) -> str:
         return self.pypi_names.get(component, component)
 
 
+def local_to_url(url: str, root: Path) -> str:
+    if "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url):
+        local = Path(url).expanduser()
+        return (local if local.is_absolute() else root / local).resolve().as_uri()
+    return url
+
+
+def _settings_lines(path: Path) -> yamlfile.Located:
+    try:
+        _, located = yamlfile.load(path)
+        return located
+    except ConfigError:
+        return yamlfile.Located(path)
+
+
+def _typed(option: Option, value: Any, environ: Mapping[str, str], located: yamlfile.Located) -> Any:
+    env_name = f"INVOKE_PIPELINE_{option.key.upper()}"
+    where = f"pipeline.{option.key} ({located.where('pipeline', option.key)}, {env_name} or a file given to invoke -f)"
+    if option.kind == "bool":
+        # invoke casts any non-empty environment string to True ("false" included): read it ourselves.
+        text = environ.get(env_name)
+        if text is not None:
+            if text.strip().lower() in _TRUE:
+                return True
+            if text.strip().lower() in _FALSE:
+                return False
+            raise ValueTypeError(f"{env_name}={text!r} is not a boolean", hint="use true or false (1 or 0)")
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in (*_TRUE, *_FALSE):
+            return value.strip().lower() in _TRUE
+        raise ValueTypeError(f"{where} is {value!r}, not a boolean", hint="use true or false")
+    if option.kind == "mapping":
+        if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueTypeError(f"{where} must be a mapping of component name to string, not {value!r}",
+                                 hint=f"e.g. {option.key}: {{nova: \"...\"}}")
+        return dict(value)
+    if not isinstance(value, str):
+        raise ValueTypeError(f"{where} is {value!r} ({type(value).__name__}), not a string",
+                             hint=f"quote it in YAML; default: {option.default!r}")
+    if option.kind == "choice" and value not in option.choices:
+        raise ConfigError(f"{where} is {value!r}", hint=f"use one of {', '.join(option.choices)}")
+    return value
+
+
+# --- releases ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class BaseImageSettings:
-    """How a release's base images are made (used by the images stage)."""
+    """How a release's base images are made."""
 
     image: str = "debian:bookworm-slim"
     debian_suite: str = "bookworm"
@@ -141,9 +289,17 @@ class Component:
     name: str
     release: str
     ref: str
-    url: str
+    url: str  # may hold credentials: for git only
     pypi_name: str
     is_service: bool
+
+    @property
+    def public_url(self) -> str:
+        return public_url(self.url)
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.release})"
 
 
 @dataclass(frozen=True)
@@ -158,99 +314,104 @@ class Release:
     base: BaseImageSettings
     constraints_url: str | None
     service_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _frozen({}))
+    release_date: datetime.date | None = None
+    end_of_life: datetime.date | None = None
+    status: str = ""  # "" | maintained | unmaintained | end-of-life
 
     @property
     def libraries(self) -> tuple[str, ...]:
         return tuple(name for name in self.refs if name not in self.services)
 
-    @property
-    def constraints_snapshot(self) -> Path:
-        return self.directory / "upper-constraints.txt"
 
-
-RELEASE_KEYS = {"services", "python", "base", "constraints_url", "service_defaults"}
-
-
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file, turning syntax errors into a message with file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: invalid YAML: {problem}", hint="fix the syntax and rerun") from None
+RELEASE_KEYS = {"services", "python", "base", "constraints_url", "service_defaults", "release_date", "end_of_life",
+                "status"}
+RELEASE_STATUSES = ("", "maintained", "unmaintained", "end-of-life")
 
 
 def _load_refs(path: Path) -> dict[str, str]:
-    data = read_yaml(path)
+    data, located = yamlfile.load(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: must be a flat map of component name to git ref")
     refs: dict[str, str] = {}
     for component, ref in data.items():
-        if not isinstance(ref, str) or not ref.strip():
-            raise ConfigError(
-                f"{path}: ref of {component!r} is {ref!r}, not a string",
-                hint=f"quote it, e.g. {component}: \"{ref}\" (YAML reads 28.10 as the number 28.1)",
-            )
-        refs[str(component)] = ref.strip()
+        text = yamlfile.expect_str(ref, located, str(component), example='"32.2.0"').strip()
+        if not text:
+            raise ValueTypeError(f"{located.where(str(component))}: the ref of {component} is empty")
+        refs[str(component)] = text
     return refs
+
+
+def _date(value: Any, located: yamlfile.Located, key: str) -> datetime.date | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueTypeError(f"{located.where(key)}: {key} must be a date like 2025-10-01, not {value!r}")
 
 
 def load_release(directory: Path) -> Release:
     name = directory.name
     refs = _load_refs(directory / "source-refs.yaml")
     release_file = directory / "release.yaml"
-    data = read_yaml(release_file) if release_file.exists() else {}
+    data, located = yamlfile.load(release_file) if release_file.exists() else ({}, yamlfile.Located(release_file))
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{release_file}: must be a mapping")
     unknown = sorted(set(data) - RELEASE_KEYS)
     if unknown:
-        raise ConfigError(
-            f"{release_file}: unknown key(s) {', '.join(unknown)}",
-            hint=f"allowed keys: {', '.join(sorted(RELEASE_KEYS))}",
-        )
+        raise ConfigError(f"{release_file}: unknown key(s) {', '.join(unknown)}",
+                          hint=f"allowed keys: {', '.join(sorted(RELEASE_KEYS))}")
     services = data.get("services", [])
     if not isinstance(services, list) or not all(isinstance(s, str) for s in services):
-        raise ConfigError(f"{release_file}: services must be a list of component names")
+        raise ValueTypeError(f"{located.where('services')}: services must be a list of component names")
     missing = [s for s in services if s not in refs]
     if missing:
         raise ConfigError(
-            f"{release_file}: service(s) {', '.join(missing)} have no ref in {directory / 'source-refs.yaml'}",
+            f"{located.where('services')}: service(s) {', '.join(missing)} have no ref in {directory / 'source-refs.yaml'}",
             hint="add a ref (branch, tag or commit SHA) for each service",
         )
     base_raw = data.get("base") or {}
     if not isinstance(base_raw, dict):
-        raise ConfigError(f"{release_file}: base must be a mapping")
+        raise ValueTypeError(f"{located.where('base')}: base must be a mapping")
     base_fields = set(BaseImageSettings.__dataclass_fields__)
     bad = sorted(set(base_raw) - base_fields)
     if bad:
-        raise ConfigError(f"{release_file}: unknown base key(s) {', '.join(bad)}", hint=f"allowed: {', '.join(sorted(base_fields))}")
-    base = BaseImageSettings(**{k: str(v) for k, v in base_raw.items()})
-    if base.bootstrap not in ("pull", "debootstrap", "auto"):
-        raise ConfigError(f"{release_file}: base.bootstrap must be pull, debootstrap or auto")
+        raise ConfigError(f"{located.where('base')}: unknown base key(s) {', '.join(bad)}",
+                          hint=f"allowed: {', '.join(sorted(base_fields))}")
+    base = BaseImageSettings(**{k: yamlfile.expect_str(v, located, "base", k) for k, v in base_raw.items()})
+    if base.bootstrap not in BOOTSTRAP_MODES:
+        raise ConfigError(f"{located.where('base', 'bootstrap')}: base.bootstrap must be pull, debootstrap or auto")
     defaults = data.get("service_defaults") or {}
     if not isinstance(defaults, dict) or not all(isinstance(v, dict) for v in defaults.values()):
-        raise ConfigError(f"{release_file}: service_defaults must map a service to a mapping of settings")
+        raise ValueTypeError(f"{located.where('service_defaults')}: service_defaults must map a service to a mapping")
     for service, settings in defaults.items():
         if service not in services:
-            raise ConfigError(f"{release_file}: service_defaults names {service!r}, which is not in services")
+            raise ConfigError(f"{located.where('service_defaults', service)}: service_defaults names {service!r}, "
+                              "which is not in services")
         for key, value in settings.items():
             if not isinstance(value, (str, int, float, bool)) or not re.fullmatch(r"[a-z][a-z0-9_.-]*", str(key)):
-                raise ConfigError(
-                    f"{release_file}: service_defaults.{service}.{key} must be a lower-case key with a scalar value",
+                raise ValueTypeError(
+                    f"{located.where('service_defaults', service, str(key))}: service_defaults.{service}.{key} "
+                    "must be a lower-case key with a scalar value",
                     hint="they become image labels io.openstack-patches.default.<key>=<value>",
                 )
-    python = str(data.get("python", "3.11"))
+    python = yamlfile.expect_str(data.get("python", "3.11"), located, "python", example='"3.11"')
     if not re.fullmatch(r"3\.\d+", python):
-        raise ConfigError(f"{release_file}: python must look like \"3.11\", got {python!r}")
+        raise ValueTypeError(f"{located.where('python')}: python must look like \"3.11\", got {python!r}")
+    constraints_url = data.get("constraints_url")
+    if constraints_url is not None:
+        constraints_url = yamlfile.expect_str(constraints_url, located, "constraints_url")
+        register_url(constraints_url)
+    status = data.get("status", "")
+    if status not in RELEASE_STATUSES:
+        raise ConfigError(f"{located.where('status')}: status must be one of {', '.join(s for s in RELEASE_STATUSES if s)}")
     return Release(
         name=name,
         directory=directory,
@@ -258,8 +419,11 @@ def load_release(directory: Path) -> Release:
         services=tuple(services),
         python=python,
         base=base,
-        constraints_url=data.get("constraints_url"),
+        constraints_url=constraints_url,
         service_defaults=_frozen({k: _frozen(v) for k, v in defaults.items()}),
+        release_date=_date(data.get("release_date"), located, "release_date"),
+        end_of_life=_date(data.get("end_of_life"), located, "end_of_life"),
+        status=status,
     )
 
 
@@ -271,12 +435,12 @@ class Project:
     releases: Mapping[str, Release]
 
     @property
-    def patches_dir(self) -> Path:
-        return self.settings.root / "patches"
+    def layout(self) -> Layout:
+        return self.settings.layout
 
     @property
-    def overrides_dir(self) -> Path:
-        return self.settings.root / "overrides"
+    def network(self) -> Network:
+        return self.settings.network
 
     def release(self, name: str) -> Release:
         try:
@@ -294,14 +458,8 @@ class Project:
                 f"unknown component {name!r} for release {release}",
                 hint=f"components of {release}: {', '.join(rel.refs)}; add a ref to {rel.directory / 'source-refs.yaml'}",
             )
-        return Component(
-            name=name,
-            release=release,
-            ref=rel.refs[name],
-            url=self.settings.git_url(name),
-            pypi_name=self.settings.pypi_name(name),
-            is_service=name in rel.services,
-        )
+        return Component(name=name, release=release, ref=rel.refs[name], url=self.settings.git_url(name),
+                         pypi_name=self.settings.pypi_name(name), is_service=name in rel.services)
 
     def components(self, release: str, names: list[str] | tuple[str, ...] = ()) -> list[Component]:
         """The named components of a release, or all of them, in source-refs order."""
@@ -319,9 +477,7 @@ def load_project(settings: Settings) -> Project:
     if releases_dir.is_dir():
         for directory in sorted(p for p in releases_dir.iterdir() if p.is_dir()):
             if not RELEASE_NAME.match(directory.name):
-                raise ConfigError(
-                    f"{directory}: release directories are named like 2025.2",
-                    hint="rename or remove the directory",
-                )
+                raise ConfigError(f"{directory}: release directories are named like 2025.2",
+                                  hint="rename or remove the directory")
             releases[directory.name] = load_release(directory)
     return Project(settings=settings, releases=_frozen(releases))

@@ -1,37 +1,101 @@
 """Constraints stage: the release's upper-constraints with overrides merged.
 
-Owns where upstream upper-constraints come from (a snapshot in
-``releases/<release>/`` or ``constraints_url``, cached), the override file
-syntax of ``overrides/<release>/constraints.txt``, and the effective file at
-``<workdir>/<release>/upper-constraints.txt`` with its explanatory header.
+Owns where upstream upper-constraints come from (the repository's pinned
+snapshot ``releases/<release>/upper-constraints.txt``, written by
+``invoke constraints --update`` with a header naming its source and hash; or
+``constraints_url``, cached with the hash recorded at download and checked
+before every use), the override syntax of ``overrides/<release>/constraints.txt``
+(marker-aware: an override for some Pythons leaves the upstream pins for the
+others), and the effective file ``<workdir>/<release>/upper-constraints.txt``
+with its explanatory header.
 """
 
 from __future__ import annotations
 
+import datetime
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from .config import Project
-from .errors import ConfigError, OverrideError
-from .net import fetch_url
-from .stamps import sha256_bytes, write_atomic
+from . import console
+from .config import Project, local_to_url
+from .errors import CacheCorruptError, ConfigError, FetchError, OverrideError
+from .files import read_json, sha256_bytes, write_atomic, write_if_changed, write_json
+from .net import read_local_or_fetch
+from .redact import public_url
 
 NAME_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 REMOVAL_RE = re.compile(r"^-\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*$")
+SNAPSHOT_FIELD_RE = re.compile(r"^# (source|note|fetched|sha256): (.*)$")
+SNAPSHOT_TITLE = "# upper-constraints snapshot"
+
+# Environments a marker is evaluated in to decide which pins overlap: every
+# CPython an OpenStack release has supported or will, on the usual platforms.
+_PYTHONS = [f"3.{minor}" for minor in range(6, 16)]
+_PLATFORMS = [("linux", "Linux", "posix"), ("darwin", "Darwin", "posix"), ("win32", "Windows", "nt")]
+ENVIRONMENTS = [
+    {"python_version": py, "python_full_version": f"{py}.0", "sys_platform": plat, "platform_system": system,
+     "os_name": os_name, "platform_machine": "x86_64", "implementation_name": "cpython",
+     "platform_python_implementation": "CPython", "implementation_version": f"{py}.0", "platform_release": "",
+     "platform_version": "", "extra": ""}
+    for py in _PYTHONS for plat, system, os_name in _PLATFORMS
+]
+
+
+def applies(marker: str | None) -> frozenset[int]:
+    """The environments (indexes into ENVIRONMENTS) where a pin with ``marker`` applies."""
+    if not marker:
+        return frozenset(range(len(ENVIRONMENTS)))
+    parsed = Marker(marker)
+    return frozenset(i for i, env in enumerate(ENVIRONMENTS) if parsed.evaluate(env))
+
+
+_INVERSE = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">", "in": "not in", "not in": "in"}
+
+
+def negate(marker: str) -> str | None:
+    """A marker true exactly where ``marker`` is false, or None if it cannot be written (``===``, ``~=``)."""
+
+    def atom(item) -> str:
+        return item.value if type(item).__name__ == "Variable" else repr(str(item.value))
+
+    def walk(markers) -> str | None:
+        parts = []
+        for item in markers:
+            if isinstance(item, str):
+                parts.append({"and": "or", "or": "and"}[item])
+            elif isinstance(item, list):
+                inner = walk(item)
+                if inner is None:
+                    return None
+                parts.append(f"({inner})")
+            else:
+                left, op, right = item
+                inverse = _INVERSE.get(op.value)
+                if inverse is None:
+                    return None
+                parts.append(f"{atom(left)} {inverse} {atom(right)}")
+        return " ".join(parts)
+
+    try:
+        return walk(Marker(marker)._markers)  # packaging's parsed form; stable since packaging 22
+    except (InvalidMarker, AttributeError, TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
 class Override:
     line_no: int
     name: str  # canonical
-    text: str  # the pin as written, or "" for a removal
+    spelled: str  # as written
+    text: str  # the pin as written (comment stripped), or "" for a removal
     version: str | None
     marker: str | None
-    reason: str | None  # the comment block just above the line
+    reason: str | None  # the comment block just above the line, and a trailing comment
 
     @property
     def removal(self) -> bool:
@@ -41,11 +105,12 @@ class Override:
 @dataclass(frozen=True)
 class Change:
     name: str
-    action: str  # replaced | added | removed
+    action: str  # replaced | added | removed | narrowed
     old: tuple[str, ...]
     new: tuple[str, ...]
-    why: str  # "override line N" or "built from patched source"
+    why: str  # "override line N" or "built from patched source (component)"
     reason: str | None = None
+    source: str | None = None  # overrides file and line
 
 
 @dataclass(frozen=True)
@@ -63,78 +128,118 @@ def canonical_name(line: str) -> str | None:
     return canonicalize_name(m.group(1)) if m else None
 
 
-def parse_overrides(text: str, path: Path | str) -> list[Override]:
+def _marker_of(line: str) -> str | None:
+    _, _, marker = line.partition(";")
+    return marker.strip() or None
+
+
+def parse_overrides(text: str, path: str) -> list[Override]:
     """Parse an override file; raise OverrideError naming file and line on bad input."""
     overrides: list[Override] = []
     comment: list[str] = []
     for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
+        line, _, trailing = raw.partition("#")
+        line = line.strip()
         if not line:
-            comment = []
+            comment = [] if not raw.strip() else comment + [raw.strip().lstrip("#").strip()]
             continue
-        if line.startswith("#"):
-            comment.append(line.lstrip("#").strip())
-            continue
-        reason = " ".join(comment) or None
+        reason = " ".join([*comment, trailing.strip()]).strip() or None
         comment = []
         removal = REMOVAL_RE.match(line)
         if removal:
-            overrides.append(Override(number, canonicalize_name(removal.group(1)), "", None, None, reason))
+            overrides.append(Override(number, canonicalize_name(removal.group(1)), removal.group(1), "", None, None, reason))
             continue
         try:
             req = Requirement(line)
         except InvalidRequirement as exc:
-            raise OverrideError(
-                f"{path}:{number}: cannot parse {line!r}: {exc}",
-                hint="write `name===version`, optionally with `;marker`, or `-name` to remove a pin",
-            ) from None
+            raise OverrideError(f"{path}:{number}: cannot parse {line!r}: {exc}",
+                                hint="write `name===version`, optionally with `;marker`, or `-name` to remove a pin") from None
         specs = list(req.specifier)
         if req.url or req.extras or len(specs) != 1 or specs[0].operator != "===":
-            raise OverrideError(
-                f"{path}:{number}: {line!r} is not an exact pin",
-                hint="upper-constraints pins use `name===version` (three equals signs), or `-name` to remove a pin",
-            )
-        overrides.append(Override(number, canonicalize_name(req.name), line, specs[0].version,
+            raise OverrideError(f"{path}:{number}: {line!r} is not an exact pin",
+                                hint="upper-constraints pins use `name===version` (three equals signs), or `-name` to remove a pin")
+        overrides.append(Override(number, canonicalize_name(req.name), req.name, line, specs[0].version,
                                   str(req.marker) if req.marker else None, reason))
     _check_consistent(overrides, path)
     return overrides
 
 
-def _check_consistent(overrides: list[Override], path: Path | str) -> None:
+def _check_consistent(overrides: list[Override], path: str) -> None:
     seen: dict[str, list[Override]] = {}
     for item in overrides:
         for other in seen.get(item.name, []):
-            same_marker = other.marker == item.marker
-            if other.removal != item.removal or (same_marker and other.version != item.version):
+            if other.spelled != item.spelled:
                 raise OverrideError(
-                    f"{path}:{item.line_no}: conflicts with line {other.line_no} for {item.name}",
-                    hint="keep one override per package (several pins are fine only with different markers)",
+                    f"{path}:{item.line_no}: {item.spelled} repeats {other.spelled} of line {other.line_no} "
+                    "under another spelling (package names compare canonically)",
+                    hint="keep one override per package; write the name the same way on every line",
+                )
+            if other.removal or item.removal:
+                raise OverrideError(f"{path}:{item.line_no}: conflicts with line {other.line_no} for {item.name}",
+                                    hint="a removal (`-name`) cannot be combined with pins of the same package")
+            if applies(other.marker) & applies(item.marker):
+                raise OverrideError(
+                    f"{path}:{item.line_no}: {item.text!r} overlaps {other.text!r} of line {other.line_no}: "
+                    "both apply to some Python versions",
+                    hint="give the pins markers that do not overlap (e.g. python_version<'3.12' and >='3.12'), or keep one",
                 )
         seen.setdefault(item.name, []).append(item)
 
 
-def merge(upstream: str, overrides: list[Override], built_from_source: dict[str, str]) -> MergeResult:
+def merge(upstream: str, overrides: list[Override], built_from_source: dict[str, str],
+          overrides_path: str = "overrides") -> MergeResult:
     """Apply overrides and drop pins of packages built from patched source.
 
-    Untouched lines keep their order and text; a replaced package's new pins
-    take the place of its first upstream line; added pins go at the end.
+    An override without a marker replaces every upstream pin of its package;
+    one with a marker replaces the upstream pins it covers and narrows those
+    it partly overlaps (their marker gains the override's negation), so every
+    other Python keeps its upstream pin.  Untouched lines keep their order and
+    text; a package's new pins take the place of its first upstream line.
     """
     for item in overrides:
         if not item.removal and item.name in built_from_source:
             raise OverrideError(
-                f"line {item.line_no}: pins {item.name}, which is built from patched source ({built_from_source[item.name]})",
+                f"{overrides_path}:{item.line_no}: pins {item.name}, which is built from patched source "
+                f"({built_from_source[item.name]})",
                 hint="remove the override: the patched source decides that package's version",
             )
     by_name: dict[str, list[Override]] = {}
     for item in overrides:
-        if not any(o.text == item.text for o in by_name.get(item.name, [])):
-            by_name.setdefault(item.name, []).append(item)
-
-    old_lines: dict[str, list[str]] = {}
+        by_name.setdefault(item.name, []).append(item)
+    upstream_lines: dict[str, list[str]] = {}
     for line in upstream.splitlines():
         name = canonical_name(line)
         if name:
-            old_lines.setdefault(name, []).append(line)
+            upstream_lines.setdefault(name, []).append(line)
+
+    replacement: dict[str, list[str]] = {}
+    changes: list[Change] = []
+    for name, items in by_name.items():
+        old = upstream_lines.get(name, [])
+        where = f"{overrides_path}:" + ",".join(str(o.line_no) for o in items)
+        why = "override line " + ", ".join(str(o.line_no) for o in items)
+        reason = "; ".join(dict.fromkeys(o.reason for o in items if o.reason)) or None
+        if any(o.removal for o in items):
+            replacement[name] = []
+            changes.append(Change(name, "removed" if old else "removed (absent upstream)", tuple(old), (), why, reason, where))
+            continue
+        covered = frozenset().union(*(applies(o.marker) for o in items))
+        kept: list[str] = []
+        for line in old:
+            marker = _marker_of(line)
+            upstream_envs = applies(marker)
+            rest = upstream_envs - covered
+            if not upstream_envs or rest == upstream_envs:
+                kept.append(line)  # applies nowhere we model, or untouched by the override
+            elif rest:
+                narrowed = _narrow(line, marker, [o for o in items if o.marker], rest, overrides_path)
+                kept.append(narrowed)
+        new = [*(o.text for o in items), *kept]
+        action = "replaced" if old else "added"
+        if kept and old:
+            action = "replaced for some Pythons"
+        replacement[name] = new
+        changes.append(Change(name, action, tuple(old), tuple(new), why, reason, where))
 
     out: list[str] = []
     placed: set[str] = set()
@@ -142,29 +247,39 @@ def merge(upstream: str, overrides: list[Override], built_from_source: dict[str,
         name = canonical_name(line)
         if name in built_from_source:
             continue
-        if name in by_name:
+        if name in replacement:
             if name not in placed:
                 placed.add(name)
-                out.extend(o.text for o in by_name[name] if not o.removal)
+                out.extend(replacement[name])
             continue
         out.append(line)
-    for name, items in by_name.items():
-        if name not in placed and name not in built_from_source:
-            out.extend(o.text for o in items if not o.removal)
-
-    changes: list[Change] = []
-    for name, items in by_name.items():
-        old = tuple(old_lines.get(name, ()))
-        new = tuple(o.text for o in items if not o.removal)
-        action = "removed" if not new else ("replaced" if old else "added")
-        if action == "removed" and not old:
-            action = "removed (absent upstream)"
-        reason = next((o.reason for o in items if o.reason), None)
-        changes.append(Change(name, action, old, new, "override line " + ", ".join(str(o.line_no) for o in items), reason))
+    for name, lines in replacement.items():
+        if name not in placed:
+            out.extend(lines)
     for name, component in built_from_source.items():
-        if name in old_lines:
-            changes.append(Change(name, "removed", tuple(old_lines[name]), (), f"built from patched source ({component})"))
+        if name in upstream_lines:
+            changes.append(Change(name, "removed", tuple(upstream_lines[name]), (), f"built from patched source ({component})"))
     return MergeResult(tuple(out), tuple(changes))
+
+
+def _narrow(line: str, marker: str | None, items: list[Override], rest: frozenset[int], path: str) -> str:
+    """The upstream pin ``line`` restricted to the environments no override covers."""
+    negations = []
+    for item in items:
+        negation = negate(item.marker or "")
+        if negation is None:
+            raise OverrideError(
+                f"{path}:{item.line_no}: {item.text!r} covers part of the upstream pin {line!r}, and its marker "
+                "cannot be negated to keep the upstream pin for the other Pythons",
+                hint="add overrides for the other Pythons as well, or use a marker with <, <=, >, >=, == or !=",
+            )
+        negations.append(f"({negation})")
+    pin = line.split(";", 1)[0].strip()
+    narrowed = f"{pin};" + " and ".join(([f"({marker})"] if marker else []) + negations)
+    if applies(_marker_of(narrowed)) != rest:  # never write a marker that means something else
+        raise OverrideError(f"{path}: cannot restrict {line!r} to the Pythons the overrides leave",
+                            hint="write overrides for every Python the upstream pins cover")
+    return narrowed
 
 
 def header(release: str, source: str, source_sha: str, overrides_path: str | None, changes: tuple[Change, ...]) -> list[str]:
@@ -182,71 +297,172 @@ def header(release: str, source: str, source_sha: str, overrides_path: str | Non
     return lines
 
 
-# --- the stage -------------------------------------------------------------------
+# --- upstream files ---------------------------------------------------------------------
+
+
+def validate(text: str, where: str) -> str | None:
+    """Why ``text`` is not a whole upper-constraints file (empty, cut off, not pins), or None."""
+    if not text.strip():
+        return "it is empty"
+    if not text.endswith("\n"):
+        return "it does not end with a newline (cut off?)"
+    pins = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            req = Requirement(stripped)
+        except InvalidRequirement:
+            return f"line {number} is not a pin: {stripped[:60]!r}"
+        specs = list(req.specifier)
+        if len(specs) != 1 or specs[0].operator not in ("===", "=="):
+            return f"line {number} is not an exact pin: {stripped[:60]!r}"
+        pins += 1
+    if pins == 0:
+        return "it holds no pins"
+    return None
 
 
 def constraints_url(project: Project, release: str) -> str:
     """The release's ``constraints_url`` (release.yaml, else settings), as a URL."""
     rel = project.release(release)
-    url = (rel.constraints_url or project.settings.constraints_url).format(release=release)
-    if "://" not in url:
-        path = Path(url)
-        url = (path if path.is_absolute() else project.settings.root / path).resolve().as_uri()
-    return url
+    return local_to_url((rel.constraints_url or project.settings.constraints_url).format(release=release),
+                        project.settings.root)
+
+
+def _unreachable_hint(release: str) -> str:
+    return (f"releases/{release}/ has no upper-constraints.txt snapshot; point constraints_url at a reachable copy "
+            f"(e.g. INVOKE_PIPELINE_CONSTRAINTS_URL=file:///srv/upper-constraints/{{release}}.txt) and run "
+            f"`invoke constraints --release {release} --update` to pin a snapshot in the repository")
 
 
 def _download(project: Project, release: str, url: str) -> bytes:
-    body, _ = fetch_url(url, project.settings.ca_bundle)
-    if not body.strip():
-        raise ConfigError(f"{url}: upper-constraints for {release} is empty")
+    try:
+        body = read_local_or_fetch(url, project.network, what=f"upper-constraints of {release}")
+    except FetchError as error:
+        raise FetchError(error.message, hint=_unreachable_hint(release)) from None
+    problem = validate(body.decode("utf-8", "replace"), url)
+    if problem:
+        raise FetchError(f"{public_url(url)}: not a whole upper-constraints file: {problem}",
+                         hint="check constraints_url; the download may have been cut off (retry)")
     return body
 
 
-def upstream_text(project: Project, release: str, refresh: bool = False) -> tuple[str, str]:
-    """(text, where it came from): the snapshot if the repository has one, else the URL (cached)."""
-    snapshot = project.release(release).constraints_snapshot
+def split_snapshot(text: str) -> tuple[dict[str, str], str]:
+    """(header fields, body) of a snapshot written by ``update_snapshot``; a plain file has no fields."""
+    lines = text.splitlines(keepends=True)
+    if not lines or not lines[0].startswith(SNAPSHOT_TITLE):
+        return {}, text
+    fields: dict[str, str] = {}
+    index = 1
+    while index < len(lines) and (m := SNAPSHOT_FIELD_RE.match(lines[index].rstrip("\n"))):
+        fields[m.group(1)] = m.group(2)
+        index += 1
+    return fields, "".join(lines[index:])
+
+
+def _read_snapshot(project: Project, release: str, path: Path) -> tuple[str, str]:
+    rel = project.layout.repo_rel(path)
+    fields, body = split_snapshot(path.read_text(encoding="utf-8"))
+    expected = fields.get("sha256")
+    if expected and sha256_bytes(body.encode()) != expected:
+        raise ConfigError(f"{rel}: the snapshot's content does not match the sha256 in its header (edited or cut off)",
+                          hint=f"restore it from git, or refresh it: invoke constraints --release {release} --update")
+    problem = validate(body, rel)
+    if problem:
+        raise ConfigError(f"{rel}: not a whole upper-constraints file: {problem}",
+                          hint=f"restore it from git, or refresh it: invoke constraints --release {release} --update")
+    source = fields.get("source", "")
+    return body, f"{rel}" + (f" (snapshot of {source})" if source else "")
+
+
+def upstream_text(project: Project, release: str) -> tuple[str, str]:
+    """(text, where it came from): the snapshot if the repository has one, else the URL (cached, checked)."""
+    snapshot = project.layout.constraints_snapshot(release)
     if snapshot.exists():
-        return snapshot.read_text(), str(snapshot.relative_to(project.settings.root))
+        return _read_snapshot(project, release, snapshot)
     url = constraints_url(project, release)
-    cache = project.settings.cache_dir / "constraints" / f"{release}-{sha256_bytes(url.encode())[:12]}.txt"
-    if refresh or not cache.exists():
-        write_atomic(cache, _download(project, release, url))
-    return cache.read_text(), url
+    shown = public_url(url)
+    cache_dir = project.layout.constraints_cache()
+    key = sha256_bytes(url.encode())[:12]
+    cache, record_path = cache_dir / f"{release}-{key}.txt", cache_dir / f"{release}-{key}.json"
+    record = read_json(record_path)
+    if cache.exists():
+        body = cache.read_bytes()
+        problem = None
+        if not isinstance(record, dict) or record.get("sha256") != sha256_bytes(body):
+            problem = "its hash is not the one recorded at download"
+        else:
+            problem = validate(body.decode("utf-8", "replace"), str(cache))
+        if problem is None:
+            return body.decode("utf-8"), shown
+        if project.settings.offline:
+            raise CacheCorruptError(f"the cached upper-constraints {cache} of {release} are corrupt: {problem}",
+                                    hint="run once without --offline: they are then downloaded again")
+        console.note(f"the cached upper-constraints {cache} are corrupt ({problem}); downloading them again")
+    elif project.settings.offline and not url.startswith("file:"):
+        raise FetchError(f"upper-constraints of {release} are not in the cache, and offline mode forbids downloading {shown}",
+                         hint=_unreachable_hint(release))
+    body = _download(project, release, url)
+    write_atomic(cache, body)
+    write_json(record_path, {"url": shown, "sha256": sha256_bytes(body),
+                             "fetched": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+    return body.decode("utf-8"), shown
 
 
-def update_snapshot(project: Project, release: str) -> Path:
-    """Write or refresh ``releases/<release>/upper-constraints.txt`` from constraints_url."""
-    snapshot = project.release(release).constraints_snapshot
-    write_atomic(snapshot, _download(project, release, constraints_url(project, release)))
+def update_snapshot(project: Project, release: str, url: str | None = None, note: str | None = None) -> Path:
+    """Write or refresh ``releases/<release>/upper-constraints.txt`` from ``url`` (default constraints_url)."""
+    source = local_to_url(url, project.settings.root) if url else constraints_url(project, release)
+    body = _download(project, release, source).decode("utf-8")
+    fetched = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    lines = [f"{SNAPSHOT_TITLE} for OpenStack {release}, written by `invoke constraints --update`.",
+             f"# source: {public_url(source)}"]
+    if note:
+        lines.append(f"# note: {note}")
+    lines += [f"# fetched: {fetched}", f"# sha256: {sha256_bytes(body.encode())}"]
+    snapshot = project.layout.constraints_snapshot(release)
+    write_atomic(snapshot, "\n".join(lines) + "\n" + body)
     return snapshot
 
 
-def overrides_path(project: Project, release: str) -> Path:
-    return project.overrides_dir / release / "constraints.txt"
+# --- the stage -------------------------------------------------------------------
 
 
-def effective_path(project: Project, release: str) -> Path:
-    return project.settings.workdir / release / "upper-constraints.txt"
+@dataclass(frozen=True)
+class ConstraintsRecord:
+    """The effective constraints of a release: what the image and SBOM stages need to know."""
+
+    release: str
+    path: str  # relative to the work directory
+    sha256: str
+    upstream: str
+    changes: tuple[Change, ...]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ConstraintsRecord:
+        data = dict(data)
+        data["changes"] = tuple(Change(**{**c, "old": tuple(c["old"]), "new": tuple(c["new"])}) for c in data["changes"])
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
-def effective(project: Project, release: str, refresh: bool = False) -> tuple[str, MergeResult]:
-    """The effective constraints file's content and the changes, without writing anything."""
-    text, description = upstream_text(project, release, refresh)
-    path = overrides_path(project, release)
-    overrides = parse_overrides(path.read_text(), path.relative_to(project.settings.root)) if path.exists() else []
-    try:
-        result = merge(text, overrides, project.built_from_source(release))
-    except OverrideError as error:
-        raise OverrideError(f"{path.relative_to(project.settings.root)}:{error.message.removeprefix('line ')}", error.hint) from None
-    lines = header(release, description, sha256_bytes(text.encode()),
-                   str(path.relative_to(project.settings.root)) if path.exists() else None, result.changes)
-    return "\n".join(lines + list(result.lines)) + "\n", result
+def effective(project: Project, release: str) -> tuple[str, MergeResult, str]:
+    """(content of the effective file, the merge, upstream source), without writing anything."""
+    text, description = upstream_text(project, release)
+    path = project.layout.overrides_file(release)
+    rel = project.layout.repo_rel(path)
+    overrides = parse_overrides(path.read_text(encoding="utf-8"), rel) if path.exists() else []
+    result = merge(text, overrides, project.built_from_source(release), rel)
+    lines = header(release, description, sha256_bytes(text.encode()), rel if path.exists() else None, result.changes)
+    return "\n".join(lines + list(result.lines)) + "\n", result, description
 
 
-def build(project: Project, release: str, refresh: bool = False) -> tuple[Path, MergeResult]:
-    """Write the effective constraints file of a release; return its path and the changes."""
-    content, result = effective(project, release, refresh)
-    out = effective_path(project, release)
-    if not out.exists() or out.read_text() != content:
-        write_atomic(out, content)
-    return out, result
+def build(project: Project, release: str) -> ConstraintsRecord:
+    """Write the effective constraints file of a release (only when it changed); the caller holds the release lock."""
+    content, result, upstream = effective(project, release)
+    out = project.layout.effective_constraints(release)
+    write_if_changed(out, content)
+    return ConstraintsRecord(release, project.layout.rel(out), sha256_bytes(content.encode()), upstream, result.changes)

@@ -1,61 +1,33 @@
-"""Stamps: persisted hashes of each step's inputs, and atomic file output.
+"""Stamps: the one mechanism that decides whether a step has work to do.
 
-A step is up to date when its stamp holds the same input hash and the
-outputs it names still exist; then a rerun does no work at all.  All files
-the pipeline writes go through ``write_atomic`` so an interrupted run never
-leaves a half-written record behind.
+A step describes its inputs as JSON; the stamp stores the hash of those
+inputs together with the tool's identity (its version and a hash of its own
+code, so an upgraded tool never trusts a result an older one computed) and
+the step's result.  A step is up to date when the hash matches and the
+outputs it names still exist (the step checks those).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
+import functools
 from pathlib import Path
 from typing import Any
 
+from . import __version__
+from .files import hash_inputs, read_json, sha256_bytes, write_json
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+_PACKAGE = Path(__file__).resolve().parent
 
 
-def hash_inputs(inputs: Any) -> str:
-    """Stable hash of a JSON-serialisable description of a step's inputs."""
-    return sha256_bytes(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode())
+@functools.cache
+def tool_id() -> str:
+    """``<version>+<hash of the pipeline's code>``: part of every stamp and input hash."""
+    code = b"".join(p.read_bytes() for p in sorted(_PACKAGE.glob("*.py")))
+    return f"{__version__}+{sha256_bytes(code)[:12]}"
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+def input_hash(inputs: Any) -> str:
+    return hash_inputs({"tool": tool_id(), "inputs": inputs})
 
 
 class Stamp:
@@ -64,32 +36,16 @@ class Stamp:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def current(self, input_hash: str) -> dict[str, Any] | None:
-        """The stored result if the step last ran with exactly these inputs."""
+    def current(self, inputs: Any) -> dict[str, Any] | None:
+        """The stored result if the step last ran with exactly these inputs (and this tool)."""
         data = read_json(self.path)
-        if isinstance(data, dict) and data.get("input_hash") == input_hash:
-            return data.get("result")
+        if isinstance(data, dict) and data.get("input_hash") == input_hash(inputs):
+            result = data.get("result")
+            return result if isinstance(result, dict) else None
         return None
 
-    def record(self, input_hash: str, result: dict[str, Any]) -> None:
-        write_json(self.path, {"input_hash": input_hash, "result": result})
+    def record(self, inputs: Any, result: dict[str, Any]) -> None:
+        write_json(self.path, {"tool": tool_id(), "input_hash": input_hash(inputs), "result": result})
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
-
-
-def replace_dir(dest: Path, build: Callable[[Path], None]) -> None:
-    """Build a directory next to ``dest`` with ``build(path)``, then swap it in.
-
-    No half-made directory is ever visible at ``dest``: if ``build`` fails,
-    the previous content (or nothing) stays.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.new."))
-    try:
-        build(staging / "new")
-        if dest.exists():
-            dest.rename(staging / "old")
-        (staging / "new").rename(dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)

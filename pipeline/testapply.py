@@ -2,10 +2,13 @@
 
 Owns the testing trees at ``<workdir>/testapply/<release>/<component>/tree``
 (recreated on every run, kept after a failure for inspection), the choice of
-tests after each patch (impacted tests, a selector, or the full suite), the
-nox-managed virtual environment per (release, component) and when it must be
-reinstalled, parsing of stestr results, the result table, the JUnit XML at
-``<workdir>/testapply/junit.xml`` and the exit code.
+tests after each patch (``impact``: tests reached through the import graph, a
+selector, or the full suite), the nox-managed virtual environment per
+(release, component) under ``cache_dir`` and when it must be reinstalled,
+the results (read from stestr's subunit stream, exactly: passed, failed,
+skipped, expected failures), the result table, the JUnit XML at
+``<workdir>/testapply/junit.xml`` and the exit code.  Series run on
+``dag.run``, in parallel with ``--jobs``, with ``--keep-going``.
 """
 
 from __future__ import annotations
@@ -17,14 +20,13 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
+import tomllib
 import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from . import console
+from . import console, dag, impact, locks
 from . import constraints as constraints_stage
 from .config import PROJECT_ROOT, Project
 from .errors import (
@@ -35,20 +37,45 @@ from .errors import (
     TestsFailedError,
     UnknownComponentError,
 )
-from .patches import AppliedPatch, all_series, apply_series, discover, series_dir
-from .git import git
-from .sources import fetch_component, package_version
-from .stamps import hash_inputs, read_json, write_atomic, write_json
+from .files import write_atomic, write_json
+from .git import text
+from .redact import redact
+from .series import AppliedPatch, all_series, apply_series, clone_pristine, discover
+from .sources import fetch_component
+from .stamps import Stamp
 
-SPECS_ENV = "OPENSTACK_PATCHES_TESTAPPLY_SPECS"
-VENV_RECORD_ENV = "OPENSTACK_PATCHES_TESTAPPLY_VENV"
+SPEC_ENV = "OPENSTACK_PATCHES_TESTAPPLY_SPEC"
 NOX_SESSION = "upstream-tests"
 DEFAULT_TEST_COMMAND = "stestr run"
 ALL = "all"
 BANNER = "All patches applied correctly."
-STESTR_LINE = re.compile(r"^\{\d+\} (\S+) \[([\d.]+)s\] \.\.\. (ok|FAILED|SKIPPED)(?::?\s*(.*))?$")
-
+END_OF_SERIES = "(end of series)"
 MODE_EACH, MODE_DEFER, MODE_SKIP = "each", "defer", "skip"
+
+# Runs with the test venv's Python, where python-subunit and testtools are installed:
+# stestr's subunit v2 stream to one JSON record per test.
+SUBUNIT_SCRIPT = r"""
+import json, sys
+import subunit, testtools
+tests = {}
+def on_test(test):
+    start, stop = test["timestamps"]
+    seconds = (stop - start).total_seconds() if start and stop else 0.0
+    details = {}
+    for key, value in test["details"].items():
+        if key in ("traceback", "reason"):
+            try:
+                details[key] = value.as_text()[-4000:]
+            except Exception:
+                pass
+    tests[test["id"]] = {"id": test["id"], "status": test["status"], "seconds": seconds, "details": details}
+stream = subunit.ByteStreamToStreamResult(sys.stdin.buffer, non_subunit_name="stdout")
+result = testtools.StreamToDict(on_test)
+result.startTestRun()
+stream.run(result)
+result.stopTestRun()
+json.dump(list(tests.values()), sys.stdout)
+"""
 
 
 # --- the nox side ------------------------------------------------------------------------
@@ -56,17 +83,20 @@ MODE_EACH, MODE_DEFER, MODE_SKIP = "each", "defer", "skip"
 
 @dataclass(frozen=True)
 class SessionSpec:
-    """What the nox session of one (release, component) installs and runs."""
+    """What the nox session of one (release, component) installs."""
 
     release: str
     component: str
     tree: str
     constraints: str
-    requirements: tuple[str, ...]
-    version: str
-    command: tuple[str, ...]
-    output: str  # where the session writes the test command's output
-    env: tuple[tuple[str, str], ...] = ()
+    requirement_files: tuple[str, ...]
+    requirements: tuple[str, ...]  # literal deps of tox.ini and the requirements of the extras it asks for
+    extras: tuple[str, ...]  # the tree's extras (``.[ldap]`` in tox.ini)
+    version: str  # PBR_VERSION for the tree's own install, and only that install
+
+    @property
+    def editable(self) -> str:
+        return f"{self.tree}[{','.join(self.extras)}]" if self.extras else self.tree
 
 
 def nox_session_name(release: str, component: str) -> str:
@@ -74,14 +104,11 @@ def nox_session_name(release: str, component: str) -> str:
 
 
 def nox_matrix() -> list[tuple[str, str]]:
-    """(release, component) pairs for the nox parametrisation.
-
-    When invoked by ``invoke testapply`` the pairs come from its spec file;
-    otherwise from every series in the repository, so ``nox -l`` lists them.
-    """
-    specs = os.environ.get(SPECS_ENV)
-    if specs:
-        return [(s["release"], s["component"]) for s in json.loads(Path(specs).read_text())]
+    """(release, component) pairs for the nox parametrisation: the spec testapply wrote, else every series."""
+    spec = os.environ.get(SPEC_ENV)
+    if spec:
+        data = json.loads(Path(spec).read_text())
+        return [(data["release"], data["component"])]
     try:
         from .config import Settings, load_project
 
@@ -91,26 +118,31 @@ def nox_matrix() -> list[tuple[str, str]]:
 
 
 def session_spec(release: str, component: str) -> SessionSpec:
-    specs = os.environ.get(SPECS_ENV)
-    if not specs:
+    spec = os.environ.get(SPEC_ENV)
+    if not spec:
         raise SystemExit("this session is driven by `invoke testapply`, which writes its spec file")
-    for entry in json.loads(Path(specs).read_text()):
-        if (entry["release"], entry["component"]) == (release, component):
-            return SessionSpec(**{**entry, "requirements": tuple(entry["requirements"]), "command": tuple(entry["command"]),
-                                  "env": tuple(tuple(pair) for pair in entry["env"])})
-    raise SystemExit(f"no spec for {release}/{component} in {specs}")
+    data = json.loads(Path(spec).read_text())
+    if (data["release"], data["component"]) != (release, component):
+        raise SystemExit(f"the spec {spec} is for {data['component']}/{data['release']}")
+    return SessionSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 # --- the upstream test environment ---------------------------------------------------------
 
 
-def tox_test_env(tree: Path) -> tuple[list[str], list[str], dict[str, str]]:
-    """(requirement files, literal requirements, environment) of upstream's ``[testenv]``.
+@dataclass(frozen=True)
+class ToxEnv:
+    files: tuple[str, ...]
+    literal: tuple[str, ...]
+    extras: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
 
-    The upstream tox.ini says what the unit tests need (often more than
-    test-requirements.txt, e.g. doc/requirements.txt); without one,
-    requirements.txt and test-requirements.txt are used.  Constraints lines
-    are dropped: the release's effective constraints apply instead.
+
+def tox_test_env(tree: Path) -> ToxEnv:
+    """Requirement files, literal requirements, the tree's extras and environment of upstream's ``[testenv]``.
+
+    Constraints lines are dropped: the release's effective constraints apply.
+    Without a tox.ini, requirements.txt and test-requirements.txt are used.
     """
     tox_ini = tree / "tox.ini"
     parser = configparser.ConfigParser(interpolation=None)
@@ -119,19 +151,22 @@ def tox_test_env(tree: Path) -> tuple[list[str], list[str], dict[str, str]]:
     except configparser.Error as exc:
         raise ConfigError(f"{tox_ini}: cannot be parsed: {exc}") from None
     if not parser.has_option("testenv", "deps"):
-        files = [name for name in ("requirements.txt", "test-requirements.txt") if (tree / name).exists()]
-        return files, [], {}
-    files, literal = [], []
+        files = tuple(name for name in ("requirements.txt", "test-requirements.txt") if (tree / name).exists())
+        return ToxEnv(files, (), (), ())
+    files, literal, extras = [], [], []
     for line in parser.get("testenv", "deps").splitlines():
-        line = line.split("#", 1)[0].strip()
+        line = _requirement(line)
         if not line or line.startswith("-c"):
             continue
-        m = re.match(r"^-r\s*\{toxinidir\}/(.+)$", line)
-        if m:
+        if m := re.match(r"^-r\s*\{toxinidir\}/(.+)$", line):
             if (tree / m.group(1)).exists():
                 files.append(m.group(1))
+        elif m := re.match(r"^(?:\.|\{toxinidir\})(?:\[([^\]]*)\])?$", line):
+            extras += [e.strip() for e in (m.group(1) or "").split(",") if e.strip()]
         elif "{" not in line and not line.startswith("-"):
             literal.append(line)
+    if parser.has_option("testenv", "extras"):
+        extras += [e.strip() for e in re.split(r"[\s,]+", parser.get("testenv", "extras")) if e.strip()]
     env = {}
     if parser.has_option("testenv", "setenv"):
         for line in parser.get("testenv", "setenv").splitlines():
@@ -139,79 +174,74 @@ def tox_test_env(tree: Path) -> tuple[list[str], list[str], dict[str, str]]:
             value = re.sub(r"\{env:[^:}]+:([^}]*)\}", r"\1", value.strip())
             if sep and key.strip() and "{" not in value:
                 env[key.strip()] = value
-    return files, literal, env
+    return ToxEnv(tuple(files), tuple(literal), tuple(dict.fromkeys(extras)), tuple(sorted(env.items())))
 
 
-# --- test selection and results (pure) -----------------------------------------------------
+def _requirement(line: str) -> str:
+    """A requirement line without its comment (``python-ldap>=3.0.0 # PSF``)."""
+    return line.split(" #", 1)[0].split("\t#", 1)[0].strip() if not line.strip().startswith("#") else ""
 
 
-def test_modules(tree: Path) -> list[str]:
-    """Dotted names of the test modules of a tree (``*/tests/**/test_*.py``)."""
-    modules = []
-    for path in tree.rglob("test_*.py"):
-        rel = path.relative_to(tree)
-        if "tests" in rel.parts[:-1] and ".git" not in rel.parts and not rel.parts[0].startswith("."):
-            modules.append(".".join(rel.with_suffix("").parts))
-    return sorted(modules)
+def extras_requirements(tree: Path, extras: tuple[str, ...]) -> list[str]:
+    """Requirements of the tree's extras: pbr's ``setup.cfg [extras]`` or PEP 621 optional dependencies."""
+    found: list[str] = []
+    setup_cfg = tree / "setup.cfg"
+    if setup_cfg.exists():
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(setup_cfg)
+        except configparser.Error:
+            pass
+        for extra in extras:
+            for section in ("extras", "options.extras_require"):
+                if parser.has_option(section, extra):
+                    found += [_requirement(l) for l in parser.get(section, extra).splitlines() if _requirement(l)]
+    pyproject = tree / "pyproject.toml"
+    if pyproject.exists():
+        try:
+            optional = tomllib.loads(pyproject.read_text()).get("project", {}).get("optional-dependencies", {})
+        except tomllib.TOMLDecodeError:
+            optional = {}
+        for extra in extras:
+            found += [_requirement(r) for r in optional.get(extra, []) if _requirement(r)]
+    return found
 
 
-def impacted_tests(changed: list[str], modules: list[str]) -> list[str]:
-    """Test modules a patch makes relevant: the test modules it touches, and the
-    test modules that mirror the source modules it touches (``pkg/sub/_mod.py``
-    -> ``test_mod`` or ``test_sub`` in the same top-level package)."""
-    selected: set[str] = set()
-    for path in changed:
-        pure = PurePosixPath(path)
-        if pure.suffix != ".py":
-            continue
-        dotted = ".".join(pure.with_suffix("").parts)
-        if dotted in modules:
-            selected.add(dotted)
-            continue
-        names = {f"test_{pure.stem.lstrip('_')}", f"test_{pure.stem}"}
-        if len(pure.parts) > 2:
-            names.add(f"test_{pure.parts[-2].lstrip('_')}")
-        top = pure.parts[0]
-        selected.update(m for m in modules if m.split(".")[0] == top and m.rsplit(".", 1)[-1] in names)
-    return sorted(selected)
-
-
-def selector_regex(modules: list[str]) -> str:
-    return "^(" + "|".join(re.escape(m) for m in modules) + r")\."
+# --- results ---------------------------------------------------------------------------
 
 
 @dataclass
 class TestCounts:
+    __test__ = False
+
     passed: int = 0
     failed: int = 0
     skipped: int = 0
-    failures: list[str] = field(default_factory=list)
-    cases: list[tuple[str, float, str]] = field(default_factory=list)  # id, seconds, ok|FAILED|SKIPPED
+    xfail: int = 0
+    cases: list[dict] = field(default_factory=list)  # id, status, seconds, details
+
+    @property
+    def failures(self) -> list[str]:
+        return sorted(c["id"] for c in self.cases if c["status"] in ("fail", "uxsuccess"))
+
+    @property
+    def total(self) -> int:
+        return self.passed + self.failed + self.skipped + self.xfail
 
 
-def parse_stestr(output: str) -> TestCounts:
-    counts = TestCounts()
-    for line in output.splitlines():
-        m = STESTR_LINE.match(line.strip())
-        if not m:
-            continue
-        test_id, seconds, status = m.group(1), float(m.group(2)), m.group(3)
-        counts.cases.append((test_id, seconds, status))
-        if status == "ok":
+def counts_of(cases: list[dict]) -> TestCounts:
+    counts = TestCounts(cases=[c for c in cases if c["status"] not in ("exists", "inprogress")])
+    for case in counts.cases:
+        status = case["status"]
+        if status == "success":
             counts.passed += 1
-        elif status == "FAILED":
+        elif status in ("fail", "uxsuccess"):
             counts.failed += 1
-            counts.failures.append(test_id)
-        else:
+        elif status == "skip":
             counts.skipped += 1
-    # Warnings on stderr can garble a per-test line; stestr's totals are authoritative.
-    totals = {key.lower(): int(value) for key, value in re.findall(r"^ - (Passed|Skipped|Failed): (\d+)$", output, re.M)}
-    if totals:
-        counts.passed, counts.skipped, counts.failed = totals.get("passed", 0), totals.get("skipped", 0), totals.get("failed", 0)
+        elif status == "xfail":
+            counts.xfail += 1
     return counts
-
-
-# --- running -------------------------------------------------------------------------------
 
 
 @dataclass
@@ -219,11 +249,11 @@ class StepResult:
     series: str
     patch: str
     applied: bool
-    detail: str = ""  # the failing hunk, or what was selected
-    selection: str = ""  # none | impacted | selector | full
+    detail: str = ""  # the failing hunk
+    selection: str = ""  # none | impacted: ... | selector ... | full suite
     tests: TestCounts | None = None
     seconds: float = 0.0
-    test_error: str = ""  # the test command failed without test results
+    error: str = ""  # the environment or the runner failed: no results
 
 
 @dataclass
@@ -247,178 +277,222 @@ def _test_command(project: Project, component: str) -> list[str]:
 class SeriesRunner:
     """Applies one series in a fresh tree and runs tests as asked."""
 
-    def __init__(self, project: Project, release: str, component: str, mode: str, selector: str | None,
-                 offline: bool, specs_file: Path) -> None:
+    def __init__(self, project: Project, release: str, component: str, mode: str, selector: str | None) -> None:
         self.project, self.release, self.component = project, release, component
-        self.mode, self.selector, self.offline = mode, selector, offline
-        self.specs_file = specs_file
-        self.base = project.settings.workdir / "testapply" / release / component
+        self.mode, self.selector = mode, selector
+        layout = project.layout
+        self.base = layout.testapply_series(release, component)
         self.tree = self.base / "tree"
         self.log_path = self.base / "testapply.log"
-        self.result = SeriesResult(release, component, tree=str(self.tree), log=str(self.log_path))
+        self.result = SeriesResult(release, component, tree=layout.rel(self.tree), log=layout.rel(self.log_path))
         self.at_ref = ""
+        self.venv: Path | None = None
+        self.graph: impact.ImportGraph | None = None
 
-    # The spec is shared with nox through a file; each series owns one entry.
+    # --- the environment -------------------------------------------------------------
     def spec(self, version: str) -> SessionSpec:
-        files, literal, env = tox_test_env(self.tree)
-        requirements = [str(self.tree / name) for name in files]
-        if literal:
-            extra = self.base / "tox-deps.txt"
-            extra.write_text("\n".join(literal) + "\n")
-            requirements.append(str(extra))
+        tox = tox_test_env(self.tree)
+        # tox installs the package itself with its dependencies (unless skip_install): the tree's own
+        # requirements go into the first install, the tree then goes in without dependencies.
+        files = list(dict.fromkeys([*tox.files, *(["requirements.txt"] if (self.tree / "requirements.txt").exists() else [])]))
         return SessionSpec(
             release=self.release, component=self.component, tree=str(self.tree),
-            constraints=str(constraints_stage.effective_path(self.project, self.release)),
-            requirements=tuple(requirements), version=version,
-            command=tuple(_test_command(self.project, self.component)),
-            output=str(self.base / "last-test-output.txt"), env=tuple(sorted(env.items())),
+            constraints=str(self.project.layout.effective_constraints(self.release)),
+            requirement_files=tuple(str(self.tree / name) for name in files),
+            requirements=(*tox.literal, *extras_requirements(self.tree, tox.extras)),
+            extras=tox.extras, version=version,
         )
 
     def ensure_venv(self, spec: SessionSpec, log) -> Path:
         """The nox-managed venv of this (release, component), (re)installed only when its inputs changed."""
-        venvs = self.project.settings.cache_dir / "testapply-venvs"  # caches: they outlive a wiped work dir
-        stamp_path = venvs / f"{self.release}-{self.component}.json"
-        install_inputs = hash_inputs([Path(r).read_text() for r in spec.requirements] +
-                                     [Path(spec.constraints).read_text(), spec.version, sys.version])
-        stamp = read_json(stamp_path) or {}
-        if stamp.get("inputs") == install_inputs and Path(stamp.get("venv", "/nonexistent"), "bin").is_dir():
-            return Path(stamp["venv"])
-        cmd = [sys.executable, "-m", "nox", "-f", str(PROJECT_ROOT / "noxfile.py"), "--envdir", str(venvs),
-               "-s", nox_session_name(self.release, self.component), "--reuse-venv", "yes", "--install-only"]
-        log.write(f"\n$ {' '.join(cmd)}\n")
-        log.flush()
+        layout = self.project.layout
+        venvs = layout.test_venvs()  # a cache: it outlives a wiped work directory
+        stamp = Stamp(venvs / f"{self.release}-{self.component}.json")
+        inputs = [[Path(r).read_text() for r in spec.requirement_files], spec.requirements, spec.extras,
+                  Path(spec.constraints).read_text(), spec.version, spec.tree, sys.version,
+                  self.project.network.index_public]
+        with locks.hold(layout.cache_lock(f"venv-{self.release}-{self.component}"),
+                        f"the test environment of {self.result.name}"):
+            previous = stamp.current(inputs)
+            # The tree is recreated at the same path on every run, so the editable install still points at it.
+            if previous and (Path(previous["venv"]) / "bin" / "python").exists():
+                return Path(previous["venv"])
+            stamp.clear()
+            location = self._nox(spec, log, venvs)
+            stamp.record(inputs, {"venv": str(location)})
+            return location
+
+    def _nox(self, spec: SessionSpec, log, venvs: Path) -> Path:
+        spec_file = self.base / "nox-spec.json"
+        write_json(spec_file, asdict(spec))
         location = self.base / "venv-location"
         location.unlink(missing_ok=True)
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
-                              env={**os.environ, SPECS_ENV: str(self.specs_file), VENV_RECORD_ENV: str(location)})
+        cmd = [sys.executable, "-m", "nox", "-f", str(PROJECT_ROOT / "noxfile.py"), "--envdir", str(venvs),
+               "-s", nox_session_name(self.release, self.component), "--reuse-venv", "yes", "--install-only",
+               "--no-color"]
+        env = {**os.environ, **self.project.network.tool_env(), SPEC_ENV: str(spec_file),
+               "OPENSTACK_PATCHES_VENV_RECORD": str(location), "NO_COLOR": "1"}
+        log.write(f"\n$ {' '.join(cmd)}\n")
+        log.flush()
+        progress = console.Progress(f"{self.result.name} environment")
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, env=env,
+                                text=True, errors="replace")
+        tail: list[str] = []
+        for line in proc.stdout:
+            line = redact(console.strip_ansi(line))
+            log.write(line)
+            tail = (tail + [line.rstrip()])[-12:]
+            if line.strip():
+                progress.update(line.strip()[:90])
+        proc.wait()
+        progress.done()
         if proc.returncode != 0 or not location.exists():
+            detail = "\n    ".join(l for l in tail if l.strip())
             raise TestEnvironmentError(
-                f"{self.result.name}: the test environment could not be installed (nox exit {proc.returncode})",
-                hint=f"see {self.log_path}; the requirements come from upstream's tox.ini and the release's constraints",
+                f"{self.result.name}: the test environment could not be installed (nox exit {proc.returncode}):\n    {detail}",
+                hint=f"full log: {self.log_path}; the requirements come from upstream's tox.ini under the release's "
+                     "effective constraints (scripts/setup installs the host packages suites build against)",
             )
-        venv = location.read_text().strip()
-        write_json(stamp_path, {"inputs": install_inputs, "venv": venv})
-        return Path(venv)
+        return Path(location.read_text().strip())
 
-    def run_tests(self, spec: SessionSpec, args: list[str], log) -> tuple[TestCounts, str]:
-        """Run the test command in the venv nox manages (nox itself only installs: it costs ~1 s a call)."""
-        venv = self.ensure_venv(spec, log)
-        env = {**os.environ, **dict(spec.env), "VIRTUAL_ENV": str(venv), "PBR_VERSION": spec.version,
+    # --- tests --------------------------------------------------------------------------
+    def run_tests(self, spec: SessionSpec, args: list[str], log) -> TestCounts:
+        """Run the test command in the venv nox manages; results from stestr's subunit stream."""
+        venv = self.venv or self.ensure_venv(spec, log)
+        self.venv = venv
+        tox = tox_test_env(self.tree)
+        env = {**os.environ, **dict(tox.env), "VIRTUAL_ENV": str(venv),
                "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
-        command = [*spec.command, *args]
+        env.pop("PBR_VERSION", None)
+        command = [*_test_command(self.project, self.component), *args]
         log.write(f"\n$ cd {spec.tree} && {' '.join(command)}\n")
         log.flush()
-        proc = subprocess.run(command, cwd=spec.tree, env=env, capture_output=True, text=True)
-        output = proc.stdout + proc.stderr
-        Path(spec.output).write_text(output)
-        log.write(output)
-        counts = parse_stestr(output)
-        error = ""
+        progress = console.Progress(f"{self.result.name} tests")
+        ran = 0
+        proc = subprocess.Popen(command, cwd=spec.tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, errors="replace")
+        for line in proc.stdout:
+            log.write(redact(console.strip_ansi(line)))
+            if re.match(r"^\{\d+\} \S+ .*\.\.\. ", line):
+                ran += 1
+                progress.update(f"{ran} tests run")
+        proc.wait()
+        progress.done()
+        if command[0] != "stestr":
+            if proc.returncode != 0:
+                return TestCounts(failed=1, cases=[{"id": " ".join(command), "status": "fail", "seconds": 0.0,
+                                                    "details": {"reason": f"exit {proc.returncode}"}}])
+            return TestCounts(passed=1, cases=[{"id": " ".join(command), "status": "success", "seconds": 0.0, "details": {}}])
+        subunit = subprocess.run([str(venv / "bin" / "stestr"), "last", "--subunit"], cwd=spec.tree, env=env,
+                                 capture_output=True)
+        parsed = subprocess.run([str(venv / "bin" / "python"), "-c", SUBUNIT_SCRIPT], input=subunit.stdout,
+                                capture_output=True, env=env)
+        if subunit.returncode != 0 or parsed.returncode != 0:
+            raise TestEnvironmentError(
+                f"{self.result.name}: the test runner produced no results (exit {proc.returncode}): "
+                f"{(subunit.stderr or parsed.stderr).decode(errors='replace').strip()[-400:]}",
+                hint=f"see {self.log_path}: the suite may not even be importable on this tree",
+            )
+        counts = counts_of(json.loads(parsed.stdout))
         if proc.returncode != 0 and not counts.failures:
-            error = f"the test command failed (exit {proc.returncode}) without test results; see {self.log_path}"
-        return counts, error
+            raise TestEnvironmentError(
+                f"{self.result.name}: the test command failed (exit {proc.returncode}) without failing tests "
+                "(discovery or an import error?)", hint=f"see {self.log_path}")
+        return counts
 
+    # --- the series ---------------------------------------------------------------------------
     def execute(self) -> SeriesResult:
-        patches, _ = discover(series_dir(self.project, self.component, self.release))
+        layout = self.project.layout
+        with locks.hold(layout.lock(f"testapply-{self.release}-{self.component}"), f"the testapply tree of {self.result.name}"):
+            return self._execute()
+
+    def _execute(self) -> SeriesResult:
+        patches, _ = discover(self.project.layout.series_dir(self.component, self.release))
         component = self.project.component(self.release, self.component)
         if self.base.exists():
             shutil.rmtree(self.base)  # a rerun always starts clean
         self.base.mkdir(parents=True)
         with self.log_path.open("w") as log:
             try:
-                source, _ = fetch_component(self.project, component, self.offline)
+                with locks.hold(self.project.layout.lock(self.release), f"the work directory of {self.release}"):
+                    source, _ = fetch_component(self.project, component)
+                    clone_pristine(self.project, source, self.tree)
                 self.at_ref = f"ref {source.ref} = {source.upstream_revision or source.commit}"
-                version = package_version(source)
-                modules: list[str] = []
-                pending: list[AppliedPatch] = []
+                text("checkout", "--quiet", "-B", "testapply", source.commit, cwd=self.tree)
+                applied: list[AppliedPatch] = []
 
-                def after_apply(applied: AppliedPatch) -> None:
-                    step = StepResult(self.result.name, Path(applied.file).name, True)
+                def after_apply(patch: AppliedPatch) -> None:
+                    applied.append(patch)
+                    step = StepResult(self.result.name, Path(patch.file).name, True)
                     self.result.steps.append(step)
-                    pending.append(applied)
-                    last = len(pending) == len(patches)
-                    self.test_after(step, applied, last, version, modules, log)
+                    text("checkout", "--quiet", "-f", "-B", "testapply", patch.commit, cwd=self.tree)
+                    self.test_after(step, patch, len(applied) == len(patches), source.version, log)
 
                 try:
-                    apply_series(self.project, component, source, patches, self.tree, on_applied=after_apply)
+                    apply_series(self.project, component, source, patches, self.tree, source.commit, commit=True,
+                                 on_applied=after_apply)
                 except PatchApplyError as error:
-                    failing = patches[len(pending)].name
+                    failing = patches[len(applied)].name
                     self.result.steps.append(StepResult(self.result.name, failing, False,
                                                         detail=_first_detail(error.message)))
-                    raise PatchApplyError(
-                        f"{self.result.name}: {error.message}",
-                        hint=f"{error.hint}; the tree is kept at {self.tree}, the log at {self.log_path}",
-                    ) from None
+                    raise PatchApplyError(f"{self.result.name}: {error.message}",
+                                          hint=f"{error.hint}; the tree is kept at {self.result.tree}, the log at {self.result.log}") from None
             except PipelineError as error:
                 self.result.error = error
                 log.write(f"ERROR: {error}\n")
+                if self.result.steps and not self.result.steps[-1].error and isinstance(error, TestEnvironmentError):
+                    self.result.steps[-1].error = error.message
         return self.result
 
-    def test_after(self, step: StepResult, applied: AppliedPatch, last: bool, version: str,
-                   modules: list[str], log) -> None:
+    def test_after(self, step: StepResult, patch: AppliedPatch, last: bool, version: str, log) -> None:
         started = time.monotonic()
-        args: list[str] = []
+        args: list[str] | None = None
         if self.mode == MODE_SKIP or (self.mode == MODE_DEFER and not last):
             step.selection = "none"
         elif self.selector and self.selector != ALL:
             step.selection, args = f"selector {self.selector}", [self.selector]
         elif self.mode == MODE_DEFER or self.selector == ALL:
-            step.selection = "full suite"
+            step.selection, args = "full suite", []
         else:
-            if not modules:
-                modules.extend(test_modules(self.tree))
-            changed = git_changed(self.tree, applied.commit)
-            impacted = impacted_tests(changed, modules)
-            step.selection = f"impacted: {', '.join(m.rsplit('.', 1)[-1] for m in impacted)}" if impacted else "none (no impacted tests)"
-            args = [selector_regex(impacted)] if impacted else []
-            if impacted:
-                self._run_and_check(step, args, version, log)
-            step.seconds = time.monotonic() - started
-            if last:
-                final = StepResult(self.result.name, "(end of series)", True, selection="full suite")
-                self.result.steps.append(final)
-                self._run_and_check(final, [], version, log)
-            return
-        if step.selection != "none":
+            if self.graph is None:
+                self.graph = impact.ImportGraph.of(self.tree)
+            selected = self.graph.impacted(list(patch.files))
+            if selected:
+                step.selection = f"impacted: {len(selected)} test module(s)"
+                args = [impact.selector_regex(selected)]
+            else:
+                step.selection = "none (no impacted tests)"
+        if args is not None:
             self._run_and_check(step, args, version, log)
         step.seconds = time.monotonic() - started
+        if last and self.mode == MODE_EACH and self.selector is None:
+            final = StepResult(self.result.name, END_OF_SERIES, True, selection="full suite")
+            self.result.steps.append(final)
+            started = time.monotonic()
+            self._run_and_check(final, [], version, log)
+            final.seconds = time.monotonic() - started
 
     def _run_and_check(self, step: StepResult, args: list[str], version: str, log) -> None:
-        started = time.monotonic()
         spec = self.spec(version)
-        _register_spec(self.specs_file, spec)
-        counts, error = self.run_tests(spec, args, log)
-        step.tests, step.test_error = counts, error
-        step.seconds = time.monotonic() - started
-        if counts.failures or error:
-            failures = sorted(counts.failures)  # stestr's workers finish in any order
-            shown = ", ".join(failures[:10]) + (" ..." if len(failures) > 10 else "")
-            what = f"{counts.failed} test(s) failed: {shown}" if counts.failures else error
+        try:
+            counts = self.run_tests(spec, args, log)
+        except TestEnvironmentError as error:
+            step.error = error.message
+            raise
+        step.tests = counts
+        if counts.failures:
+            shown = ", ".join(counts.failures[:10]) + (" ..." if len(counts.failures) > 10 else "")
             raise TestsFailedError(
-                f"{self.result.name} ({self.at_ref}): after {step.patch} ({step.selection}), {what}",
-                hint=f"the tree is kept at {self.tree}, the log at {self.log_path}; "
-                     f"rerun one test with: cd {self.tree} && stestr run <test id>",
+                f"{self.result.name} ({self.at_ref}): after {step.patch} ({step.selection}), "
+                f"{counts.failed} test(s) failed: {shown}",
+                hint=f"the tree is kept at {self.result.tree}, the log at {self.result.log}; "
+                     f"rerun one test with: cd {self.result.tree} && stestr run <test id>",
             )
-
-
-_spec_lock = threading.Lock()
-
-
-def _register_spec(specs_file: Path, spec: SessionSpec) -> None:
-    with _spec_lock:
-        entries = read_json(specs_file) or []
-        entries = [e for e in entries if (e["release"], e["component"]) != (spec.release, spec.component)]
-        entries.append(asdict(spec))
-        write_json(specs_file, entries)
 
 
 def _first_detail(message: str) -> str:
     lines = [line.strip() for line in message.splitlines()[1:] if line.strip()]
     return lines[0] if lines else message
-
-
-def git_changed(tree: Path, commit: str) -> list[str]:
-    return [line for line in git("diff-tree", "--no-commit-id", "--name-only", "-r", "--root", commit, cwd=tree).splitlines() if line]
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -435,7 +509,7 @@ class Report:
     @property
     def exit_code(self) -> int:
         errors = [s.error for s in self.series if s.error is not None]
-        for kind in (ConfigError, PatchApplyError, TestsFailedError):
+        for kind in (ConfigError, PatchApplyError, TestEnvironmentError, TestsFailedError):
             for error in errors:
                 if isinstance(error, kind):
                     return error.exit_code
@@ -448,86 +522,122 @@ def select_series(project: Project, releases: list[str], components: list[str]) 
     known = {c for r in (releases or project.releases) for c in project.release(r).refs}
     for component in components:
         if component not in known:
-            raise UnknownComponentError(
-                f"unknown component {component!r}",
-                hint=f"components with a ref: {', '.join(sorted(known))}",
-            )
+            raise UnknownComponentError(f"unknown component {component!r}",
+                                        hint=f"components with a ref: {', '.join(sorted(known))}")
     return [(r, c) for r, c in chosen if not components or c in components]
 
 
 def testapply(project: Project, releases: list[str], components: list[str], mode: str = MODE_EACH,
-              selector: str | None = None, jobs: int = 1, keep_going: bool = False, offline: bool = False) -> Report:
-    series = select_series(project, releases, components)
-    root = project.settings.workdir / "testapply"
-    root.mkdir(parents=True, exist_ok=True)
-    specs_file = root / "nox-specs.json"
-    write_json(specs_file, [])
-    for release in sorted({r for r, _ in series}):
-        constraints_stage.build(project, release)
+              selector: str | None = None, jobs: int = 1, keep_going: bool = False) -> Report:
+    chosen = select_series(project, releases, components)
+    layout = project.layout
+    layout.testapply_root().mkdir(parents=True, exist_ok=True)
+    for release in sorted({r for r, _ in chosen}):
+        with locks.hold(layout.lock(release), f"the work directory of {release}"):
+            constraints_stage.build(project, release)
 
-    results: list[SeriesResult] = []
-    stop = threading.Event()
+    def step(release: str, component: str):
+        def run(_: dict) -> SeriesResult:
+            runner = SeriesRunner(project, release, component, mode, selector)
+            console.note(f"testapply {runner.result.name}: started (log {runner.result.log})")
+            result = runner.execute()
+            applied = sum(1 for s in result.steps if s.applied and s.patch != END_OF_SERIES)
+            status = "ok" if result.error is None else f"FAILED ({type(result.error).__name__})"
+            console.note(f"testapply {runner.result.name}: {status}, {applied} patch(es) applied")
+            if result.error is not None and not keep_going:
+                raise _SeriesFailed(result)
+            return result
+        return run
 
-    def run_one(pair: tuple[str, str]) -> SeriesResult | None:
-        if stop.is_set():
-            return None
-        release, component = pair
-        runner = SeriesRunner(project, release, component, mode, selector, offline, specs_file)
-        console.info(f"testapply {component}/{release}: started (log {runner.log_path})")
-        result = runner.execute()
-        status = "ok" if result.error is None else f"FAILED ({type(result.error).__name__})"
-        console.info(f"testapply {component}/{release}: {status}, {sum(1 for s in result.steps if s.applied and s.patch != '(end of series)')} patch(es) applied")
-        if result.error is not None and not keep_going:
-            stop.set()
-        return result
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for result in pool.map(run_one, series):
-            if result is not None:
-                results.append(result)
+    steps = [dag.Step(f"{c}/{r}", step(r, c)) for r, c in chosen]
+    outcome = dag.run(steps, jobs, keep_going)
+    results = []
+    for r, c in chosen:
+        name = f"{c}/{r}"
+        if name in outcome.results:
+            results.append(outcome.results[name])
+        elif isinstance(outcome.failures.get(name), _SeriesFailed):
+            results.append(outcome.failures[name].result)
+        elif name in outcome.failures:
+            raise outcome.failures[name]
     report = Report(results)
-    write_junit(root / "junit.xml", report)
+    write_junit(layout.testapply_root() / "junit.xml", report)
     return report
+
+
+class _SeriesFailed(Exception):
+    """A failed series, carried through the runner so that it stops the others (without --keep-going)."""
+
+    def __init__(self, result: SeriesResult) -> None:
+        super().__init__(result.name)
+        self.result = result
+
+
+def _tests_text(step: StepResult) -> str:
+    if step.error:
+        return f"ERROR: {step.error.splitlines()[0][:80]}"
+    if step.tests is None:
+        return "-"
+    t = step.tests
+    text_ = f"{t.passed} passed, {t.failed} failed, {t.skipped} skipped"
+    return text_ + (f", {t.xfail} expected failures" if t.xfail else "")
 
 
 def table_rows(report: Report) -> list[tuple[str, ...]]:
     rows = []
     for series in report.series:
         for step in series.steps:
-            applied = "applied" if step.applied else f"FAILED: {step.detail}"
-            if step.patch == "(end of series)":
-                applied = "-"
-            if step.tests is not None:
-                tests = f"{step.tests.passed} passed, {step.tests.failed} failed, {step.tests.skipped} skipped"
-            else:
-                tests = step.test_error or "-"
-            rows.append((series.name, step.patch, applied, step.selection or "-", tests, f"{step.seconds:.1f}s"))
+            applied = "-" if step.patch == END_OF_SERIES else ("applied" if step.applied else f"FAILED: {step.detail}")
+            selection = step.selection or "-"
+            if step.error and step.tests is None:
+                selection += " (did not run)"
+            rows.append((series.name, step.patch, applied, selection, _tests_text(step), f"{step.seconds:.1f}s"))
     return rows
 
 
+def report_json(report: Report) -> list[dict]:
+    return [{
+        "release": s.release, "component": s.component, "ok": s.error is None,
+        "error": str(s.error) if s.error else None, "tree": s.tree, "log": s.log,
+        "steps": [{"patch": st.patch, "applied": st.applied, "detail": st.detail, "selection": st.selection,
+                   "error": st.error or None, "seconds": round(st.seconds, 2),
+                   "tests": None if st.tests is None else {"passed": st.tests.passed, "failed": st.tests.failed,
+                                                           "skipped": st.tests.skipped, "xfail": st.tests.xfail,
+                                                           "failures": st.tests.failures}}
+                  for st in s.steps],
+    } for s in report.series]
+
+
 def write_junit(path: Path, report: Report) -> None:
+    """One testsuite per series step: an apply case, every test with its real status, and environment errors."""
     suites = ET.Element("testsuites", name="testapply")
     for series in report.series:
         for step in series.steps:
             suite = ET.SubElement(suites, "testsuite", name=f"{series.name}/{step.patch}")
-            apply_case = ET.SubElement(suite, "testcase", classname=f"testapply.{series.name}", name=f"apply {step.patch}")
-            if not step.applied:
-                ET.SubElement(apply_case, "failure", message="patch does not apply").text = str(series.error)
-            counts = step.tests
-            cases = counts.cases if counts else []
-            for test_id, seconds, status in cases:
-                classname, _, name = test_id.rpartition(".")
-                case = ET.SubElement(suite, "testcase", classname=classname, name=name, time=f"{seconds:.3f}")
-                if status == "FAILED":
-                    ET.SubElement(case, "failure", message="failed")
-                elif status == "SKIPPED":
-                    ET.SubElement(case, "skipped")
-            if step.test_error:
-                case = ET.SubElement(suite, "testcase", classname=f"testapply.{series.name}", name="test session")
-                ET.SubElement(case, "error", message=step.test_error)
-            suite.set("tests", str(len(suite)))
-            suite.set("failures", str(sum(1 for c in suite if c.find("failure") is not None)))
-            suite.set("errors", str(sum(1 for c in suite if c.find("error") is not None)))
-            suite.set("skipped", str(sum(1 for c in suite if c.find("skipped") is not None)))
+            if step.patch != END_OF_SERIES:
+                case = ET.SubElement(suite, "testcase", classname=f"testapply.{series.name}", name=f"apply {step.patch}")
+                if not step.applied:
+                    ET.SubElement(case, "failure", message="patch does not apply").text = str(series.error)
+            for test in (step.tests.cases if step.tests else []):
+                classname, _, name = test["id"].rpartition(".")
+                case = ET.SubElement(suite, "testcase", classname=classname or series.name, name=name or test["id"],
+                                     time=f"{test['seconds']:.3f}")
+                details = test.get("details", {})
+                if test["status"] in ("fail", "uxsuccess"):
+                    message = "unexpected success" if test["status"] == "uxsuccess" else "failed"
+                    ET.SubElement(case, "failure", message=message).text = details.get("traceback", "")
+                elif test["status"] == "skip":
+                    ET.SubElement(case, "skipped", message=details.get("reason", "")[:500])
+                elif test["status"] == "xfail":
+                    ET.SubElement(case, "properties").append(ET.Element("property", name="outcome", value="expected failure"))
+            if step.error:
+                case = ET.SubElement(suite, "testcase", classname=f"testapply.{series.name}", name="test environment")
+                ET.SubElement(case, "error", message=step.error.splitlines()[0][:500]).text = step.error
+            cases = suite.findall("testcase")
+            suite.set("tests", str(len(cases)))
+            suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+            suite.set("errors", str(sum(1 for c in cases if c.find("error") is not None)))
+            suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
+            suite.set("time", f"{step.seconds:.3f}")
     ET.indent(suites)
     write_atomic(path, ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n")

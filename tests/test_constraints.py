@@ -1,11 +1,12 @@
-"""Override parsing and merging, on the real upper-constraints of 2025.1/2025.2/2026.1."""
+"""Override parsing and merging on the real upper-constraints of 2025.1, 2025.2 and 2026.1; snapshots and caches."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline import constraints
-from pipeline.errors import OverrideError
+from pipeline import constraints, locks
+from pipeline.config import PROJECT_ROOT, Settings, load_project
+from pipeline.errors import CacheCorruptError, ConfigError, FetchError, OverrideError
 
 from conftest import SHARED_CONSTRAINTS, invoke
 
@@ -14,130 +15,168 @@ def real(release: str) -> str:
     return (SHARED_CONSTRAINTS / f"{release}.txt").read_text()
 
 
-def test_replace_every_marker_variant_in_place():
-    upstream = real("2025.2")
-    lines = upstream.splitlines()
-    first = next(i for i, l in enumerate(lines) if l.startswith("keystonemiddleware==="))
-    overrides = constraints.parse_overrides("keystonemiddleware===10.13.0\n", "o.txt")
-    result = constraints.merge(upstream, overrides, {})
-    assert [l for l in result.lines if l.lower().startswith("keystonemiddleware")] == ["keystonemiddleware===10.13.0"]
+def merged(release: str, overrides: str, built: dict | None = None):
+    return constraints.merge(real(release), constraints.parse_overrides(overrides, "o"), built or {}, "o")
+
+
+def pins(result, name: str) -> list[str]:
+    return [l for l in result.lines if constraints.canonical_name(l) == name]
+
+
+def applies_to(lines: list[str], python: str) -> list[str]:
+    index = next(i for i, env in enumerate(constraints.ENVIRONMENTS)
+                 if env["python_version"] == python and env["sys_platform"] == "linux")
+    return [l for l in lines if index in constraints.applies(constraints._marker_of(l))]
+
+
+def test_override_without_marker_replaces_every_variant_in_place():
+    upstream = real("2025.2").splitlines()
+    first = next(i for i, l in enumerate(upstream) if l.startswith("keystonemiddleware==="))
+    result = merged("2025.2", "keystonemiddleware===10.13.0\n")
+    assert pins(result, "keystonemiddleware") == ["keystonemiddleware===10.13.0"]
     assert result.lines.index("keystonemiddleware===10.13.0") == first
-    change = result.changes[0]
-    assert change.action == "replaced"
-    assert change.old == ("keystonemiddleware===10.10.0;python_version=='3.9'",
-                          "keystonemiddleware===10.12.1;python_version>='3.10'")
+    assert result.changes[0].action == "replaced" and len(result.changes[0].old) == 2
 
 
-def test_untouched_lines_keep_order_and_text():
-    upstream = real("2026.1")
-    result = constraints.merge(upstream, constraints.parse_overrides("-six\n", "o"), {})
-    expected = [l for l in upstream.splitlines() if not l.lower().startswith("six===")]
-    assert list(result.lines) == expected
+def test_marker_override_keeps_the_upstream_pin_for_the_other_pythons():
+    """pyOpenSSL===25.0.0 for Python >= 3.12 must leave the release's Python 3.11 with its upstream pin."""
+    upstream = pins(constraints.merge(real("2025.2"), [], {}), "pyopenssl")
+    result = merged("2025.2", "pyOpenSSL===25.0.0;python_version>='3.12'\n")
+    lines = pins(result, "pyopenssl")
+    assert "pyOpenSSL===25.0.0;python_version>='3.12'" in lines
+    assert [l.split(";")[0] for l in applies_to(lines, "3.11")] == [l.split(";")[0] for l in applies_to(upstream, "3.11")]
+    assert [l.split(";")[0] for l in applies_to(lines, "3.12")] == ["pyOpenSSL===25.0.0"]
+    assert result.changes[0].action == "replaced for some Pythons"
 
 
-@pytest.mark.parametrize("spelling", ["oslo.messaging", "oslo_messaging", "Oslo.Messaging", "oslo-messaging"])
-def test_dotted_names_match_canonically(spelling):
-    result = constraints.merge(real("2025.1"), constraints.parse_overrides(f"{spelling}===99.0.0\n", "o"), {})
-    pins = [l for l in result.lines if constraints.canonical_name(l) == "oslo-messaging"]
-    assert pins == [f"{spelling}===99.0.0"]
+def test_marker_override_matching_one_upstream_variant_replaces_only_it():
+    result = merged("2025.2", "keystonemiddleware===10.13.0;python_version>='3.10'\n")
+    lines = pins(result, "keystonemiddleware")
+    assert applies_to(lines, "3.9") == ["keystonemiddleware===10.10.0;python_version=='3.9'"]
+    assert applies_to(lines, "3.11") == ["keystonemiddleware===10.13.0;python_version>='3.10'"]
 
 
-def test_added_pin_goes_at_the_end_with_marker():
-    result = constraints.merge(real("2025.2"), constraints.parse_overrides("brand-new===1.0;python_version>='3.10'\n", "o"), {})
-    assert result.lines[-1] == "brand-new===1.0;python_version>='3.10'"
-    assert result.changes[0].action == "added"
+def test_trailing_comment_is_a_reason_not_an_error():
+    overrides = constraints.parse_overrides("# CVE-2026-23490\npyasn1===0.6.2                # replaces every pin\n", "o")
+    assert overrides[0].text == "pyasn1===0.6.2"
+    assert overrides[0].reason == "CVE-2026-23490 replaces every pin"
 
 
-def test_removal_and_built_from_source():
-    result = constraints.merge(real("2025.2"), constraints.parse_overrides("-cryptography\n", "o"),
-                               {"oslo-messaging": "oslo.messaging"})
-    names = {constraints.canonical_name(l) for l in result.lines}
-    assert "cryptography" not in names and "oslo-messaging" not in names
-    whys = {c.name: c.why for c in result.changes}
-    assert whys["oslo-messaging"] == "built from patched source (oslo.messaging)"
-    assert whys["cryptography"] == "override line 1"
+def test_readme_example_parses():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    block = readme.split("`overrides/<R>/constraints.txt`:", 1)[1].split("```", 2)[1]
+    constraints.parse_overrides(block.split("\n", 1)[1], "README")
 
 
-def test_marker_variants_in_overrides_are_allowed():
-    text = "foo===1.0;python_version<'3.12'\nfoo===2.0;python_version>='3.12'\n"
-    result = constraints.merge("bar===1\nfoo===0.5\n", constraints.parse_overrides(text, "o"), {})
-    assert result.lines == ("bar===1", "foo===1.0;python_version<'3.12'", "foo===2.0;python_version>='3.12'")
+@pytest.mark.parametrize("text,message", [
+    ("PyYAML===6.0.1\npyyaml===6.0.2\n", "repeats PyYAML of line 1 under another spelling"),
+    ("PyYAML===6.0.1\nPyYAML===6.0.1\n", "overlaps"),
+    ("foo===1;python_version>='3.10'\nfoo===2;python_version>='3.11'\n", "overlaps"),
+    ("foo===1\n-foo\n", "cannot be combined"),
+])
+def test_conflicting_overrides_are_refused(text, message):
+    with pytest.raises(OverrideError, match=message) as info:
+        constraints.parse_overrides(text, "overrides/2025.2/constraints.txt")
+    assert "overrides/2025.2/constraints.txt:2:" in str(info.value) and info.value.exit_code == 5
 
 
-def test_reason_is_the_comment_above():
-    overrides = constraints.parse_overrides("# header\n\n# CVE-2024-12797\n# fixed OpenSSL\ncryptography===44.0.1\n", "o")
-    assert overrides[0].reason == "CVE-2024-12797 fixed OpenSSL"
+def test_disjoint_markers_are_fine():
+    result = merged("2025.2", "foo===1.0;python_version<'3.12'\nfoo===2.0;python_version>='3.12'\n")
+    assert pins(result, "foo") == ["foo===1.0;python_version<'3.12'", "foo===2.0;python_version>='3.12'"]
 
 
 @pytest.mark.parametrize("line", ["cryptography==44.0.1", "cryptography>=44", "cryptography", "crypto graphy===1",
-                                  "cryptography[ssl]===44.0.1", "-", "--foo", "cryptography===1 ===2"])
+                                  "cryptography[ssl]===44.0.1", "-", "--foo"])
 def test_malformed_line_names_file_and_line(line):
     with pytest.raises(OverrideError) as info:
         constraints.parse_overrides(f"# ok\n\n{line}\n", "overrides/2025.2/constraints.txt")
     assert "overrides/2025.2/constraints.txt:3:" in str(info.value)
-    assert info.value.exit_code == OverrideError.exit_code
 
 
-@pytest.mark.parametrize("text", ["a===1\na===2\n", "a===1\n-a\n", "-A\nA===1\n"])
-def test_conflicting_overrides(text):
-    with pytest.raises(OverrideError, match=r"o:2: conflicts with line 1"):
-        constraints.parse_overrides(text, "o")
+@pytest.mark.parametrize("spelling", ["oslo.messaging", "oslo_messaging", "Oslo.Messaging", "oslo-messaging"])
+def test_names_match_canonically(spelling):
+    assert pins(merged("2025.1", f"{spelling}===99.0.0\n"), "oslo-messaging") == [f"{spelling}===99.0.0"]
 
 
-def test_identical_duplicate_is_not_a_conflict():
-    assert len(constraints.parse_overrides("a===1\na===1\n", "o")) == 2
-
-
-def test_override_of_component_built_from_source_is_refused():
+def test_removal_and_built_from_source():
+    result = merged("2025.2", "-cryptography\n", {"oslo-messaging": "oslo.messaging"})
+    names = {constraints.canonical_name(l) for l in result.lines}
+    assert "cryptography" not in names and "oslo-messaging" not in names
+    assert {c.name: c.why for c in result.changes}["oslo-messaging"] == "built from patched source (oslo.messaging)"
     with pytest.raises(OverrideError, match="built from patched source"):
-        constraints.merge(real("2025.2"), constraints.parse_overrides("oslo.messaging===17.1.1\n", "o"),
-                          {"oslo-messaging": "oslo.messaging"})
+        merged("2025.2", "oslo.messaging===17.1.1\n", {"oslo-messaging": "oslo.messaging"})
 
 
-def test_stage_writes_effective_file_and_header(layout, tmp_path):
-    layout.release("2025.2", {"demo": "1.0.0", "oslo.messaging": "17.1.0"}, services=["demo"])
+def test_negate():
+    assert constraints.negate("python_version>='3.12'") == "python_version < '3.12'"
+    assert constraints.negate("python_version>='3.10' and sys_platform=='linux'") == \
+        "python_version < '3.10' or sys_platform != 'linux'"
+    assert constraints.negate("python_version==='3.12'") is None
+
+
+# --- the stage: snapshots, URLs, caches --------------------------------------------------
+
+
+def stage(project, release="2025.2"):
+    with locks.hold(project.layout.lock(release), "test"):
+        return constraints.build(project, release)
+
+
+def test_shipped_snapshots_build_with_no_network(tmp_path):
+    """The shipped configuration: the snapshots make the default constraints_url unnecessary."""
+    settings = Settings.from_mapping({"workdir": str(tmp_path / "build"), "cache_dir": str(tmp_path / "cache"),
+                                      "constraints_url": "https://releases.invalid/{release}", "offline": True})
+    project = load_project(settings)
+    for release in project.releases:
+        record = stage(project, release)
+        fields, body = constraints.split_snapshot(project.layout.constraints_snapshot(release).read_text())
+        assert body == real(release) and fields["sha256"] and "requirements" in fields["note"]
+        assert record.upstream.startswith(f"releases/{release}/upper-constraints.txt")
+
+
+def test_update_writes_a_header_naming_the_source(layout):
+    layout.release("2025.1", {"demo": "1.0.0"})
+    project = layout.project()
+    path = constraints.update_snapshot(project, "2025.1", note="requirements at 19088b84dc74")
+    text = path.read_text()
+    assert text.startswith("# upper-constraints snapshot for OpenStack 2025.1")
+    assert "# source: file://" in text and "# note: requirements at 19088b84dc74" in text
+    assert constraints.split_snapshot(text)[1] == real("2025.1")
+    path.write_text(text.replace("oslo.config===", "oslo.config===9"))
+    with pytest.raises(ConfigError, match="does not match the sha256 in its header"):
+        stage(layout.project(), "2025.1")
+
+
+def test_unreachable_url_names_the_setting_and_the_command(layout):
+    layout.release("2025.2", {"demo": "1.0.0"})
+    with pytest.raises(FetchError) as info:
+        stage(layout.project(constraints_url="http://127.0.0.1:9/{release}"))
+    assert "constraints_url" in info.value.hint and "invoke constraints --release 2025.2 --update" in info.value.hint
+
+
+@pytest.mark.parametrize("damage", ["", "voluptuous===0.15.2\nchardet===5", "voluptuous===0.15.2\noslo.mess"])
+def test_truncated_cache_is_fetched_again_and_offline_says_corrupt(layout, tmp_path, damage, capfd):
+    layout.release("2025.2", {"demo": "1.0.0"})
     served = tmp_path / "served"
     served.mkdir()
     (served / "2025.2.txt").write_text(real("2025.2"))
-    layout.settings_overrides["constraints_url"] = f"file://{served}/{{release}}.txt"
-    override = layout.root / "overrides" / "2025.2" / "constraints.txt"
-    override.parent.mkdir(parents=True)
-    override.write_text("# newer crypto\ncryptography===44.0.1\n-six\nnew-pkg===1.0\n")
-    project = layout.project()
-    path, result = constraints.build(project, "2025.2")
-    assert path == layout.root / "build" / "2025.2" / "upper-constraints.txt"
-    text = path.read_text()
-    head = [l for l in text.splitlines() if l.startswith("#")]
-    assert any("replaced: cryptography" in l and "override line 2" in l for l in head)
-    assert any("removed: six" in l for l in head)
-    assert any("added: new-pkg" in l for l in head)
-    assert any("removed: oslo-messaging" in l and "built from patched source" in l for l in head)
-    body = [l for l in text.splitlines() if not l.startswith("#")]
-    assert "cryptography===44.0.1" in body and "new-pkg===1.0" in body
-    # The upstream URL content is cached: a second run works with the URL gone.
-    (served / "2025.2.txt").unlink()
-    assert constraints.build(layout.project(), "2025.2")[0].read_text() == text
+    url = f"file://{served}/{{release}}.txt"
+    first = stage(layout.project(constraints_url=url))
+    cached = next((layout.root.parent / "cache" / "constraints").glob("2025.2-*.txt"))
+    cached.write_text(damage)
+    with pytest.raises(CacheCorruptError, match="are corrupt"):
+        stage(layout.project(constraints_url=url, offline=True))
+    again = stage(layout.project(constraints_url=url))
+    assert again.sha256 == first.sha256
+    assert "downloading them again" in capfd.readouterr().err
 
 
-def test_snapshot_is_preferred_and_update_refreshes_it(layout):
-    layout.release("2025.1", {"demo": "1.0.0"})
-    project = layout.project()
-    snapshot = constraints.update_snapshot(project, "2025.1")
-    assert snapshot == layout.root / "releases" / "2025.1" / "upper-constraints.txt"
-    assert snapshot.read_text() == real("2025.1")
-    snapshot.write_text("only===1.0\n")
-    path, _ = constraints.build(layout.project(), "2025.1")
-    assert path.read_text().splitlines()[-1] == "only===1.0"
-    assert "releases/2025.1/upper-constraints.txt" in path.read_text()
-    assert snapshot.read_text() == "only===1.0\n"  # never edited in place
-
-
-def test_cli_bad_override_exit_code_and_no_output(layout):
+def test_cli_bad_override(layout):
     layout.release("2025.2", {"demo": "1.0.0"})
     override = layout.root / "overrides" / "2025.2" / "constraints.txt"
     override.parent.mkdir(parents=True)
-    override.write_text("cryptography===44.0.1\ncryptography>=45\n")
+    override.write_text("cryptography===44.0.1\nCryptography===45.0.0;python_version>='3.12'\n")
     result = invoke(layout, "constraints", "--release", "2025.2")
-    assert result.returncode == OverrideError.exit_code
-    assert "overrides/2025.2/constraints.txt:2:" in result.stderr
+    assert result.returncode == 5 and "overrides/2025.2/constraints.txt:2:" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
     assert not (layout.root / "build" / "2025.2" / "upper-constraints.txt").exists()

@@ -1,117 +1,126 @@
-"""Fetch stage against real git repositories: branch, tag and SHA refs, reruns, offline."""
+"""Fetching from real git repositories: every ref kind, reruns, and mirrors that heal themselves."""
 
 from __future__ import annotations
 
-import json
 import shutil
-from pathlib import Path
 
 import pytest
 
-from pipeline import sources
-from pipeline.errors import FetchError
+from pipeline import locks, sources
+from pipeline.errors import CacheCorruptError, FetchError
 
-from conftest import run_git
-
-
-def fetch_one(layout, ref, **kw):
-    layout.release("2025.2", {"demo": ref})
-    return sources.fetch(layout.project(), "2025.2", **kw)["demo"]
+from conftest import invoke, run_git
 
 
-def tree_head(record):
-    return run_git(__import__("pathlib").Path(record.tree), "rev-parse", "HEAD")
+def fetch(layout, ref=None, **settings):
+    if ref is not None:
+        layout.release("2025.2", {"demo": ref})
+    project = layout.project(**settings)
+    with locks.hold(project.layout.lock("2025.2"), "test"):
+        return sources.fetch(project, "2025.2")["demo"]
+
+
+def tree_of(layout, record):
+    return layout.root / "build" / record.tree
 
 
 def test_tag_ref(layout, upstream):
-    record = fetch_one(layout, "1.0.0")
-    assert (record.kind, record.method, record.commit, record.version) == ("tag", "git", upstream.tag_sha, "1.0.0")
-    assert record.tree == str(layout.root / "build" / "src" / "2025.2" / "demo")
-    assert tree_head(record) == upstream.tag_sha
-    # pbr needs the tag in the tree to compute the version
-    assert run_git(layout.root / "build/src/2025.2/demo", "describe", "--tags") == "1.0.0"
-    data = json.loads((layout.root / "build" / "2025.2" / "sources.json").read_text())
-    entry = data["components"]["demo"]
-    assert entry["ref"] == "1.0.0" and entry["upstream_revision"] == upstream.tag_sha
-    assert entry["origin"] == upstream.path.as_uri()
+    record = fetch(layout, "2.0.1")
+    assert (record.kind, record.method, record.version, record.commit) == ("tag", "git", "2.0.1", upstream.head("2.0.1^{commit}"))
+    tree = tree_of(layout, record)
+    assert run_git(tree, "describe", "--tags") == "2.0.1" and run_git(tree, "status", "--porcelain") == ""
+    assert record.tree == "src/2025.2/demo"  # relative to the work directory
+    data = (layout.root / "build" / "2025.2" / "sources.json").read_text()
+    assert str(layout.root) not in data
 
 
-def test_branch_ref_is_re_resolved(layout, upstream):
-    branch_sha = upstream.head("stable/2025.2")
-    record = fetch_one(layout, "stable/2025.2")
-    assert (record.kind, record.commit) == ("branch", branch_sha)
-    run_git(upstream.path, "checkout", "-q", "stable/2025.2")
-    upstream.write("README", "backport\n")
-    new_sha = upstream.commit("Backport")
-    offline = fetch_one(layout, "stable/2025.2", offline=True)
-    assert offline.commit == branch_sha
-    online = fetch_one(layout, "stable/2025.2")
-    assert online.commit == new_sha and tree_head(online) == new_sha
+def test_end_of_maintenance_tag(layout, upstream):
+    record = fetch(layout, "1.0-eom")
+    assert record.commit == upstream.eom and record.kind == "tag"
+    assert record.version == "1.0.2.dev1"  # pbr walks back to 1.0.1: eom is no version
 
 
-@pytest.mark.parametrize("length", [40, 7])
-def test_sha_ref(layout, upstream, length):
-    sha = upstream.head("HEAD~1")
-    record = fetch_one(layout, sha[:length])
-    assert (record.kind, record.commit) == ("sha", sha)
-    assert tree_head(record) == sha
-
-
-@pytest.mark.parametrize("ref", ["1.0.0", "SHA"])
-def test_rerun_needs_no_network(layout, upstream, ref):
-    ref = upstream.head("HEAD~1") if ref == "SHA" else ref
-    first = fetch_one(layout, ref)
-    upstream.path.rename(upstream.path.with_name("gone"))  # the remote disappears
-    again = fetch_one(layout, ref)
+def test_branch_is_re_resolved(layout, upstream):
+    first = fetch(layout, "stable/2.0")
+    assert first.kind == "branch" and first.commit == upstream.head("stable/2.0")
+    again = fetch(layout)
     assert again == first
-    # Even with the work dir wiped, the mirror in cache_dir is enough.
-    shutil.rmtree(layout.root / "build")
-    rebuilt = fetch_one(layout, ref)
-    assert rebuilt.commit == first.commit and tree_head(rebuilt) == first.commit
+    run_git(upstream.path, "checkout", "-q", "stable/2.0")
+    new = upstream.commit("Another stable fix") if upstream.write("README", "again\n") is None else None
+    run_git(upstream.path, "checkout", "-q", "master")
+    moved = fetch(layout)
+    assert moved.commit == new and moved.version == "2.0.2.dev1"
 
 
-def test_modified_tree_is_restored(layout, upstream):
-    fetch_one(layout, "1.0.0")
-    core = layout.root / "build/src/2025.2/demo/demo/core.py"
-    core.write_text("tampered\n")
-    fetch_one(layout, "1.0.0")
-    assert "def greet" in core.read_text()
+@pytest.mark.parametrize("length", [7, 12, 40])
+def test_sha_ref(layout, upstream, length):
+    record = fetch(layout, upstream.add_sub[:length])
+    assert record.kind == "sha" and record.commit == upstream.add_sub
 
 
-def test_unknown_ref(layout, upstream):
-    with pytest.raises(FetchError, match="ref 'no-such-thing' is neither a branch nor a tag") as info:
-        fetch_one(layout, "no-such-thing")
-    assert "source-refs.yaml" in str(info.value)
-    assert not (layout.root / "build" / "src" / "2025.2" / "demo").exists()
+def test_rerun_needs_no_network(layout, upstream):
+    fetch(layout, "2.0.1")
+    moved = upstream.path.parent / "moved"
+    shutil.move(str(upstream.path), moved)
+    assert fetch(layout).commit  # the stamp and the tree are enough
 
 
-def test_unreachable_remote(layout, upstream):
-    layout.settings_overrides["git_base"] = str(upstream.path.parent / "nowhere")
-    with pytest.raises(FetchError, match="cannot query"):
-        fetch_one(layout, "1.0.0")
+def test_unknown_ref_and_unreachable_remote(layout, upstream):
+    with pytest.raises(FetchError, match="is neither a branch nor a tag"):
+        fetch(layout, "no-such-branch")
+    layout.release("2025.2", {"demo": "stable/2.0"})
+    with pytest.raises(FetchError) as info:
+        fetch(layout, repos={"demo": "https://alice:s3cret@127.0.0.1:9/demo"})
+    assert "s3cret" not in str(info.value) and "https://127.0.0.1:9/demo" in str(info.value)
 
 
 def test_offline_without_mirror(layout, upstream):
-    with pytest.raises(FetchError, match="--offline forbids fetching"):
-        fetch_one(layout, "1.0.0", offline=True)
+    with pytest.raises(FetchError, match="offline mode forbids fetching"):
+        fetch(layout, "2.0.1", offline=True)
 
 
-def test_versions_of_untagged_refs_follow_pbr(layout, upstream):
-    assert fetch_one(layout, "stable/2025.2").version == "1.0.1.dev1"
-    assert fetch_one(layout, upstream.head("HEAD")).version == "1.0.1.dev2"
-    assert fetch_one(layout, "1.0.0").version == "1.0.0"
+def test_git_lock_left_by_a_killed_fetch_is_removed(layout, upstream, capfd):
+    fetch(layout, "2.0.0")
+    mirror = next((layout.root.parent / "cache" / "git").glob("demo-*.git"))
+    (mirror / "shallow.lock").write_text("")
+    (mirror / "refs" / "tags" / "2.0.1.lock").write_text("")
+    record = fetch(layout, "2.0.1")
+    assert record.version == "2.0.1"
+    err = capfd.readouterr().err
+    assert "shallow.lock left by an interrupted git process" in err and "2.0.1.lock" in err
 
 
-def test_version_needs_deeper_history_than_the_shallow_fetch(layout, upstream):
-    run_git(upstream.path, "checkout", "-q", "-b", "long", "1.0.0")
-    for i in range(60):
-        upstream.write("counter", f"{i}\n")
-        upstream.commit(f"Change {i}")
-    record = fetch_one(layout, "long")
-    assert record.version == "1.0.1.dev60"
-    assert int(run_git(Path(record.tree), "rev-list", "--count", "HEAD")) == 1  # the work tree stays shallow
+def test_corrupt_mirror_is_fetched_again(layout, upstream, capfd):
+    first = fetch(layout, "stable/2.0")
+    mirror = next((layout.root.parent / "cache" / "git").glob("demo-*.git"))
+    shutil.rmtree(tree_of(layout, first))
+    for obj in (mirror / "objects").rglob("*"):
+        if obj.is_file() and obj.parent.name != "info":
+            obj.chmod(0o644)
+            data = bytearray(obj.read_bytes())
+            data[len(data) // 2:] = b"\x00" * (len(data) - len(data) // 2)
+            obj.write_bytes(bytes(data))
+    with pytest.raises(CacheCorruptError, match="is corrupt"):
+        fetch(layout, offline=True)
+    again = fetch(layout)
+    assert again.commit == first.commit and run_git(tree_of(layout, again), "status", "--porcelain") == ""
+    assert "removing it and fetching again" in capfd.readouterr().err
 
 
-def test_pbr_dev_version():
-    assert sources.pbr_dev_version("32.1.0", 0) == "32.1.0"
-    assert sources.pbr_dev_version("32.1.0", 7) == "32.1.1.dev7"
+def test_staging_left_by_a_killed_run_is_removed(layout, upstream):
+    record = fetch(layout, "2.0.1")
+    leftover = layout.root / "build" / "src" / "2025.2" / ".staging-demo.abc123"
+    (leftover / "new").mkdir(parents=True)
+    fetch(layout)
+    assert not leftover.exists() and tree_of(layout, record).exists()
+
+
+def test_cli_fetch_json(layout, upstream):
+    layout.release("2025.2", {"demo": "2.0.1"})
+    result = invoke(layout, "fetch", "--release", "2025.2", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    import json
+
+    rows = json.loads(result.stdout)
+    assert rows[0]["component"] == "demo" and rows[0]["version"] == "2.0.1"
+    assert "fetch demo" in result.stderr  # progress goes to stderr, never into the JSON

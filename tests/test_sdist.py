@@ -1,33 +1,49 @@
-"""sdist source mode: a local PEP 503 index on loopback, and the real keystone sdist from PyPI."""
+"""sdist source mode: a local PEP 503 index on loopback (with basic auth), and real sdists from PyPI."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import http.server
 import json
 import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 
-from pipeline import patches, sources
-from pipeline.errors import FetchError, IntegrityError
+from pipeline import locks, series, sources
+from pipeline.errors import CacheCorruptError, FetchError, IntegrityError
 
-from conftest import make_patch, run_git
+from conftest import REPO_ROOT, make_patch, run_git
+
+USER, PASSWORD = "builder", "Sup3r-s3cret"
+
+
+class AuthHandler(http.server.SimpleHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        if self.path.startswith("/private/") and self.headers.get("Authorization") != expected:
+            self.send_response(401)
+            self.end_headers()
+            return
+        self.path = self.path.replace("/private/", "/", 1)
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
 
 
 @pytest.fixture
 def index(tmp_path, upstream):
-    """Serve tmp/index over HTTP on loopback with demo-1.0.0.tar.gz made from the upstream tag."""
+    """tmp/index on loopback: demo-1.0.0.tar.gz (a real archive of the upstream tag, with PKG-INFO)."""
     root = tmp_path / "index"
     (root / "simple" / "demo").mkdir(parents=True)
     (root / "files").mkdir()
     archive = root / "files" / "demo-1.0.0.tar.gz"
-    subprocess.run(["git", "archive", "--format=tar.gz", "--prefix=demo-1.0.0/", "-o", str(archive), "1.0.0"],
-                   cwd=upstream.path, check=True)
-    # A pbr-built sdist records the upstream revision in pbr.json.
+    subprocess.run(["git", "archive", "--format=tar.gz", "--prefix=demo-1.0.0/",
+                    "--add-virtual-file=demo-1.0.0/PKG-INFO:Metadata-Version: 2.1\nName: demo\nVersion: 1.0.0\n",
+                    "-o", str(archive), "1.0.0"], cwd=upstream.path, check=True)
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
 
     def publish(sha: str) -> None:
@@ -35,83 +51,95 @@ def index(tmp_path, upstream):
             f'<html><body><a href="../../files/demo-1.0.0.tar.gz#sha256={sha}">demo-1.0.0.tar.gz</a></body></html>')
 
     publish(digest)
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(AuthHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     server.publish = publish
     server.url = f"http://127.0.0.1:{server.server_address[1]}/simple"
+    server.private = f"http://{USER}:{PASSWORD}@127.0.0.1:{server.server_address[1]}/private/simple"
     yield server
     server.shutdown()
 
 
-def test_sdist_from_local_index(layout, upstream, index):
-    layout.settings_overrides.update(source_mode="sdist", index_url=index.url)
+def fetch(layout, **settings):
+    project = layout.project(**settings)
+    with locks.hold(project.layout.lock("2025.2"), "test"):
+        return sources.fetch(project, "2025.2")
+
+
+def test_sdist_from_an_index_with_credentials(layout, upstream, index):
+    layout.settings_overrides.update(source_mode="sdist", index_url=index.private)
     layout.release("2025.2", {"demo": "1.0.0"})
-    record = sources.fetch(layout.project(), "2025.2")["demo"]
+    record = fetch(layout)["demo"]
     assert (record.method, record.kind, record.version) == ("sdist", "tag", "1.0.0")
-    assert record.origin.endswith("/files/demo-1.0.0.tar.gz") and len(record.sdist_sha256) == 64
-    tree = Path(record.tree)
-    assert (tree / "demo" / "core.py").exists()
-    assert run_git(tree, "describe", "--tags") == "1.0.0"  # pbr's version
-    assert run_git(tree, "status", "--porcelain") == ""
+    assert record.origin.endswith("/files/demo-1.0.0.tar.gz") and PASSWORD not in record.origin
+    tree = layout.root / "build" / record.tree
+    assert run_git(tree, "describe", "--tags") == "1.0.0" and run_git(tree, "status", "--porcelain") == ""
     # A patch that adds a file: tracked by git, so pbr's file list includes it.
     layout.add_patch("demo", "2025.2", "0001-add.patch",
                      make_patch(upstream.path, lambda r: (r / "demo" / "new.py").write_text("X = 1\n"), "Add new.py"))
-    (prepared,) = patches.patch(layout.project(), "2025.2")
-    assert "demo/new.py" in run_git(Path(prepared.tree), "ls-files").splitlines()
-    # Rerun with the index gone: no network needed.
+    project = layout.project()
+    with locks.hold(project.layout.lock("2025.2"), "test"):
+        (prepared,) = series.patch(project, "2025.2")
+    assert "demo/new.py" in run_git(layout.root / "build" / prepared.tree, "ls-files").splitlines()
+    for path in [*(layout.root / "build").rglob("*.json"), *(layout.root.parent / "cache").rglob("*.json")]:
+        assert PASSWORD not in path.read_text(), path
     index.shutdown()
-    again = sources.fetch(layout.project(), "2025.2")["demo"]
-    assert again == record
+    assert fetch(layout)["demo"] == record  # no network on a rerun
 
 
-def test_sdist_hash_mismatch(layout, index):
+def test_hash_mismatch(layout, index):
     index.publish("0" * 64)
     layout.settings_overrides.update(source_mode="sdist", index_url=index.url)
     layout.release("2025.2", {"demo": "1.0.0"})
     with pytest.raises(IntegrityError, match="sha256 is [0-9a-f]{64}, the index publishes 0000") as info:
-        sources.fetch(layout.project(), "2025.2")
-    assert info.value.exit_code == IntegrityError.exit_code
+        fetch(layout)
+    assert info.value.exit_code == 11
     assert not (layout.root / "build" / "src" / "2025.2" / "demo").exists()
 
 
-def test_auto_mode_falls_back_to_git(layout, upstream, index):
-    layout.settings_overrides.update(source_mode="auto", index_url=index.url)
-    layout.release("2025.2", {"demo": "1.0.0", "demo2": "stable/2025.2"})
-    layout.settings_overrides["repos"] = {"demo2": str(upstream.path)}
-    records = sources.fetch(layout.project(), "2025.2")
-    assert records["demo"].method == "sdist"
-    assert records["demo2"].method == "git"  # a branch is never on the index
-
-
-def test_sdist_mode_missing_version(layout, index):
+def test_corrupt_cached_sdist_is_downloaded_again(layout, index, capfd):
     layout.settings_overrides.update(source_mode="sdist", index_url=index.url)
-    layout.release("2025.2", {"demo": "9.9.9"})
-    with pytest.raises(FetchError, match="no sdist of demo 9.9.9"):
-        sources.fetch(layout.project(), "2025.2")
+    layout.release("2025.2", {"demo": "1.0.0"})
+    first = fetch(layout)["demo"]
+    cached = layout.root.parent / "cache" / "sdist" / "demo-1.0.0.tar.gz"
+    cached.write_bytes(cached.read_bytes()[:100])
+    (layout.root / "build" / ".stamps" / "fetch" / "2025.2" / "demo.json").unlink()
+    with pytest.raises(CacheCorruptError, match="is corrupt"):
+        fetch(layout, offline=True)
+    assert fetch(layout)["demo"].commit == first.commit
+    assert "downloading it again" in capfd.readouterr().err
+
+
+def test_auto_mode_falls_back_to_git(layout, upstream, index):
+    layout.settings_overrides.update(source_mode="auto", index_url=index.url, repos={"demo2": str(upstream.path)})
+    layout.release("2025.2", {"demo": "1.0.0", "demo2": "stable/2.0"})
+    records = fetch(layout)
+    assert records["demo"].method == "sdist" and records["demo2"].method == "git"
+
+
+def test_wrong_credentials_are_not_shown(layout, index):
+    layout.settings_overrides.update(source_mode="sdist", index_url=index.private.replace(PASSWORD, "wrong-pass"))
+    layout.release("2025.2", {"demo": "1.0.0"})
+    with pytest.raises(FetchError) as info:
+        fetch(layout)
+    assert "HTTP 401" in str(info.value) and "wrong-pass" not in str(info.value)
 
 
 @pytest.mark.network
-def test_real_keystone_sdist_from_pypi(layout):
+def test_real_keystone_sdist_and_the_shipped_series(layout):
     layout.settings_overrides.update(source_mode="auto", index_url="https://pypi.org/simple")
     layout.release("2025.2", {"keystone": "28.0.0"})
-    project = layout.project()
-    record = sources.fetch(project, "2025.2")["keystone"]
-    assert record.method == "sdist"
+    record = fetch(layout)["keystone"]
+    assert record.method == "sdist" and record.version == "28.0.0"
     assert record.sdist_sha256 == "53bd2332fa095836a9f16015dbf061ec202c0b4c9a392138be508272699ebd88"
-    tree = Path(record.tree)
+    tree = layout.root / "build" / record.tree
     pbr = json.loads(next(tree.glob("*.egg-info/pbr.json")).read_text())
     assert record.upstream_revision == pbr["git_version"]
-    assert run_git(tree, "describe", "--tags") == "28.0.0"
-    # The shipped keystone series applies to the real sdist.
-    series_dir = Path(__file__).resolve().parent.parent / "patches" / "keystone" / "2025.2"
-    for patch in sorted(series_dir.glob("*.patch")):
-        layout.add_patch("keystone", "2025.2", patch.name, patch.read_text())
-    (prepared,) = patches.patch(layout.project(), "2025.2")
-    assert [p.subject for p in prepared.patches] == [
-        "Replace the random library with secrets in oauth1",
-        "fix ldap 'enabled' setting not interpreted as boolean",
-        "Preserve expires_at when rescoping federated tokens (CVE-2026-44394)",
-    ]
-    assert "system_random = secrets.SystemRandom()" in (Path(prepared.tree) / "keystone/oauth1/backends/sql.py").read_text()
+    for patch in sorted((REPO_ROOT / "patches" / "keystone" / "2025.2").glob("*.patch")):
+        layout.add_patch("keystone", "2025.2", patch.name, patch.read_bytes())
+    project = layout.project()
+    with locks.hold(project.layout.lock("2025.2"), "test"):
+        (prepared,) = series.patch(project, "2025.2")
+    assert [p.subject for p in prepared.patches][-1] == \
+        "Preserve expires_at when rescoping federated tokens (CVE-2026-44394)"
+    assert "secrets.SystemRandom()" in (layout.root / "build" / prepared.tree / "keystone/oauth1/backends/sql.py").read_text()

@@ -1,0 +1,190 @@
+"""Base images of a release: the runtime base and the build base, content-addressed.
+
+Owns where the runtime base starts from (``base.image`` pulled, or a Debian
+root filesystem made with debootstrap on the host, trimmed like Debian's
+slim images and with Python and CA certificates installed and apt's caches
+removed *before* it is imported, so no later layer has to delete what
+every image would still ship), the two base Dockerfiles, and their tags:
+each names a hash of its inputs (parent image ID, Dockerfile, arguments, uv
+binary), is built once per engine and never moved to another image.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import console
+from .config import Project, Release
+from .dockerfiles import find_dockerfile, tool_file
+from .engine import context_tar, ensure_image, inspect, stream_build
+from .errors import BaseImageError, DiskFullError
+from .files import hash_inputs, sha256_bytes
+from .wheels import Target, uv_binary, uv_wheel
+
+ROOTFS_FORMAT = 2  # bump when the bootstrapped tree's contents change
+
+# What Debian's slim images leave out, and what apt leaves behind.
+SLIM_DPKG_CFG = """\
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+"""
+TRIM = ["var/cache/apt", "var/lib/apt/lists", "var/cache/debconf/*-old", "var/log", "usr/share/man", "usr/share/info",
+        "usr/share/groff", "usr/share/lintian", "usr/share/linda", "usr/share/locale", "tmp", "var/tmp"]
+
+
+@dataclass(frozen=True)
+class BaseImages:
+    origin: str  # what the runtime base starts from: a pulled image or a bootstrapped rootfs
+    runtime: str
+    runtime_id: str
+    build: str
+    build_id: str
+
+
+def _trim_rootfs(rootfs: Path) -> None:
+    for pattern in TRIM:
+        for path in rootfs.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                for child in path.iterdir():
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            elif path.exists():
+                path.unlink()
+    doc = rootfs / "usr/share/doc"
+    if doc.is_dir():
+        for path in doc.rglob("*"):
+            if path.is_file() and path.name != "copyright":
+                path.unlink()
+
+
+def bootstrap_rootfs(project: Project, rel: Release, log_path: Path) -> Path:
+    """A trimmed Debian root filesystem with Python and CA certificates, as a tar file to import."""
+    base = rel.base
+    if shutil.which("debootstrap") is None:
+        raise BaseImageError(f"cannot bootstrap a {base.debian_suite} root filesystem: debootstrap is not installed",
+                             hint="run scripts/setup (it installs debootstrap), or set base.bootstrap: pull with a reachable registry")
+    if os.geteuid() != 0:
+        raise BaseImageError("debootstrap needs root to build the base root filesystem",
+                             hint="run as root, or set base.bootstrap: pull with a reachable registry")
+    if project.settings.offline:
+        raise BaseImageError(f"no base image for {rel.name} on the engine, and offline mode forbids bootstrapping one "
+                             f"from {base.debian_mirror}", hint="run once without --offline")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="rootfs-"))
+    rootfs = scratch / "rootfs"
+    env = {**os.environ, **project.network.proxy_env()}
+    packages = f"python{rel.python},ca-certificates"
+    with log_path.open("w") as log:
+        result = subprocess.run(["debootstrap", "--variant=minbase", f"--include={packages}", base.debian_suite,
+                                 str(rootfs), base.debian_mirror], stdout=log, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        shutil.rmtree(scratch, ignore_errors=True)
+        tail = "\n    ".join(log_path.read_text(errors="replace").splitlines()[-5:])
+        if "No space left" in tail:
+            raise DiskFullError("no space left on the device while bootstrapping the base root filesystem",
+                                hint=f"free space in {tempfile.gettempdir()}, then rerun")
+        raise BaseImageError(
+            f"debootstrap of {base.debian_suite} from {base.debian_mirror} failed (exit {result.returncode}):\n    {tail}",
+            hint=f"check releases/{rel.name}/release.yaml base.debian_mirror and the proxy settings; full log: {log_path}",
+        )
+    (rootfs / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True, exist_ok=True)
+    (rootfs / "etc/dpkg/dpkg.cfg.d/openstack-patches-slim").write_text(SLIM_DPKG_CFG)
+    _trim_rootfs(rootfs)
+    archive = scratch / "rootfs.tar"
+    subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "--sort=name", "--mtime=@0", "-cf", str(archive), "."],
+                   check=True)
+    shutil.rmtree(rootfs, ignore_errors=True)
+    return archive
+
+
+def _origin(client, project: Project, rel: Release, log_dir: Path) -> str:
+    """The image the runtime base starts from; pulls or bootstraps as configured."""
+    import docker
+    import docker.errors
+
+    base = rel.base
+    settings = project.settings
+    rootfs_ref = f"{settings.image_prefix}/rootfs:{base.debian_suite}-" + hash_inputs(
+        ["minbase", base.debian_suite, base.debian_mirror, rel.python, ROOTFS_FORMAT, SLIM_DPKG_CFG])[:12]
+
+    def bootstrap() -> str:
+        with console.step(f"bootstrap {rootfs_ref} from {base.debian_mirror}"):
+            archive = bootstrap_rootfs(project, rel, log_dir / "rootfs.log")
+            try:
+                repository, _, version = rootfs_ref.rpartition(":")
+                client.import_image_from_file(str(archive), repository=repository, tag=version)
+            finally:
+                shutil.rmtree(archive.parent, ignore_errors=True)
+            return inspect(client, rootfs_ref)["Id"]
+
+    mode = base.bootstrap
+    if mode in ("pull", "auto") and inspect(client, base.image):
+        return base.image
+    if mode == "debootstrap" or (mode == "auto" and (inspect(client, rootfs_ref) or settings.offline)):
+        ensure_image(client, settings, rootfs_ref, bootstrap, "the base root filesystem")
+        return rootfs_ref
+    if settings.offline:
+        raise BaseImageError(f"{base.image} is not on the engine, and offline mode forbids pulling it",
+                             hint="run once without --offline, or set base.bootstrap: debootstrap with a bootstrapped root filesystem")
+    repository, version = docker.utils.parse_repository_tag(base.image)
+    try:
+        with console.step(f"pull {base.image}"):
+            client.pull(repository, tag=version or "latest")
+        return base.image
+    except docker.errors.APIError as exc:
+        if mode == "pull":
+            raise BaseImageError(f"cannot pull base image {base.image}: {exc.explanation or exc}",
+                                 hint=f"check the registry, or set base.bootstrap: debootstrap (or auto) in releases/{rel.name}/release.yaml") from None
+        console.note(f"{base.image} cannot be pulled; bootstrapping from {base.debian_mirror} instead")
+    ensure_image(client, settings, rootfs_ref, bootstrap, "the base root filesystem")
+    return rootfs_ref
+
+
+def ensure_bases(client, project: Project, rel: Release, target: Target) -> BaseImages:
+    """Runtime and build base images of a release, built only when their inputs changed."""
+    settings = project.settings
+    prefix = settings.image_prefix
+    log_dir = project.layout.base_logs(rel.name)
+    proxies = project.network.proxy_env()
+    origin = _origin(client, project, rel, log_dir)
+    origin_id = inspect(client, origin)["Id"]
+
+    runtime_file = find_dockerfile(project, rel.name, ["base-runtime"])
+    runtime_args = {"BASE_IMAGE": origin_id, "PYTHON_VERSION": rel.python}
+    runtime_ref = f"{prefix}/base-runtime:" + hash_inputs([runtime_file.read_text(), runtime_args])[:16]
+
+    def make_runtime() -> str:
+        with console.step(f"base image {runtime_ref}"):
+            return stream_build(client, context_tar({"Dockerfile": runtime_file.read_bytes()}),
+                                log_dir / "base-runtime.log", f"base-runtime {rel.name}", buildargs=runtime_args,
+                                secret_args=proxies)
+
+    runtime_id, _ = ensure_image(client, settings, runtime_ref, make_runtime, "the runtime base")
+
+    uv = uv_wheel(project, target)
+    build_file = find_dockerfile(project, rel.name, ["base-build"])
+    build_args = {"RUNTIME_BASE": runtime_id, "PYTHON_VERSION": rel.python}
+    build_ref = f"{prefix}/base-build:" + hash_inputs([build_file.read_text(), build_args, uv.sha256,
+                                                       sha256_bytes(tool_file("venv-layer"))])[:16]
+
+    def make_build() -> str:
+        with console.step(f"base image {build_ref}"):
+            binary = uv_binary(project, uv)
+            context = context_tar({"Dockerfile": build_file.read_bytes(), "uv": binary, "venv-layer": tool_file("venv-layer")},
+                                  executables=frozenset({"uv", "venv-layer"}))
+            return stream_build(client, context, log_dir / "base-build.log", f"base-build {rel.name}",
+                                buildargs=build_args, secret_args=proxies)
+
+    build_id, _ = ensure_image(client, settings, build_ref, make_build, "the build base")
+    return BaseImages(origin, runtime_ref, runtime_id, build_ref, build_id)
+

@@ -1,0 +1,243 @@
+"""The Docker engine: connection, streaming builds, content-addressed images, engine-side locks.
+
+Owns how docker-py is used: one client per process for the engine named by
+``DOCKER_HOST`` (unix socket, ``tcp://`` with the TLS variables, or
+``ssh://``), build contexts as tar streams with normalised metadata, builds
+whose every streamed item is checked (docker-py reports a failed step as an
+item, not an exception) with a live progress line and a plain-text log, and
+``ensure_image``: an image tag is made once and never re-tagged to another
+image, with a lock per tag so concurrent runs on one engine reuse the first
+one's result.  docker-py is imported here only, when a task needs the engine.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import console, locks
+from .config import Engine, Settings
+from .errors import DiskFullError, DockerUnavailableError, ImageBuildError
+from .files import sha256_bytes
+from .redact import redact
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def connect(settings: Settings):
+    """The docker-py APIClient for the configured engine (one per process), or a clear error."""
+    import docker
+    import docker.errors
+
+    engine = settings.engine
+    with _clients_lock:
+        if engine.host in _clients:
+            return _clients[engine.host]
+        try:
+            kwargs = docker.utils.kwargs_from_env(environment=_engine_environ(engine))
+            client = docker.APIClient(version="auto", timeout=3600, use_ssh_client=engine.host.startswith("ssh://"),
+                                      **kwargs)
+            client.ping()
+        except Exception as exc:  # docker-py raises several unrelated types here
+            raise DockerUnavailableError(
+                f"no Docker engine answers at {engine.description}: {redact(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)}",
+                hint="start the Docker engine (scripts/setup starts one; or `systemctl start docker`), "
+                     "or set DOCKER_HOST (tcp://host:2376 with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or ssh://user@host)",
+            ) from None
+        _clients[engine.host] = client
+        return client
+
+
+def _engine_environ(engine: Engine) -> dict[str, str]:
+    env = {}
+    if engine.host:
+        env["DOCKER_HOST"] = engine.host
+    if engine.tls_verify:
+        env["DOCKER_TLS_VERIFY"] = "1"
+    if engine.cert_path:
+        env["DOCKER_CERT_PATH"] = engine.cert_path
+    return env
+
+
+def engine_info(client) -> dict:
+    info = client.info()
+    return {"id": info.get("ID", ""), "name": info.get("Name", ""), "version": info.get("ServerVersion", ""),
+            "arch": info.get("Architecture", "x86_64")}
+
+
+def engine_key(client) -> str:
+    """A short stable name of the engine for lock files (processes on one host share its locks)."""
+    return sha256_bytes(engine_info(client)["id"].encode())[:12]
+
+
+def inspect(client, ref: str) -> dict | None:
+    import docker.errors
+
+    try:
+        return client.inspect_image(ref)
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.APIError as exc:
+        if exc.status_code == 404:
+            return None
+        raise
+
+
+def tag(client, image_id: str, ref: str) -> None:
+    repository, _, version = ref.rpartition(":")
+    client.tag(image_id, repository, version)
+
+
+# --- build contexts ----------------------------------------------------------------------
+
+
+def context_tar(files: dict[str, bytes], trees: dict[str, Path] | None = None,
+                executables: frozenset[str] = frozenset()) -> io.BytesIO:
+    """A build context: in-memory files plus whole directories (ownership and mtimes normalised)."""
+    buffer = io.BytesIO()
+
+    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = 0
+        return info
+
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in sorted(files.items()):
+            info = normalise(tarfile.TarInfo(name))
+            info.size = len(data)
+            info.mode = 0o755 if name in executables else 0o644
+            tar.addfile(info, io.BytesIO(data))
+        for prefix, tree in sorted((trees or {}).items()):
+            for path in sorted(tree.rglob("*")):
+                arcname = str(Path(prefix) / path.relative_to(tree)) if prefix else str(path.relative_to(tree))
+                tar.add(path, arcname=arcname, recursive=False, filter=normalise)
+    buffer.seek(0)
+    return buffer
+
+
+# --- builds ------------------------------------------------------------------------------
+
+STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+
+
+def stream_build(client, context: io.BytesIO, log_path: Path, what: str, buildargs: dict[str, str] | None = None,
+                 labels: dict[str, str] | None = None, nocache: bool = False, dockerfile: str = "Dockerfile",
+                 target: str | None = None, secret_args: dict[str, str] | None = None) -> str:
+    """Run one build (untagged), logging to ``log_path``; return the image ID.
+
+    ``secret_args`` are build arguments the engine never records (its
+    predefined proxy arguments: not in the history, not in the cache key);
+    they are not written to the log.
+    """
+    import docker.errors
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    image_id = None
+    last_step = "(before the first step)"
+    progress = console.Progress(what)
+    with log_path.open("w", encoding="utf-8") as log:
+        log.write(f"# build of {what}\n# build arguments: {redact(str(sorted((buildargs or {}).items())))}\n")
+        try:
+            stream = client.build(
+                fileobj=context, custom_context=True, dockerfile=dockerfile, target=target,
+                buildargs={**(buildargs or {}), **(secret_args or {})}, labels=labels or {}, rm=True, forcerm=True,
+                nocache=nocache, pull=False, decode=True, use_config_proxy=False,
+            )
+            for item in stream:
+                if "stream" in item:
+                    chunk = console.strip_ansi(redact(item["stream"]))
+                    log.write(chunk)
+                    match = STEP_RE.match(chunk.strip())
+                    if match:
+                        last_step = f"step {match.group(1)}/{match.group(2)}: {match.group(3)}"
+                        progress.update(last_step[:100])
+                    elif chunk.strip() and not chunk.startswith(" ---> "):
+                        progress.update(f"{last_step[:60]} | {chunk.strip().splitlines()[-1][:50]}")
+                elif "error" in item:
+                    message = redact(item["error"].strip())
+                    log.write(f"ERROR: {message}\n")
+                    if "no space left on device" in message.lower():
+                        raise DiskFullError(f"{what}: the Docker engine ran out of space at {last_step}",
+                                            hint="free space in the engine's data root (docker system prune), then rerun")
+                    raise ImageBuildError(f"{what}: image build failed at {last_step}\n    {message}",
+                                          hint=f"full build log: {log_path}")
+                elif "aux" in item and "ID" in item["aux"]:
+                    image_id = item["aux"]["ID"]
+        except docker.errors.APIError as exc:
+            raise ImageBuildError(f"{what}: the engine refused the build: {redact(str(exc.explanation or exc))}",
+                                  hint=f"build log: {log_path}") from None
+        finally:
+            progress.done()
+    if image_id is None:
+        raise ImageBuildError(f"{what}: the engine reported no image ID", hint=f"build log: {log_path}")
+    return image_id
+
+
+def ensure_image(client, settings: Settings, ref: str, make: Callable[[], str], what: str,
+                 force: bool = False) -> tuple[str, bool]:
+    """The image tagged ``ref``, made by ``make()`` (returning an image ID) only if the tag is absent.
+
+    The tag names the image's inputs (content-addressed), so an existing tag
+    is reused and never moved to another image; a lock per tag on this
+    engine makes a concurrent run wait for the first build and reuse it.
+    Returns (image ID, whether it was made now).
+    """
+    existing = inspect(client, ref)
+    if existing is not None and not force:
+        return existing["Id"], False
+    lock = settings.layout.cache_lock(f"engine-{engine_key(client)}-{sha256_bytes(ref.encode())[:16]}")
+    with locks.hold(lock, f"the image {ref} (being built by another run on this engine)"):
+        existing = inspect(client, ref)
+        if existing is not None and not force:
+            return existing["Id"], False
+        image_id = make()
+        if force or inspect(client, ref) is None:
+            tag(client, image_id, ref)  # --force is the one case where a tag moves: the user asked to rebuild
+        return inspect(client, ref)["Id"], True
+
+
+def context_image(client, settings: Settings, name: str, digest: str, make_context: Callable[[], io.BytesIO],
+                  log_path: Path) -> tuple[str, bool]:
+    """A ``FROM scratch`` image holding a tree or a set of files (an emulated named build context), by content.
+
+    ``make_context`` returns the build context: its files plus a
+    ``.context.Dockerfile`` (see ``scratch_context``).  Returns (tag, whether it was built now).
+    """
+    ref = f"{settings.image_prefix}/context-{name}:{digest[:24]}"
+
+    def make() -> str:
+        return stream_build(client, make_context(), log_path, f"context {name}", dockerfile=".context.Dockerfile")
+
+    _, built = ensure_image(client, settings, ref, make, f"context {name}")
+    return ref, built
+
+
+SCRATCH_FILES = {".context.Dockerfile": b"FROM scratch\nCOPY . /\n", ".dockerignore": b".context.Dockerfile\n.dockerignore\n"}
+
+
+def tree_context(tree: Path) -> io.BytesIO:
+    """The build context of a context image holding ``tree``."""
+    return context_tar(SCRATCH_FILES, {"": tree})
+
+
+def run_container(client, image: str, command: list[str], what: str) -> bytes:
+    """Run ``command`` in a throw-away container of ``image``; return its stdout (stderr in the error)."""
+    container = client.create_container(image, command=command, user="root", network_disabled=True,
+                                        entrypoint=[], labels={"io.openstack-patches.temporary": "1"})
+    try:
+        client.start(container)
+        status = client.wait(container, timeout=600)
+        out = client.logs(container, stdout=True, stderr=False)
+        if status.get("StatusCode", 1) != 0:
+            err = client.logs(container, stdout=False, stderr=True).decode("utf-8", "replace").strip()
+            raise ImageBuildError(f"{what}: {' '.join(command[:2])} failed in {image[:19]} (exit {status.get('StatusCode')}): {err[-500:]}")
+        return out
+    finally:
+        client.remove_container(container, force=True)

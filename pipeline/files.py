@@ -1,0 +1,134 @@
+"""Files the pipeline writes: atomic, with the process umask, and swapped-in directories.
+
+No reader ever sees a half-written record or a half-made tree: files are
+written next to their destination and renamed; trees are built in a staging
+directory and swapped in.  Staging directories that a killed run left behind
+are recognised by their prefix and removed by the next run that holds the
+lock of their parent (see ``locks``).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from . import console
+
+STAGING_PREFIX = ".staging-"
+
+
+def _process_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _process_umask()  # read once at import, before any thread starts
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_inputs(inputs: Any) -> str:
+    """Stable hash of a JSON-serialisable description of a step's inputs."""
+    return sha256_bytes(json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str).encode())
+
+
+def write_atomic(path: Path, data: str | bytes, mode: int = 0o666) -> None:
+    """Write ``path`` whole or not at all, with permissions ``mode`` less the umask."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(tmp, mode & ~UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_if_changed(path: Path, data: str | bytes) -> bool:
+    """Write only when the content differs (a no-change run writes nothing)."""
+    raw = data.encode() if isinstance(data, str) else data
+    try:
+        if path.read_bytes() == raw:
+            return False
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    write_atomic(path, raw)
+    return True
+
+
+def read_json(path: Path) -> Any:
+    """The parsed file, or None when it is missing or not valid JSON (a torn or foreign file)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def remove(path: Path) -> None:
+    """Remove a file or a directory tree if it exists."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
+def replace_dir(dest: Path, build: Callable[[Path], None]) -> None:
+    """Build a directory next to ``dest`` with ``build(path)``, then swap it in.
+
+    If ``build`` fails or the process is killed, ``dest`` keeps its previous
+    content (or stays absent); the staging directory is removed, or by the
+    next run after a kill.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f"{STAGING_PREFIX}{dest.name}."))
+    try:
+        build(staging / "new")
+        if dest.exists():
+            dest.rename(staging / "old")
+        (staging / "new").rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def stale_staging(parent: Path) -> Iterator[Path]:
+    if parent.is_dir():
+        yield from (p for p in parent.iterdir() if p.name.startswith(STAGING_PREFIX))
+
+
+def clean_staging(parent: Path) -> None:
+    """Remove staging directories a killed run left in ``parent`` (call while holding its lock)."""
+    for leftover in stale_staging(parent):
+        console.note(f"removing {leftover} left by an interrupted run")
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_not_writable(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)

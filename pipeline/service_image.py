@@ -1,0 +1,212 @@
+"""Service images: the rendered Dockerfile, its inputs and the build record ``image.json``.
+
+Owns one service image of a release: its layers on the release layer (its
+own extra dependencies, each patched library, the patched service), the
+context images its build reads (package files, build requirements, trees),
+tags (``<prefix>/<service>:<version>-p<patches>-<input hash>``, immutable,
+and ``:<release>``, moving), labels, and the record ``image.json``: written
+once, after a successful build, with everything later stages need (the
+source record of every component, every patch with the hash of its bytes
+and its provenance, the constraint changes, the layers), so no later stage
+re-reads patch files, sources or settings.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from . import console
+from .bases import BaseImages
+from .config import Project
+from .constraints import ConstraintsRecord
+from .dependencies import ServiceLock, requirements_text
+from .dockerfiles import LibrarySlot, find_dockerfile, render
+from .engine import context_image, context_tar, inspect, stream_build, tag, tree_context
+from .files import hash_inputs, read_json, remove, write_atomic, write_json
+from .redact import public_url
+from .release_layer import ReleaseLayer
+from .series import PreparedTree
+from .stamps import input_hash, tool_id
+from .wheels import Target, fetch_files, wheel_set, wheelhouse_context
+
+LABEL_NS = "io.openstack-patches"
+RECORD_FORMAT = 3
+
+
+@dataclass
+class ImageResult:
+    service: str
+    release: str
+    action: str  # built | up to date
+    record: dict[str, Any]
+    build_calls: int = 0
+    seconds: float = 0.0
+    record_path: Path = field(default_factory=Path)
+
+
+def downstream_outputs(project: Project, release: str, service: str) -> list[Path]:
+    """What later stages derived from a service's image: removed whenever the image changes or fails."""
+    layout = project.layout
+    return [layout.sbom_file(release, service), layout.sbom_record(release, service), layout.vex_file(release, service),
+            layout.vex_record(release, service), layout.push_record(release, service)]
+
+
+def _labels(project: Project, release: str, service: PreparedTree, libs: list[PreparedTree], layer: ReleaseLayer,
+            constraints: ConstraintsRecord, patches: list[dict]) -> dict[str, str]:
+    source = service.source
+    labels = {
+        "org.opencontainers.image.title": service.component,
+        "org.opencontainers.image.source": public_url(source.origin),
+        "org.opencontainers.image.revision": source.upstream_revision or service.head,
+        "org.opencontainers.image.version": source.version,
+        "org.opencontainers.image.base.name": layer.image,
+        f"{LABEL_NS}.release": release,
+        f"{LABEL_NS}.patches": str(len(patches)),
+        f"{LABEL_NS}.patches.sha256": hash_inputs([[p["component"], p["file"], p["sha256"]] for p in patches]),
+        f"{LABEL_NS}.constraints.sha256": constraints.sha256,
+        f"{LABEL_NS}.libraries": ",".join(f"{lib.component}=={lib.source.version}" for lib in libs),
+    }
+    defaults = project.release(release).service_defaults.get(service.component, {})
+    for key, value in sorted(defaults.items()):
+        labels[f"{LABEL_NS}.default.{key}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return labels
+
+
+@dataclass
+class ServicePlan:
+    """Everything one service image build needs, decided before the engine is asked for anything."""
+
+    service: str
+    release: str
+    dockerfile: str
+    dependencies: str
+    buildargs: dict[str, str]
+    labels: dict[str, str]
+    input_hash: str
+    tags: tuple[str, str]  # immutable, moving
+    contexts: list[tuple[str, str, Callable[[], io.BytesIO]]]  # (name, digest, context maker) of context images
+    record: dict[str, Any]  # the image record without image_id
+
+
+def plan_service(project: Project, release: str, service: PreparedTree, libraries: dict[str, PreparedTree],
+                 lock: ServiceLock, layer: ReleaseLayer, bases: BaseImages, constraints: ConstraintsRecord,
+                 target: Target) -> ServicePlan:
+    settings, layout = project.settings, project.layout
+    name = service.component
+    libs = [libraries[n] for n in lock.libraries]
+    service_tree = layout.resolve(service.tree)
+    lib_trees = [layout.resolve(lib.tree) for lib in libs]
+    shared = {f.sha256 for f in layer.files}
+    extras = [f for f in lock.files if f.sha256 not in shared]
+    wheels = wheel_set(project, extras, target)
+    build_reqs = wheel_set(project, [], target, trees=[service_tree, *lib_trees])
+    slots = [LibrarySlot(lib.component, lib.source.version) for lib in libs]
+    dockerfile = render(find_dockerfile(project, release, [name, "service"]).read_text(), slots,
+                        {"dependencies": bool(extras)})
+    dependencies = requirements_text(extras)
+    patches = [asdict(p) for tree in [*libs, service] for p in tree.patches]
+    labels = _labels(project, release, service, libs, layer, constraints, patches)
+    prefix = settings.image_prefix
+
+    def files_maker(wheelset):
+        return lambda: wheelhouse_context(fetch_files(project, list(wheelset.files)))
+
+    def tree_maker(tree: Path):
+        return lambda: tree_context(tree)
+
+    contexts = [("wheels", wheels.digest, files_maker(wheels)), ("wheels", build_reqs.digest, files_maker(build_reqs)),
+                *[(lib.component, lib.head, tree_maker(tree)) for lib, tree in zip(libs, lib_trees)],
+                (name, service.head, tree_maker(service_tree))]
+    buildargs = {
+        "BUILD_BASE": bases.build_id, "RELEASE_BUILD": layer.build_image_id, "RELEASE_BASE": layer.image_id,
+        "SERVICE_VERSION": service.source.version,
+        "CTX_WHEELS": context_ref(settings, "wheels", wheels.digest),
+        "CTX_BUILD": context_ref(settings, "wheels", build_reqs.digest),
+        "CTX_SERVICE": context_ref(settings, name, service.head),
+        **{f"CTX_{slot.arg}": context_ref(settings, lib.component, lib.head) for slot, lib in zip(slots, libs)},
+    }
+    digest = input_hash({"dockerfile": dockerfile, "dependencies": dependencies, "buildargs": buildargs,
+                         "labels": labels, "record_format": RECORD_FORMAT})
+    image_name = f"{prefix}/{name}"
+    tags = (f"{image_name}:{service.source.version}-p{len(patches)}-{digest[:12]}", f"{image_name}:{release}")
+    layers = [
+        {"name": "release", "image": layer.image, "packages": layer.packages()},
+        *([{"name": "dependencies", "packages": [f.pin for f in sorted(extras, key=lambda f: f.name)]}] if extras else []),
+        *[{"name": f"library {lib.component}", "packages": [f"{lib.component}=={lib.source.version}"]} for lib in libs],
+        {"name": "service", "packages": [f"{name}=={service.source.version}"]},
+    ]
+    record = {
+        "format": RECORD_FORMAT, "tool": tool_id(), "service": name, "release": release, "image": image_name,
+        "tags": list(tags), "labels": labels, "input_hash": digest, "version": service.source.version,
+        "head": service.head, "head_date": service.head_date, "tree": service.tree,
+        "sources": {tree.component: asdict(tree.source) for tree in [service, *libs]},
+        "heads": {tree.component: tree.head for tree in [service, *libs]},
+        "dist_names": {tree.component: canonicalize_name(settings.pypi_name(tree.component)) for tree in [service, *libs]},
+        "patches": patches,
+        "libraries": {lib.component: {"version": lib.source.version, "head": lib.head, "patches": len(lib.patches)}
+                      for lib in libs},
+        "layers": layers,
+        "bases": {**asdict(bases), "release_layer": layer.image, "release_layer_id": layer.image_id},
+        "constraints": constraints.to_dict(), "target": asdict(target),
+        "build_log": layout.rel(layout.build_log(release, name)),
+    }
+    return ServicePlan(name, release, dockerfile, dependencies, buildargs, labels, digest, tags, contexts, record)
+
+
+def context_ref(settings, name: str, digest: str) -> str:
+    return f"{settings.image_prefix}/context-{name}:{digest[:24]}"
+
+
+def is_current(client, project: Project, plan: ServicePlan) -> dict | None:
+    """The existing record if the image for exactly this plan exists."""
+    previous = read_json(project.layout.image_record(plan.release, plan.service))
+    if isinstance(previous, dict) and previous.get("input_hash") == plan.input_hash \
+            and inspect(client, previous.get("image_id", "")) is not None:
+        return previous
+    return None
+
+
+def ensure_contexts(client, project: Project, plan: ServicePlan) -> int:
+    """Make the plan's context images (under the release lock: they are read from the trees); return builds made."""
+    out_dir = project.layout.service_dir(plan.release, plan.service)
+    built = 0
+    for name, digest, maker in plan.contexts:
+        _, made = context_image(client, project.settings, name, digest, maker, out_dir / f"context-{name}.log")
+        built += made
+    return built
+
+
+def build_service(client, project: Project, plan: ServicePlan, force: bool = False) -> ImageResult:
+    """Build (or reuse) one service image and write its record; the caller holds the service's lock."""
+    started = time.monotonic()
+    layout = project.layout
+    release, name = plan.release, plan.service
+    record_path = layout.image_record(release, name)
+    immutable, moving = plan.tags
+    previous = None if force else is_current(client, project, plan)
+    if previous is not None:
+        if (inspect(client, moving) or {}).get("Id") != previous["image_id"]:
+            tag(client, previous["image_id"], moving)
+        return ImageResult(name, release, "up to date", previous, 0, time.monotonic() - started, record_path)
+
+    # From here on an older record (and everything derived from it) would lie.
+    for path in [record_path, *downstream_outputs(project, release, name)]:
+        remove(path)
+    out_dir = layout.service_dir(release, name)
+    context = context_tar({"Dockerfile": plan.dockerfile.encode(), "dependencies.txt": plan.dependencies.encode()})
+    write_json(out_dir / "build-inputs.json", {"buildargs": plan.buildargs, "labels": plan.labels, "tool": tool_id()})
+    write_atomic(out_dir / "Dockerfile", plan.dockerfile)
+    with console.step(f"image {name} ({release})"):
+        image_id = stream_build(client, context, layout.build_log(release, name), f"{name} ({release})",
+                                buildargs=plan.buildargs, labels=plan.labels, nocache=force)
+    tag(client, image_id, immutable)
+    tag(client, image_id, moving)
+    write_json(record_path, {**plan.record, "image_id": image_id})
+    return ImageResult(name, release, "built", read_json(record_path), 1, time.monotonic() - started, record_path)

@@ -1,0 +1,126 @@
+"""The command line as a user meets it: help, fast start, no traceback ever, one documented exit code per failure."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from pipeline.errors import exit_codes
+
+from conftest import REPO_ROOT, invoke, make_patch
+
+TASKS = ["fetch", "patch", "constraints", "build", "sbom", "vex", "manifest", "testapply", "patches.list",
+         "patches.check"]
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs (root)")
+
+
+def test_every_task_and_flag_is_explained():
+    listing = subprocess.run(["invoke", "-r", str(REPO_ROOT), "--list"], capture_output=True, text=True, check=True).stdout
+    for name in TASKS:
+        assert re.search(rf"^\s+{re.escape(name)}\s+\S", listing, re.M), name
+        out = subprocess.run(["invoke", "-r", str(REPO_ROOT), "--help", name], capture_output=True, text=True,
+                             check=True).stdout
+        options = [l for l in out.splitlines() if l.strip().startswith("-")]
+        assert options and all(len(l.split(None, 1)) == 2 for l in options), out
+
+
+def test_readme_lists_every_exit_code():
+    readme = (REPO_ROOT / "README.md").read_text()
+    table = dict(re.findall(r"^\| (\d+) \| (.+?) \|$", readme, re.M))
+    for code, _ in exit_codes():
+        assert str(code) in table, f"exit code {code} missing from the README"
+
+
+def test_listing_tasks_imports_no_heavy_module():
+    code = ("import sys; sys.argv=['invoke','--list']; from invoke.main import program\n"
+            "try:\n program.run()\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in ('docker','cyclonedx','jsonschema','pipeline.sbom','pipeline.engine') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_internal_error_is_one_line_and_a_log(tmp_path):
+    script = ("import sys; sys.path.insert(0, %r)\n"
+              "from pipeline.cli import entry\n"
+              "@entry\ndef task():\n    raise RuntimeError('boom')\n"
+              "from invoke import Exit\ntry:\n    task()\nexcept Exit as e:\n    sys.exit(e.code)\n") % str(REPO_ROOT)
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: internal error: RuntimeError: boom")
+    log = re.search(r"the traceback is in (\S+);", result.stderr).group(1)
+    assert "RuntimeError: boom" in open(log).read() and 'line 5, in task' in open(log).read()
+
+
+@pytest.fixture
+def slow_server():
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            time.sleep(30)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_exits_130_with_a_message(layout, slow_server, sig):
+    layout.release("2025.2", {"demo": "1.0.0"})
+    env = {**layout.invoke_env(), "INVOKE_PIPELINE_CONSTRAINTS_URL": f"{slow_server}/{{release}}"}
+    proc = subprocess.Popen(["invoke", "-r", str(REPO_ROOT), "constraints", "--release", "2025.2"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(2)
+    os.killpg(proc.pid, sig)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "error: interrupted" in err and "Traceback" not in err
+
+
+@contextlib.contextmanager
+def tmpfs(path, options):
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@root_only
+def test_read_only_work_directory(layout, upstream, tmp_path):
+    layout.release("2025.2", {"demo": "2.0.1"})
+    assert invoke(layout, "patch", "--release", "2025.2").returncode == 0
+    work = layout.root / "build"
+    subprocess.run(["mount", "--bind", str(work), str(work)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(work)], check=True)
+        rerun = invoke(layout, "patch", "--release", "2025.2")  # nothing to do: must not need to write
+        assert rerun.returncode == 0, rerun.stderr
+        layout.add_patch("demo", "2025.2", "0001-x.patch",
+                         make_patch(upstream.path, lambda r: (r / "README").write_text("x\n"), "x"))
+        result = invoke(layout, "patch", "--release", "2025.2")
+        assert result.returncode == 8 and "cannot write" in result.stderr and "Traceback" not in result.stderr
+    finally:
+        subprocess.run(["umount", "-l", str(work)], check=False)
+
+
+@root_only
+def test_full_disk_says_so_once(layout, upstream, tmp_path):
+    layout.release("2025.2", {"demo": "2.0.1"})
+    with tmpfs(tmp_path / "small", "size=96k") as small:
+        layout.settings_overrides["workdir"] = str(small)
+        result = invoke(layout, "patch", "--release", "2025.2")
+    assert result.returncode == 9, result.stderr
+    assert result.stderr.count("no space left") == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) < 15

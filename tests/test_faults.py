@@ -1,0 +1,188 @@
+"""Faults with real processes: kill -9 at points of fetch, patch and build; two runs at once; a held lock.
+
+Each case ends with a check of the state: the next run succeeds with the
+right result and nothing a killed run left behind stays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.files import STAGING_PREFIX
+
+from conftest import REPO_ROOT, Layout, Upstream, invoke, make_patch, run_git
+
+
+def start(layout: Layout, *args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(["invoke", "-r", str(REPO_ROOT), *args], env={**layout.invoke_env(), **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def kill_when(proc: subprocess.Popen, condition, timeout: float = 120) -> bool:
+    """SIGKILL the process group as soon as ``condition()`` holds; False if the process ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.002)
+    os.killpg(proc.pid, signal.SIGKILL)
+    raise AssertionError("the condition never held")
+
+
+def staging_in(directory: Path):
+    return lambda: directory.is_dir() and any(p.name.startswith(STAGING_PREFIX) for p in directory.iterdir())
+
+
+@pytest.fixture
+def heavy(tmp_path):
+    """An upstream whose fetch and checkout take long enough to be interrupted (incompressible data)."""
+    upstream = Upstream(tmp_path / "upstream", "heavy")
+    for i in range(40):
+        upstream.write(f"heavy/data/blob{i}.bin", os.urandom(400_000).hex())
+    upstream.commit("Big data")
+    upstream.tag("3.0.0")
+    layout = Layout(tmp_path / "project", upstream.path.parent)
+    layout.release("2025.2", {"heavy": "3.0.0"}, services=[])
+    return upstream, layout
+
+
+def no_staging_left(root: Path) -> bool:
+    return not [p for p in root.rglob(f"{STAGING_PREFIX}*")]
+
+
+def test_kill_during_fetch_then_rerun(heavy):
+    upstream, layout = heavy
+    mirror_dir = layout.root.parent / "cache" / "git"
+    killed = kill_when(start(layout, "fetch", "--release", "2025.2"),
+                       lambda: mirror_dir.is_dir() and any((p / "shallow.lock").exists() or p.name.startswith(STAGING_PREFIX)
+                                                          for p in mirror_dir.iterdir()))
+    assert killed
+    src = layout.root / "build" / "src" / "2025.2"
+    result = invoke(layout, "fetch", "--release", "2025.2", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["commit"] == upstream.head("3.0.0^{commit}")
+    # Now kill while the pristine tree is being made.
+    (src / "heavy" / "README").write_text("local damage\n")
+    run_git(upstream.path, "tag", "-a", "-m", "x", "3.0.1")
+    layout.release("2025.2", {"heavy": "3.0.1"}, services=[])
+    assert kill_when(start(layout, "fetch", "--release", "2025.2"), staging_in(src))
+    assert invoke(layout, "fetch", "--release", "2025.2").returncode == 0
+    assert no_staging_left(layout.root / "build") and no_staging_left(layout.root.parent / "cache")
+    sources = json.loads((layout.root / "build" / "2025.2" / "sources.json").read_text())
+    assert sources["components"]["heavy"]["ref"] == "3.0.1"
+
+
+def test_kill_during_patch_keeps_the_previous_tree(heavy):
+    upstream, layout = heavy
+    assert invoke(layout, "patch", "--release", "2025.2").returncode == 0
+    patched = layout.root / "build" / "patched" / "2025.2"
+    head = run_git(patched / "heavy", "rev-parse", "HEAD")
+    layout.add_patch("heavy", "2025.2", "0001-x.patch", make_patch(
+        upstream.path, lambda r: (r / "README").write_text("patched\n"), "Patch"))
+    assert kill_when(start(layout, "patch", "--release", "2025.2"), staging_in(patched))
+    assert run_git(patched / "heavy", "rev-parse", "HEAD") == head  # the old tree, whole
+    result = invoke(layout, "patch", "--release", "2025.2")
+    assert result.returncode == 0, result.stderr
+    assert (patched / "heavy" / "README").read_text() == "patched\n" and no_staging_left(layout.root / "build")
+
+
+def test_two_cold_fetches_of_one_component_at_once(heavy):
+    upstream, layout = heavy
+    first, second = start(layout, "fetch", "--release", "2025.2"), start(layout, "fetch", "--release", "2025.2")
+    outs = [p.communicate(timeout=300) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outs
+    assert any("waiting for" in err for _, err in outs)
+    assert no_staging_left(layout.root.parent / "cache")
+
+
+def test_two_runs_for_different_components_of_one_release(tmp_path, upstream):
+    other = Upstream(tmp_path / "upstream", "other")
+    layout = Layout(tmp_path / "project", upstream.path.parent)
+    layout.release("2025.2", {"demo": "2.0.1", "other": "2.0.0"}, services=[])
+    runs = [start(layout, "fetch", "--release", "2025.2", "--component", c) for c in ("demo", "other") for _ in range(2)]
+    assert [p.wait(300) for p in runs] == [0, 0, 0, 0]
+    sources = json.loads((layout.root / "build" / "2025.2" / "sources.json").read_text())["components"]
+    assert (sources["demo"]["ref"], sources["other"]["ref"]) == ("2.0.1", "2.0.0")
+    assert sources["other"]["commit"] == other.head("2.0.0^{commit}")
+
+
+def test_a_held_lock_is_waited_for_and_named(layout, upstream):
+    layout.release("2025.2", {"demo": "2.0.1"})
+    lock = layout.root / "build" / ".locks" / "2025.2.lock"
+    holder = subprocess.Popen(
+        ["python3", "-c", f"import sys, time; sys.path.insert(0, {str(REPO_ROOT)!r})\n"
+                          "from pipeline import locks\n"
+                          f"with locks.hold(__import__('pathlib').Path({str(lock)!r}), 'x'):\n"
+                          "    print('held', flush=True); time.sleep(4)"],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    started = time.monotonic()
+    result = invoke(layout, "fetch", "--release", "2025.2")
+    assert result.returncode == 0 and time.monotonic() - started > 2
+    assert f"waiting for the work directory of 2025.2: held by pid {holder.pid}" in result.stderr
+    holder.wait()
+    # A holder killed with SIGKILL never blocks the next run: the kernel drops its lock.
+    holder = subprocess.Popen(["python3", "-c", f"import sys, time; sys.path.insert(0, {str(REPO_ROOT)!r})\n"
+                               "from pipeline import locks\n"
+                               f"with locks.hold(__import__('pathlib').Path({str(lock)!r}), 'x'):\n"
+                               "    print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    holder.stdout.readline()
+    holder.kill()
+    holder.wait()
+    assert invoke(layout, "fetch", "--release", "2025.2").returncode == 0
+
+
+@pytest.mark.docker
+def test_kill_during_an_image_build_then_rerun(tmp_path, upstream):
+    layout = Layout(tmp_path / "project", upstream.path.parent)
+    layout.release("2025.2", {"demo": "2.0.1"})
+    layout.settings_overrides["cache_dir"] = str(tmp_path / "cache")
+    log = layout.root / "build" / "2025.2" / "demo" / "build.log"
+    proc = start(layout, "build", "--release", "2025.2", "--service", "demo")
+    assert kill_when(proc, lambda: log.exists() and "Step 3/" in log.read_text(), timeout=900)
+    record = layout.root / "build" / "2025.2" / "demo" / "image.json"
+    assert not record.exists()
+    result = invoke(layout, "build", "--release", "2025.2", "--service", "demo", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)[0]["result"] == "built" and json.loads(record.read_text())["image_id"]
+    again = invoke(layout, "build", "--release", "2025.2", "--service", "demo", "--format", "json")
+    assert json.loads(again.stdout)[0]["result"] == "up to date"
+
+
+@pytest.mark.docker
+def test_two_builds_on_one_engine_share_bases_without_retagging(tmp_path, upstream):
+    """A fresh image prefix: both runs need every base image; one builds each, the other waits and reuses it."""
+    import docker
+
+    client = docker.from_env()
+    prefix = f"faults-{os.getpid()}"
+    layouts = []
+    for name in ("a", "b"):
+        layout = Layout(tmp_path / name, upstream.path.parent)
+        layout.release("2025.2", {"demo": "2.0.1"})
+        layout.settings_overrides.update(cache_dir=str(tmp_path / "cache"), image_prefix=prefix)
+        layouts.append(layout)
+    runs = [start(layout, "build", "--release", "2025.2", "--service", "demo") for layout in layouts]
+    outs = [p.communicate(timeout=1800) for p in runs]
+    assert [p.returncode for p in runs] == [0, 0], outs
+    bases = {t: img.id for img in client.images.list(name=f"{prefix}/base-build") for t in img.tags}
+    bases.update({t: img.id for img in client.images.list(name=f"{prefix}/base-runtime") for t in img.tags})
+    assert len(bases) == 2  # one tag each, never moved
+    records = [json.loads((l.root / "build" / "2025.2" / "demo" / "image.json").read_text()) for l in layouts]
+    assert records[0]["bases"]["build_id"] == records[1]["bases"]["build_id"]
+    again = invoke(layouts[0], "build", "--release", "2025.2", "--service", "demo", "--format", "json")
+    assert json.loads(again.stdout)[0]["result"] == "up to date"
+    for image in client.images.list(name=f"{prefix}/*"):
+        for tag in image.tags:
+            client.images.remove(tag, force=True)
