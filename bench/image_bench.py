@@ -1,19 +1,31 @@
-"""Time `invoke build` for one service of 2025.2 on the local Docker engine.
+"""Fix-to-image figures for one service of 2025.2 (default keystone), measured in one run on this machine.
 
-Prints: a cold build (fresh work dir, no layer cache for the service image;
-the shared base images are reused), a rebuild after changing one service
-patch, one after changing one library patch, a no-change rerun, each with its
-ratio to the cold build, and the image size next to its venv size.
-Run: python bench/image_bench.py [--service keystone]
+Every time is the whole `invoke build --release R --service S` command as a
+user runs it.  Prints:
+  - a cold build (`--force`, bases present; empty package-file cache and an
+    empty uv cache) and a bare `uv pip install` of the same locked set into a
+    fresh venv with an equally cold cache, and their ratio;
+  - a no-change rerun (and its build calls);
+  - a rebuild after a real code change in one service patch, and in one
+    library patch, each against its target (10 % / 20 % of cold, or the bare
+    `uv pip install --no-deps` of that one package plus 3 s), with the layers
+    the new image shares with the previous one and the bytes it changes, and
+    a check that the change is in the image;
+  - the final image size against runtime base + venv (+5 %), and the runtime
+    base against the installed size of its Debian packages (its dead weight);
+  - with --all-services: the unique layer bytes of the release's six images
+    together against the largest single image, before (each image with its
+    own venv) and after (the shared release layer).
+Run: python bench/image_bench.py [--service keystone] [--all-services]
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import re
+import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,17 +36,57 @@ sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
 
-from pipeline import build  # noqa: E402
-from pipeline.config import Settings, load_project  # noqa: E402
+SERVICE_CHANGE = {  # a real code change inside an added line of the first patch of each series
+    "keystone": ("+system_random = secrets.SystemRandom()", "+system_random = secrets.SystemRandom()  # bench"),
+    "oslo.messaging": ("+            durable=False,\n", "+            durable=False,  # bench\n"),
+}
 
-SHARED = ROOT.parent / "shared" / "upper-constraints"
+
+def invoke(env: dict, *args: str) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = subprocess.run(["invoke", "-r", str(ROOT), *args], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"invoke {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return seconds, result.stdout
 
 
-def reword(patch: Path) -> None:
-    """Change the patch's commit message: a new patch file, the same code change."""
-    text, count = re.subn(r"^(Subject: (?:\[PATCH[^\]]*\] )?)", r"\1(bench) ", patch.read_text(), count=1, flags=re.M)
-    assert count == 1, patch
-    patch.write_text(text)
+def bare_install(requirements: list[str], target_tree: Path | None = None, version: str = "") -> float:
+    """A fresh venv and an empty uv cache: install the pins (or one tree, --no-deps) and time it."""
+    from pipeline.wheels import uv_bin
+
+    with tempfile.TemporaryDirectory(prefix="bare-") as scratch:
+        venv, cache = Path(scratch) / "venv", Path(scratch) / "uv-cache"
+        subprocess.run([uv_bin(), "venv", "-q", str(venv)], check=True)
+        env = {**os.environ, "UV_CACHE_DIR": str(cache), "VIRTUAL_ENV": str(venv)}
+        if target_tree is not None:
+            env["PBR_VERSION"] = version
+            cmd = [uv_bin(), "pip", "install", "-q", "--no-deps", str(target_tree)]
+        else:
+            (Path(scratch) / "req.txt").write_text("\n".join(requirements) + "\n")
+            cmd = [uv_bin(), "pip", "install", "-q", "--no-deps", "-r", str(Path(scratch) / "req.txt")]
+        started = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env)
+        return time.perf_counter() - started
+
+
+def layer_dirs(client, image: str) -> list[str]:
+    data = client.api.inspect_image(image)["GraphDriver"]["Data"]
+    dirs = [data["UpperDir"], *data.get("LowerDir", "").split(":")] if data.get("LowerDir") else [data["UpperDir"]]
+    return [d for d in dirs if d]
+
+
+def dir_bytes(path: str) -> int:
+    return int(subprocess.run(["du", "-sb", path], capture_output=True, text=True, check=True).stdout.split()[0])
+
+
+def shared_and_changed(client, old: str, new: str) -> tuple[int, int, int]:
+    old_layers = client.api.inspect_image(old)["RootFS"]["Layers"]
+    new_layers = client.api.inspect_image(new)["RootFS"]["Layers"]
+    shared = len(set(old_layers) & set(new_layers))
+    old_dirs, new_dirs = set(layer_dirs(client, old)), layer_dirs(client, new)
+    changed = sum(dir_bytes(d) for d in new_dirs if d not in old_dirs)
+    return shared, len(new_layers), changed
 
 
 def main() -> None:
@@ -42,42 +94,85 @@ def main() -> None:
     parser.add_argument("--release", default="2025.2")
     parser.add_argument("--service", default="keystone")
     parser.add_argument("--library", default="oslo.messaging")
+    parser.add_argument("--all-services", action="store_true")
     args = parser.parse_args()
+    client = docker.from_env()
+    out = Printer()
+    out.append(f"{args.service} ({args.release}), library {args.library}")
 
     with tempfile.TemporaryDirectory(prefix="image-bench-") as scratch:
         base = Path(scratch)
         for name in ("releases", "patches", "overrides"):
             shutil.copytree(ROOT / name, base / name)
-        settings = Settings.from_mapping({"root": str(base), "workdir": "build", "cache_dir": "cache",
-                                          "constraints_url": f"file://{SHARED}/{{release}}.txt"})
-        figures: list[tuple[str, float, int]] = []
+        env = {**os.environ, "INVOKE_PIPELINE_ROOT": str(base), "INVOKE_PIPELINE_WORKDIR": str(base / "build"),
+               "INVOKE_PIPELINE_CACHE_DIR": str(base / "cache"), "UV_CACHE_DIR": str(base / "uv-cache")}
+        build = ["build", "--release", args.release, "--service", args.service, "--format", "json"]
+        invoke(env, "patch", "--release", args.release)  # sources in place: not part of the image figures
+        cold, _ = invoke(env, *build, "--force")
+        record = json.loads((base / "build" / args.release / args.service / "image.json").read_text())
+        locked = [p for layer in record["layers"][:2] for p in layer["packages"] if layer["name"] in ("release", "dependencies")]
+        bare = bare_install(locked)
+        out.append(f"  cold build (--force, bases present, cold caches)   {cold:7.1f} s")
+        out.append(f"  bare uv pip install of the same {len(locked)} pins      {bare:7.1f} s   ratio {cold / bare:.2f} (target <= 3)")
 
-        def measure(label: str, force: bool = False) -> None:
-            project = load_project(settings)
-            started = time.perf_counter()
-            with contextlib.redirect_stdout(io.StringIO()):
-                (result,) = build.build(project, args.release, [args.service], force=force)
-            figures.append((label, time.perf_counter() - started, result.build_calls))
-            return result
+        seconds, stdout = invoke(env, *build)
+        calls = json.loads(stdout)[0]["result"]
+        out.append(f"  no-change rerun                                     {seconds:7.2f} s   ({calls}, {seconds / cold:.1%} of cold)")
 
-        result = measure("cold build (service layers uncached)", force=True)
-        reword(sorted((base / "patches" / args.service / args.release).glob("*.patch"))[-1])
-        measure("after changing one service patch")
-        reword(sorted((base / "patches" / args.library / args.release).glob("*.patch"))[-1])
-        measure("after changing one library patch")
-        result = measure("no-change rerun")
+        for component, share in ((args.service, 0.10), (args.library, 0.20)):
+            patch = sorted((base / "patches" / component / args.release).glob("*.patch"))[0]
+            old, new = SERVICE_CHANGE[component]
+            text = patch.read_text()
+            assert old in text, patch
+            patch.write_text(text.replace(old, new, 1))
+            previous = record["image_id"]
+            seconds, _ = invoke(env, *build)
+            record = json.loads((base / "build" / args.release / args.service / "image.json").read_text())
+            tree = base / "build" / "patched" / args.release / component
+            single = bare_install([], tree, record["sources"][component]["version"])
+            shared, total, changed = shared_and_changed(client, previous, record["image_id"])
+            target = max(share * cold, single + 3)
+            site = "/var/lib/openstack/lib/python3.11/site-packages"
+            present = "  # bench" in client.containers.run(record["image_id"], ["sh", "-c", f"grep -rh '  # bench' {site} | head -1"],
+                                                         remove=True).decode()
+            out.append(f"  after a code change in {patch.name[:40]:40s}  {seconds:6.1f} s   {seconds / cold:.1%} of cold; "
+                       f"target {target:.1f} s (bare --no-deps install {single:.1f} s); "
+                       f"{shared} of {total} layers shared, {changed / 1e6:.1f} MB new; change in image: {present}")
 
-        client = docker.from_env()
-        image = result.record["image_id"]
-        size = client.images.get(image).attrs["Size"]
-        venv = int(client.containers.run(image, ["du", "-sb", "/var/lib/openstack"], remove=True).split()[0])
+        size = client.api.inspect_image(record["image_id"])["Size"]
+        runtime = client.api.inspect_image(record["bases"]["runtime_id"])["Size"]
+        venv = int(client.containers.run(record["image_id"], ["du", "-sb", "/var/lib/openstack"], remove=True).split()[0])
+        out.append(f"  image {size / 1e6:.0f} MB = runtime base {runtime / 1e6:.0f} MB + venv {venv / 1e6:.0f} MB "
+                   f"+ {(size - runtime - venv) / 1e6:.1f} MB ({(size - runtime - venv) / (runtime + venv):+.1%}; target <= +5 %)")
+        script = ("import subprocess, os\n"
+                  "kb = sum(int(x) for x in subprocess.run(['dpkg-query', '-W', '-f', '${Installed-Size}\\n'], "
+                  "capture_output=True, text=True).stdout.split())\n"
+                  "def du(p): return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(p) for f in fs)\n"
+                  "print(kb * 1024, du('/var/lib/apt/lists'), du('/var/cache/apt'))")
+        installed = [int(x) for x in client.containers.run(record["bases"]["runtime_id"], ["python3.11", "-c", script],
+                                                           remove=True).split()]
+        out.append(f"  runtime base {runtime / 1e6:.0f} MB; its Debian packages install {installed[0] / 1e6:.0f} MB; "
+                   f"apt lists {installed[1] / 1e6:.2f} MB, apt cache {installed[2] / 1e6:.2f} MB")
 
-    cold = figures[0][1]
-    print(f"{args.service} ({args.release}), library {args.library}")
-    width = max(len(f[0]) for f in figures)
-    for label, seconds, calls in figures:
-        print(f"  {label.ljust(width)}  {seconds:7.2f} s  {seconds / cold:6.1%} of cold  ({calls} build calls)")
-    print(f"  image size {size / 1e6:.0f} MB, venv {venv / 1e6:.0f} MB ({venv / size:.0%} of the image)")
+        if args.all_services:
+            invoke(env, "build", "--release", args.release, "--all", "--jobs", "2")
+            records = [json.loads(p.read_text()) for p in (base / "build" / args.release).glob("*/image.json")]
+            sizes = {r["service"]: client.api.inspect_image(r["image_id"])["Size"] for r in records}
+            dirs = {d for r in records for d in layer_dirs(client, r["image_id"])}
+            after = sum(dir_bytes(d) for d in dirs)
+            before = runtime + sum(s - runtime for s in sizes.values())
+            largest = max(sizes.values())
+            out.append(f"  six images: unique layer bytes {after / 1e6:.0f} MB = {after / largest:.2f} x the largest image "
+                       f"({largest / 1e6:.0f} MB); each with its own venv it would be {before / 1e6:.0f} MB = "
+                       f"{before / largest:.2f} x (target <= 2)")
+
+
+class Printer(list):
+    """Figures are printed as they are measured (a long run that fails later keeps what it had)."""
+
+    def append(self, line: str) -> None:
+        super().append(line)
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,82 +1,164 @@
-"""Time testapply on a real series: impacted-test selection vs the full suite after each patch.
+"""testapply's per-patch test selection (the import graph), measured on real suites in one run.
 
-Series: oslo.config 10.0.0 (sdist from PyPI) with the two genuine upstream
-fixes of tests/data/oslo.config plus a third patch touching generator.py.
-Prints per-patch test time for the default selection (impacted tests after
-each patch, the full suite once at the end) and for ``--tests all``, and the
-ratio.  Run: python bench/testapply_bench.py
+Part 1, cost: `invoke testapply --component keystone` on the shipped 2025.2
+series (3 patches, keystone's real suite).  The run itself gives the time of
+the selected tests after each patch and of the whole suite at the end, so
+the ratio "selection after each patch / the whole suite after each patch"
+is taken in one run (target <= 25 %).
+
+Part 2, recall: on oslo.messaging 2025.2 (its real suite), small breaking
+mutations of source modules (a function's return value replaced by None, or
+a comparison inverted), chosen by a fixed seed; a mutation counts when some
+existing test fails (the selected tests, else the whole suite, decide).  For
+each, does the selection for that change contain a failing test?  Target:
+at least 95 % of at least 20 breaking mutations.
+Run: python bench/testapply_bench.py [--mutations 20] [--skip-cost]
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import shutil
+import argparse
+import ast
+import json
+import os
+import random
+import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import sources, testapply  # noqa: E402
-from pipeline.config import Settings, load_project  # noqa: E402
-
-SHARED = ROOT.parent / "shared" / "upper-constraints"
+from pipeline.impact import ImportGraph, is_test_module, selector_regex  # noqa: E402
 
 
-def third_patch(tree: Path) -> str:
-    """A real format-patch against the pristine tree: a comment in generator.py."""
-    work = Path(tempfile.mkdtemp()) / "clone"
-    subprocess.run(["git", "clone", "-q", str(tree), str(work)], check=True)
-    generator = work / "oslo_config" / "generator.py"
-    generator.write_text(generator.read_text().replace("import logging\n", "import logging  # noqa\n", 1))
-    env = ["-c", "user.name=Bench", "-c", "user.email=bench@example.invalid"]
-    subprocess.run(["git", *env, "commit", "-qam", "Mark the logging import"], cwd=work, check=True)
-    return subprocess.run(["git", "format-patch", "-1", "--stdout"], cwd=work, check=True, capture_output=True, text=True).stdout
+def invoke(*args: str) -> str:
+    result = subprocess.run(["invoke", "-r", str(ROOT), *args, "--format", "json"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"invoke {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def cost() -> list[str]:
+    report = json.loads(invoke("testapply", "--release", "2025.2", "--component", "keystone"))[0]
+    steps = report["steps"]
+    per_patch = [s for s in steps if s["patch"] != "(end of series)"]
+    full = next(s for s in steps if s["patch"] == "(end of series)")
+    selected = sum(s["seconds"] for s in per_patch)
+    ratio = selected / (len(per_patch) * full["seconds"])
+    lines = ["keystone 2025.2, 3 patches, real suite:"]
+    for s in per_patch:
+        t = s["tests"] or {}
+        ran = sum(t.get(k, 0) for k in ("passed", "failed", "skipped", "xfail"))
+        lines.append(f"  {s['patch'][:60]:60s} {s['selection']:32s} {ran:5d} tests {s['seconds']:7.1f} s")
+    t = full["tests"]
+    lines.append(f"  whole suite at the end: {t['passed'] + t['skipped'] + t['xfail']} tests, {full['seconds']:.1f} s")
+    lines.append(f"  selection after each patch: {selected:.1f} s; whole suite after each patch would be "
+                 f"{len(per_patch)} x {full['seconds']:.1f} s; ratio {ratio:.1%} (target <= 25 %)")
+    return lines
+
+
+class Mutation:
+    def __init__(self, path: Path, line: int, old: str, new: str) -> None:
+        self.path, self.line, self.old, self.new = path, line, old, new
+
+
+def candidates(tree: Path, package: str) -> list[Mutation]:
+    found = []
+    for path in sorted((tree / package).rglob("*.py")):
+        rel = path.relative_to(tree)
+        if "tests" in rel.parts:
+            continue
+        source = path.read_text()
+        lines = source.splitlines()
+        try:
+            parsed = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(parsed):
+            if isinstance(node, ast.Return) and node.value is not None and node.lineno == node.end_lineno:
+                text = lines[node.lineno - 1]
+                if re.match(r"^\s*return\s+\S", text) and "None" not in text:
+                    found.append(Mutation(path, node.lineno, text, re.sub(r"return\s+.*$", "return None", text)))
+            elif isinstance(node, ast.Compare) and len(node.ops) == 1 and node.lineno == node.end_lineno:
+                text = lines[node.lineno - 1]
+                op = {ast.Eq: " == ", ast.NotEq: " != "}.get(type(node.ops[0]))
+                if op and text.count(op) == 1:
+                    found.append(Mutation(path, node.lineno, text, text.replace(op, " != " if op == " == " else " == ")))
+    return found
+
+
+def run_tests(tree: Path, venv: Path, selector: str | None) -> tuple[bool, int]:
+    """(some test failed, tests run)."""
+    env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
+    args = [str(venv / "bin" / "stestr"), "run", "--subunit"] + ([selector] if selector else [])
+    proc = subprocess.run(args, cwd=tree, env=env, capture_output=True)
+    from pipeline.testapply import SUBUNIT_SCRIPT
+
+    parsed = subprocess.run([str(venv / "bin" / "python"), "-c", SUBUNIT_SCRIPT], input=proc.stdout,
+                            capture_output=True, env=env)
+    cases = json.loads(parsed.stdout or b"[]")
+    failed = any(c["status"] in ("fail", "uxsuccess") for c in cases)
+    return failed or (proc.returncode != 0 and not cases), len(cases)
+
+
+def recall(count: int) -> list[str]:
+    invoke("testapply", "--release", "2025.2", "--component", "oslo.messaging", "--defer-tests")
+    tree = ROOT / "build" / "testapply" / "2025.2" / "oslo.messaging" / "tree"
+    from pipeline.config import Settings
+
+    venvs = Settings.from_mapping({}).layout.test_venvs()
+    record = json.loads((venvs / "2025.2-oslo.messaging.json").read_text())
+    venv = Path(record["result"]["venv"])
+    graph = ImportGraph.of(tree)
+    pool = candidates(tree, "oslo_messaging")
+    random.Random(20261203).shuffle(pool)
+    breaking, hits, attempts, selected_total = 0, 0, 0, 0
+    lines = []
+    graph.refresh()
+    all_tests = [m for m in graph.importers if is_test_module(m)]
+    for mutation in pool:
+        if breaking >= count:
+            break
+        attempts += 1
+        original = mutation.path.read_text()
+        lines_of = original.splitlines(keepends=True)
+        lines_of[mutation.line - 1] = mutation.new + "\n"
+        mutation.path.write_text("".join(lines_of))
+        try:
+            rel = str(mutation.path.relative_to(tree))
+            selected = graph.impacted([rel])
+            caught, ran = run_tests(tree, venv, selector_regex(selected)) if selected else (False, 0)
+            if caught:
+                breaking += 1
+                hits += 1
+                selected_total += len(selected)
+                lines.append(f"  caught  {rel}:{mutation.line} ({len(selected)} of {len(all_tests)} test modules, {ran} tests)")
+                continue
+            broke, _ = run_tests(tree, venv, None)
+            if broke:
+                breaking += 1
+                lines.append(f"  MISSED  {rel}:{mutation.line} ({len(selected)} modules selected)")
+        finally:
+            mutation.path.write_text(original)
+    summary = [f"oslo.messaging 2025.2: {breaking} breaking mutations of {attempts} tried;",
+               f"  recall {hits}/{breaking} = {hits / max(breaking, 1):.0%} (target >= 95 %), "
+               f"on average {selected_total / max(hits, 1):.0f} of {len(all_tests)} test modules selected"]
+    return summary + lines
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="testapply-bench-") as scratch:
-        base = Path(scratch)
-        (base / "releases" / "2025.2").mkdir(parents=True)
-        (base / "releases" / "2025.2" / "source-refs.yaml").write_text('oslo.config: "10.0.0"\n')
-        (base / "releases" / "2025.2" / "release.yaml").write_text("services: []\n")
-        series = base / "patches" / "oslo.config" / "2025.2"
-        series.mkdir(parents=True)
-        for patch in sorted((ROOT / "tests" / "data" / "oslo.config").glob("*.patch")):
-            shutil.copy(patch, series)
-        settings = Settings.from_mapping({"root": str(base), "workdir": "build", "cache_dir": str(ROOT / ".cache" / "bench"),
-                                          "constraints_url": f"file://{SHARED}/{{release}}.txt"})
-        project = load_project(settings)
-        with contextlib.redirect_stdout(io.StringIO()):
-            record = sources.fetch(project, "2025.2", ["oslo.config"])["oslo.config"]
-        (series / "0003-Mark-the-logging-import.patch").write_text(third_patch(Path(record.tree)))
-
-        def run(selector: str | None) -> tuple[float, list[testapply.StepResult]]:
-            started = time.perf_counter()
-            with contextlib.redirect_stdout(io.StringIO()):
-                report = testapply.testapply(load_project(settings), ["2025.2"], [], selector=selector)
-            assert report.ok, [str(s.error) for s in report.series]
-            return time.perf_counter() - started, report.series[0].steps
-
-        run(None)  # warm-up: venv creation and installs are not what is measured
-        impacted_total, impacted = run(None)
-        full_total, full = run(testapply.ALL)
-
-    print("oslo.config 10.0.0, 3 patches (2025.2)")
-    print(f"  {'patch':<58} {'impacted':>16} {'full suite':>16}")
-    for a, b in zip(impacted, full + [None] * (len(impacted) - len(full))):
-        right = f"{b.seconds:6.1f}s ({b.tests.passed:4d})" if b else ""
-        print(f"  {a.patch:<58} {a.seconds:6.1f}s ({a.tests.passed if a.tests else 0:4d}) {right:>16}")
-    per_patch_impacted = sum(s.seconds for s in impacted if s.patch != "(end of series)") / 3
-    per_patch_full = sum(s.seconds for s in full) / 3
-    print(f"  per-patch test time: impacted {per_patch_impacted:.1f}s, full suite {per_patch_full:.1f}s, "
-          f"ratio {per_patch_impacted / per_patch_full:.2f}")
-    print(f"  whole run: impacted + final full suite {impacted_total:.1f}s, full suite after each patch {full_total:.1f}s, "
-          f"ratio {impacted_total / full_total:.2f}")
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mutations", type=int, default=20)
+    parser.add_argument("--skip-cost", action="store_true")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    out = [] if args.skip_cost else cost()
+    out += recall(args.mutations)
+    out.append(f"(bench took {time.perf_counter() - started:.0f} s)")
+    print("\n".join(out))
 
 
 if __name__ == "__main__":

@@ -45,11 +45,11 @@ COPY --from=service / /build/src/
 ARG SERVICE_VERSION
 RUN PBR_VERSION="${SERVICE_VERSION}" venv-layer /layer uv pip install --no-deps --no-index --find-links /build/wheels /build/src
 
-# The complete venv must be consistent (not shipped).
+# The complete venv's distributions must be consistent (their metadata is enough; not shipped).
 FROM ${RELEASE_BUILD} AS check
-#@if dependencies COPY --from=layer-dependencies /layer/ /
-#@library COPY --from=layer-{lib} /layer/ /
-COPY --from=layer-service /layer/ /
+#@if dependencies COPY --from=layer-dependencies /layer-meta/ /
+#@library COPY --from=layer-{lib} /layer-meta/ /
+COPY --from=layer-service /layer-meta/ /
 RUN uv pip check
 
 FROM ${RELEASE_BASE}

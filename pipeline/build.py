@@ -126,6 +126,7 @@ def build(project: Project, release: str, services: list[str], jobs: int = 1, fo
     info = engine_info(client)
     console.note(f"engine: {project.settings.engine.description} ({info['name']}, Docker {info['version']}, {info['arch']})")
     layout = project.layout
+    sbom.preload()
 
     def sources_step(_: dict) -> ReleaseInputs:
         return prepare_release(project, rel, services, client, jobs, force)

@@ -16,6 +16,7 @@ import io
 import re
 import tarfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,7 @@ def stream_build(client, context: io.BytesIO, log_path: Path, what: str, buildar
     image_id = None
     last_step = "(before the first step)"
     progress = console.Progress(what)
+    started = time.monotonic()
     with log_path.open("w", encoding="utf-8") as log:
         log.write(f"# build of {what}\n# build arguments: {redact(str(sorted((buildargs or {}).items())))}\n")
         try:
@@ -153,8 +155,10 @@ def stream_build(client, context: io.BytesIO, log_path: Path, what: str, buildar
             for item in stream:
                 if "stream" in item:
                     chunk = console.strip_ansi(redact(item["stream"]))
-                    log.write(chunk)
                     match = STEP_RE.match(chunk.strip())
+                    if match:  # a step log with durations: where the time of a build went
+                        log.write(f"[{time.monotonic() - started:7.1f}s] ")
+                    log.write(chunk)
                     if match:
                         last_step = f"step {match.group(1)}/{match.group(2)}: {match.group(3)}"
                         progress.update(last_step[:100])
@@ -205,26 +209,35 @@ def ensure_image(client, settings: Settings, ref: str, make: Callable[[], str], 
 
 def context_image(client, settings: Settings, name: str, digest: str, make_context: Callable[[], io.BytesIO],
                   log_path: Path) -> tuple[str, bool]:
-    """A ``FROM scratch`` image holding a tree or a set of files (an emulated named build context), by content.
+    """An image whose only layer is a tree or a set of files (an emulated named build context), by content.
 
-    ``make_context`` returns the build context: its files plus a
-    ``.context.Dockerfile`` (see ``scratch_context``).  Returns (tag, whether it was built now).
+    ``make_context`` returns the layer as a tar stream; it is imported as an
+    image (``docker import``: no build, no container).  Returns (tag, whether
+    it was made now).
     """
     ref = f"{settings.image_prefix}/context-{name}:{digest[:24]}"
 
     def make() -> str:
-        return stream_build(client, make_context(), log_path, f"context {name}", dockerfile=".context.Dockerfile")
+        import json
+
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        response = client.import_image_from_data(make_context().getvalue())
+        lines = [json.loads(line) for line in str(response).splitlines() if line.strip().startswith("{")]
+        log_path.write_text("".join(f"{line}\n" for line in lines))
+        image = next((line["status"] for line in lines if str(line.get("status", "")).startswith("sha256:")), None)
+        if image is None:
+            error = next((line.get("error") or line.get("message") for line in lines if "error" in line or "message" in line),
+                         str(response)[:300])
+            raise ImageBuildError(f"context {name}: the engine did not import it: {redact(str(error))}", hint=f"log: {log_path}")
+        return image
 
     _, built = ensure_image(client, settings, ref, make, f"context {name}")
     return ref, built
 
 
-SCRATCH_FILES = {".context.Dockerfile": b"FROM scratch\nCOPY . /\n", ".dockerignore": b".context.Dockerfile\n.dockerignore\n"}
-
-
 def tree_context(tree: Path) -> io.BytesIO:
-    """The build context of a context image holding ``tree``."""
-    return context_tar(SCRATCH_FILES, {"": tree})
+    """A tree as the tar stream of a context image."""
+    return context_tar({}, {"": tree})
 
 
 def run_container(client, image: str, command: list[str], what: str) -> bytes:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +53,10 @@ env = {
 dists = [{"name": d.metadata["Name"], "version": d.version, "requires": d.requires or [],
           "license": d.metadata.get("License-Expression") or d.metadata.get("License") or ""}
          for d in m.distributions()]
-print(json.dumps({"env": env, "dists": dists}))
+import subprocess
+debs = subprocess.run(["dpkg-query", "-W", "-f=${Package}\\t${Version}\\t${Architecture}\\n"],
+                      capture_output=True, text=True, check=True).stdout
+print(json.dumps({"env": env, "dists": dists, "debs": debs}))
 """
 
 
@@ -66,15 +70,20 @@ class Inventory:
 def read_inventory(client, image_id: str) -> Inventory:
     """What is installed in the image, read by running it (no guessing from build inputs)."""
     try:
-        py = run_container(client, image_id, ["/var/lib/openstack/bin/python", "-c", INVENTORY_SCRIPT], "SBOM inventory")
-        debs = run_container(client, image_id, ["dpkg-query", "-W", "-f=${Package}\t${Version}\t${Architecture}\n"],
-                             "SBOM inventory")
+        out = run_container(client, image_id, ["/var/lib/openstack/bin/python", "-c", INVENTORY_SCRIPT], "SBOM inventory")
     except Exception as exc:  # docker-py errors and a failed command alike
         raise SbomError(f"cannot list the contents of image {image_id[:19]}: {exc}",
                         hint="the image must have /var/lib/openstack/bin/python and dpkg-query") from None
-    data = json.loads(py)
-    rows = [tuple(line.split("\t")) for line in debs.decode().splitlines() if line.count("\t") == 2]
+    data = json.loads(out)
+    rows = [tuple(line.split("\t")) for line in data["debs"].splitlines() if line.count("\t") == 2]
     return Inventory(data["env"], data["dists"], sorted(rows))
+
+
+def preload() -> threading.Thread:
+    """Import the schema validator in the background (about 2 s of jsonschema start-up) while images build."""
+    thread = threading.Thread(target=lambda: __import__("cyclonedx.validation.json"), daemon=True)
+    thread.start()
+    return thread
 
 
 def _layer_of(record: dict) -> dict[str, str]:

@@ -14,6 +14,7 @@ re-reads patch files, sources or settings.
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -108,11 +109,11 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
     wheels = wheel_set(project, extras, target)
     build_reqs = wheel_set(project, [], target, trees=[service_tree, *lib_trees])
     slots = [LibrarySlot(lib.component, lib.source.version) for lib in libs]
-    dockerfile = render(find_dockerfile(project, release, [name, "service"]).read_text(), slots,
-                        {"dependencies": bool(extras)})
-    dependencies = requirements_text(extras)
     patches = [asdict(p) for tree in [*libs, service] for p in tree.patches]
     labels = _labels(project, release, service, libs, layer, constraints, patches)
+    dockerfile = render(find_dockerfile(project, release, [name, "service"]).read_text(), slots,
+                        {"dependencies": bool(extras)}) + label_instruction(labels)
+    dependencies = requirements_text(extras)
     prefix = settings.image_prefix
 
     def files_maker(wheelset):
@@ -160,6 +161,13 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
     return ServicePlan(name, release, dockerfile, dependencies, buildargs, labels, digest, tags, contexts, record)
 
 
+def label_instruction(labels: dict[str, str]) -> str:
+    """One LABEL instruction for all labels: the engine's ``labels`` parameter adds one step (and one
+    container) per label."""
+    pairs = " ".join(f"{json.dumps(k)}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(labels.items()))
+    return f"LABEL {pairs}\n"
+
+
 def context_ref(settings, name: str, digest: str) -> str:
     return f"{settings.image_prefix}/context-{name}:{digest[:24]}"
 
@@ -205,7 +213,7 @@ def build_service(client, project: Project, plan: ServicePlan, force: bool = Fal
     write_atomic(out_dir / "Dockerfile", plan.dockerfile)
     with console.step(f"image {name} ({release})"):
         image_id = stream_build(client, context, layout.build_log(release, name), f"{name} ({release})",
-                                buildargs=plan.buildargs, labels=plan.labels, nocache=force)
+                                buildargs=plan.buildargs, nocache=force)
     tag(client, image_id, immutable)
     tag(client, image_id, moving)
     write_json(record_path, {**plan.record, "image_id": image_id})

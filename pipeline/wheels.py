@@ -110,12 +110,13 @@ def uv_bin() -> str:
             return found
 
 
-def _run_uv(args: list[str], project: Project, what: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def _run_uv(args: list[str], project: Project) -> subprocess.CompletedProcess:
+    """uv on the host, with the network settings in its environment (credentials never on a command line)."""
     env = {**os.environ, **project.network.tool_env(), "UV_NO_PROGRESS": "1"}
     cmd = [uv_bin(), *args]
     if project.settings.offline:
         cmd.append("--offline")
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env)
 
 
 def compile_lock(project: Project, requirements: list[Path], constraints: str | None, target: Target,
@@ -131,7 +132,7 @@ def compile_lock(project: Project, requirements: list[Path], constraints: str | 
             (Path(scratch) / "constraints.txt").write_text(constraints)
             args += ["-c", str(Path(scratch) / "constraints.txt")]
         args += [str(r) for r in requirements]
-        result = _run_uv(args, project, what)
+        result = _run_uv(args, project)
         if result.returncode != 0:
             detail = "\n    ".join(redact(result.stderr).strip().splitlines()[-10:])
             offline = " (offline: the resolver has no cached index data for these packages)" if project.settings.offline else ""
@@ -140,8 +141,8 @@ def compile_lock(project: Project, requirements: list[Path], constraints: str | 
     return data.get("packages", [])
 
 
-def choose_file(package: dict, target: Target, ranking: dict[Tag, int]) -> tuple[LockedFile, bool]:
-    """The file an image installs for ``package``: (file, whether it is a wheel)."""
+def choose_file(package: dict, target: Target, ranking: dict[Tag, int]) -> LockedFile:
+    """The file an image installs for ``package``: its best wheel for the target, else its sdist."""
     name, version = canonicalize_name(package["name"]), package["version"]
     best: tuple[int, dict] | None = None
     for wheel in package.get("wheels", []):
@@ -155,17 +156,17 @@ def choose_file(package: dict, target: Target, ranking: dict[Tag, int]) -> tuple
             best = (rank, wheel)
     if best is not None:
         wheel = best[1]
-        return LockedFile(name, version, wheel["url"].rsplit("/", 1)[-1], wheel["url"], wheel["hashes"]["sha256"]), True
+        return LockedFile(name, version, wheel["url"].rsplit("/", 1)[-1], wheel["url"], wheel["hashes"]["sha256"])
     sdist = package.get("sdist")
     if not sdist:
         raise ConfigError(f"{name} {version}: the index has no wheel for {target.uv_platform} (Python {target.python}) "
                           "and no sdist", hint="pin another version in overrides/<release>/constraints.txt")
-    return LockedFile(name, version, sdist["url"].rsplit("/", 1)[-1], sdist["url"], sdist["hashes"]["sha256"]), False
+    return LockedFile(name, version, sdist["url"].rsplit("/", 1)[-1], sdist["url"], sdist["hashes"]["sha256"])
 
 
 def locked_files(packages: list[dict], target: Target) -> list[LockedFile]:
     ranking = {tag: index for index, tag in enumerate(target.tags())}
-    return [choose_file(p, target, ranking)[0] for p in packages]
+    return [choose_file(p, target, ranking) for p in packages]
 
 
 def fetch_files(project: Project, files: list[LockedFile]) -> dict[str, Path]:
@@ -177,11 +178,24 @@ def fetch_files(project: Project, files: list[LockedFile]) -> dict[str, Path]:
         return item.sha256, cached_download(project, entry, cache / item.sha256[:2] / item.sha256, f"{item.filename}")
 
     unique = list({f.sha256: f for f in files}.values())
-    missing = [f for f in unique if not (cache / f.sha256[:2] / f.sha256 / f.filename).exists()]
-    if missing:
-        console.note(f"downloading {len(missing)} of {len(unique)} package files")
+    missing = {f.sha256 for f in unique if not (cache / f.sha256[:2] / f.sha256 / f.filename).exists()}
+    progress = console.Progress(f"downloading {len(missing)} of {len(unique)} package files") if len(missing) > 1 else None
+    done: list[Path] = []
+
+    def counted(item: LockedFile) -> tuple[str, Path]:
+        result = one(item)
+        if progress is not None and item.sha256 in missing:
+            done.append(result[1])
+            size = sum(p.stat().st_size for p in done)
+            progress.update(f"{len(done)} of {len(missing)} ({size / 1e6:.0f} MB)")
+        return result
+
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return dict(pool.map(one, unique))
+        paths = dict(pool.map(counted, unique))
+    if progress is not None:
+        progress.done()
+        console.note(f"downloaded {len(missing)} package files ({sum(p.stat().st_size for p in done) / 1e6:.0f} MB)")
+    return paths
 
 
 # --- build requirements --------------------------------------------------------------
@@ -314,15 +328,9 @@ def uv_binary(project: Project, wheel: IndexFile) -> bytes:
 
 
 def wheelhouse_context(files: dict[str, Path]) -> io.BytesIO:
-    """The build context of a context image holding package files (streamed from the cache)."""
-    from .engine import SCRATCH_FILES
-
+    """Package files as the tar stream of a context image (streamed from the cache, metadata normalised)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in SCRATCH_FILES.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
         for path in sorted(files.values(), key=lambda p: p.name):
             info = tar.gettarinfo(str(path), path.name)
             info.uid = info.gid = 0
