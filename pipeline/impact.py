@@ -2,7 +2,13 @@
 
 The graph of a tree's packages comes from grimp (static parsing, no import
 of the code, cached per file), rebuilt after each patch because a patch may
-add imports.  A patch selects every test module that imports, directly or
+add imports.  OpenStack loads drivers and plugins through entry points
+(stevedore), which no import shows: when no test module reaches a changed
+module through imports, a module named by an entry point of group G counts
+as imported by every module that spells G (or a prefix of it, as in
+``f'keystone.auth.{method}'``) in a string.  (Only as a fallback: the loaders
+are imported by nearly every test, so always following them would select
+the whole suite.)  A patch selects every test module that imports, directly or
 through other modules of the package, any module it changes, plus the test
 modules it changes itself.  A change to a non-Python file inside a package
 (a policy file, a migration template, a JSON schema) selects that package's
@@ -11,9 +17,11 @@ whole test suite: what reads such a file cannot be seen in imports.
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import re
+import tomllib
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -50,6 +58,56 @@ def module_of(path: str, packages: list[str]) -> str | None:
     return ".".join(parts)
 
 
+LITERAL_RE = re.compile(r"""[\'"]([A-Za-z_]\w*(?:\.\w+)*\.?)(?=[\'"{%])""")
+ENTRY_RE = re.compile(r"^\s*[^=#\s][^=]*=\s*([\w.]+)\s*(?::[\w.]+)?\s*(?:\[.*\])?\s*$")
+
+
+def entry_points(tree: Path) -> dict[str, set[str]]:
+    """Entry-point group -> modules it names, from pbr's ``setup.cfg`` and PEP 621 ``pyproject.toml``."""
+    groups: dict[str, set[str]] = {}
+    setup_cfg = tree / "setup.cfg"
+    if setup_cfg.exists():
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(setup_cfg)
+        except configparser.Error:
+            parser = None
+        if parser is not None and parser.has_section("entry_points"):
+            for group, value in parser.items("entry_points"):
+                groups.setdefault(group, set()).update(m.group(1) for line in value.splitlines() if (m := ENTRY_RE.match(line)))
+    pyproject = tree / "pyproject.toml"
+    if pyproject.exists():
+        try:
+            tables = tomllib.loads(pyproject.read_text()).get("project", {}).get("entry-points", {})
+        except tomllib.TOMLDecodeError:
+            tables = {}
+        for group, entries in tables.items():
+            groups.setdefault(group, set()).update(str(v).split(":")[0].strip() for v in entries.values())
+    return groups
+
+
+def entry_point_loaders(tree: Path, packages: list[str], modules: set[str]) -> dict[str, set[str]]:
+    """Plugin module -> the modules that load its entry-point group by name."""
+    groups = {g: {m for m in targets if m in modules} for g, targets in entry_points(tree).items()}
+    groups = {g: targets for g, targets in groups.items() if targets}
+    if not groups:
+        return {}
+    edges: dict[str, set[str]] = {}
+    for module in modules:
+        path = tree / Path(*module.split("."))
+        source = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        try:
+            literals = set(LITERAL_RE.findall(source.read_text(errors="replace")))
+        except OSError:
+            continue
+        for group, targets in groups.items():
+            if any(l == group or (l.endswith(".") and group.startswith(l) and l.count(".") > 1) for l in literals):
+                for target in targets:
+                    if target != module:
+                        edges.setdefault(target, set()).add(module)
+    return edges
+
+
 def selector_regex(modules: list[str]) -> str:
     return "^(" + "|".join(re.escape(m) for m in sorted(modules)) + r")\."
 
@@ -60,6 +118,7 @@ class ImportGraph:
     packages: list[str]
     cache: Path
     importers: dict[str, list[str]] = field(default_factory=dict)
+    loaders: dict[str, set[str]] = field(default_factory=dict)  # plugin module -> modules loading its group
 
     @classmethod
     def of(cls, tree: Path) -> ImportGraph:
@@ -73,14 +132,15 @@ class ImportGraph:
         proc = subprocess.run([sys.executable, "-c", GRAPH_SCRIPT, str(self.cache), *self.packages], cwd=self.tree,
                               env=env, capture_output=True, text=True)
         self.importers = json.loads(proc.stdout) if proc.returncode == 0 else {}
+        self.loaders = entry_point_loaders(self.tree, self.packages, set(self.importers))
 
-    def upstream(self, module: str) -> set[str]:
-        """Every module that imports ``module`` directly or through others."""
+    def upstream(self, module: str, plugins: bool = False) -> set[str]:
+        """Every module that imports ``module`` directly or through others (or loads it as a plugin)."""
         seen: set[str] = set()
         stack = [module]
         while stack:
             current = stack.pop()
-            for importer in self.importers.get(current, []):
+            for importer in [*self.importers.get(current, []), *(self.loaders.get(current, ()) if plugins else ())]:
                 if importer not in seen:
                     seen.add(importer)
                     stack.append(importer)
@@ -105,5 +165,6 @@ class ImportGraph:
             # A package's __init__ runs whenever a module below it is imported.
             below = {m for m in self.importers if m.startswith(module + ".")} if path.endswith("__init__.py") else set()
             for target in {module, *below}:
-                selected |= {m for m in self.upstream(target) if m in tests}
+                reached = {m for m in self.upstream(target) if m in tests}
+                selected |= reached or {m for m in self.upstream(target, plugins=True) if m in tests}
         return sorted(selected)

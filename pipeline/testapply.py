@@ -37,7 +37,7 @@ from .errors import (
     TestsFailedError,
     UnknownComponentError,
 )
-from .files import write_atomic, write_json
+from .files import read_json, write_atomic, write_json
 from .git import text
 from .redact import redact
 from .series import AppliedPatch, all_series, apply_series, clone_pristine, discover
@@ -368,6 +368,9 @@ class SeriesRunner:
         log.write(f"\n$ cd {spec.tree} && {' '.join(command)}\n")
         log.flush()
         progress = console.Progress(f"{self.result.name} tests")
+        # The whole suite's size is known from the last whole run of this series (stestr only says at the end).
+        counts_file = self.project.layout.test_venvs() / f"{self.release}-{self.component}.tests.json"
+        known = (read_json(counts_file) or {}).get("tests") if not args else None
         ran = 0
         proc = subprocess.Popen(command, cwd=spec.tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace")
@@ -375,7 +378,7 @@ class SeriesRunner:
             log.write(redact(console.strip_ansi(line)))
             if re.match(r"^\{\d+\} \S+ .*\.\.\. ", line):
                 ran += 1
-                progress.update(f"{ran} tests run")
+                progress.update(f"{ran} of ~{known} tests run" if known else f"{ran} tests run")
         proc.wait()
         progress.done()
         if command[0] != "stestr":
@@ -394,6 +397,8 @@ class SeriesRunner:
                 hint=f"see {self.log_path}: the suite may not even be importable on this tree",
             )
         counts = counts_of(json.loads(parsed.stdout))
+        if not args and counts.total:
+            write_json(counts_file, {"tests": counts.total})
         if proc.returncode != 0 and not counts.failures:
             raise TestEnvironmentError(
                 f"{self.result.name}: the test command failed (exit {proc.returncode}) without failing tests "

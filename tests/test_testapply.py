@@ -41,15 +41,21 @@ def test_import_graph_selects_what_reaches_the_change(tmp_path):
         "db/__init__.py": "", "db/models.py": "X = 1\n", "data/policy.json": "{}",
         "tests/__init__.py": "", "tests/test_api.py": "from app import api\n", "tests/test_core.py": "import app.core\n",
         "tests/test_models.py": "from app.db import models\n", "tests/test_other.py": "import os\n",
+        # A driver no test imports, loaded through its entry point by a module a test imports.
+        "drivers/__init__.py": "", "drivers/fast.py": "class Driver:\n    pass\n",
+        "loader.py": "def load(name):\n    return stevedore.DriverManager(f'app.drivers', name)\n",
+        "tests/test_loader.py": "from app import loader\n",
     }
     for rel, text in files.items():
         (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
         (pkg / rel).write_text(text)
+    (pkg.parent / "setup.cfg").write_text("[entry_points]\napp.drivers =\n    fast = app.drivers.fast:Driver\n")
     graph = ImportGraph.of(pkg.parent)
     assert graph.impacted(["app/core.py"]) == ["app.tests.test_api", "app.tests.test_core"]  # test_api through api
+    assert graph.impacted(["app/drivers/fast.py"]) == ["app.tests.test_loader"]  # through its entry point
     assert graph.impacted(["app/db/__init__.py"]) == ["app.tests.test_models"]
     assert graph.impacted(["app/tests/test_other.py"]) == ["app.tests.test_other"]
-    assert len(graph.impacted(["app/data/policy.json"])) == 4  # data files: the package's whole suite
+    assert len(graph.impacted(["app/data/policy.json"])) == 5  # data files: the package's whole suite
     assert graph.impacted(["README.rst", "releasenotes/notes/x.yaml"]) == []
     assert selector_regex(["a.tests.test_x"]) == r"^(a\.tests\.test_x)\."
 
