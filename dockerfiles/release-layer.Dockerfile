@@ -1,28 +1,30 @@
-# The release's shared dependency layer: the packages every service of the
-# release needs at the same version (upper-constraints pins them to one),
-# installed once into the venv at /var/lib/openstack.  Its final stage is
-# the base of every service image of the release, so they all share this
-# layer; its build stage is where service builds check the complete venv.
-ARG BUILD_BASE
-ARG RUNTIME_BASE
+# One shared layer of a release: the packages a group of its services all
+# install at the same version (upper-constraints pins them to one), beyond
+# the levels below it.  Level 0 is what every service needs and starts the
+# venv at /var/lib/openstack on the runtime base; each further level adds
+# what a smaller group shares.  A service image is built on the deepest level
+# of its group, so what several services need is stored once and no image
+# carries a package it does not install.  The build stage (the build base
+# with the complete venv) is where service builds check their venv.
+#
+# `#@if first ` lines are kept for level 0 only.
+ARG BUILD_PARENT
+ARG RUNTIME_PARENT
 ARG CTX_WHEELS
 FROM ${CTX_WHEELS} AS wheels
 
-FROM ${BUILD_BASE} AS build
+FROM ${BUILD_PARENT} AS build
 COPY --from=wheels / /build/wheels/
 COPY dependencies.txt /build/
-# uv marks a new venv as a cache directory (CACHEDIR.TAG), which backup tools
-# skip: this one is the installation, so the markers go.
-RUN uv venv --quiet --python "$OPENSTACK_PATCHES_PYTHON" /var/lib/openstack \
- && rm -f /var/lib/openstack/CACHEDIR.TAG /var/lib/openstack/.gitignore /var/lib/openstack/.lock \
- && if grep -q '^[^#]' /build/dependencies.txt; then \
-        uv pip install --no-deps --no-index --find-links /build/wheels -r /build/dependencies.txt; \
-    fi \
- && rm -f /var/lib/openstack/.lock
+ARG LEVEL
+#@if first RUN venv-layer --with-venv /layers/${LEVEL} sh -c 'if grep -q "^[^#]" /build/dependencies.txt; then \
+#@if first         uv pip install --no-deps --no-index --find-links /build/wheels -r /build/dependencies.txt; fi'
+#@if later RUN venv-layer /layers/${LEVEL} uv pip install --no-deps --no-index --find-links /build/wheels -r /build/dependencies.txt
 
-FROM ${RUNTIME_BASE}
-COPY --from=build /var/lib/openstack /var/lib/openstack
-ENV PATH=/var/lib/openstack/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    VIRTUAL_ENV=/var/lib/openstack
-USER openstack
-WORKDIR /var/lib/openstack
+FROM ${RUNTIME_PARENT}
+ARG LEVEL
+COPY --from=build /layers/${LEVEL}/ /
+#@if first ENV PATH=/var/lib/openstack/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+#@if first     VIRTUAL_ENV=/var/lib/openstack
+#@if first USER openstack
+#@if first WORKDIR /var/lib/openstack

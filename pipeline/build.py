@@ -1,9 +1,9 @@
 """The build DAG: sources -> (image -> sbom -> vex -> push) per service, on ``dag.run``.
 
 The first step prepares what every service image of the release shares,
-under the release's lock: fetch and patch every component (the release layer
-depends on every service's dependencies), effective constraints, base
-images, the dependency lock of every service, the release layer, and the
+under the release's lock: fetch and patch every component (the release layers
+depend on every service's dependencies), effective constraints, base
+images, the dependency lock of every service, the release layers, and the
 context images of the services to build (they are read from the trees, so
 they are made while no other run can change the trees).  Each service then
 builds under its own lock, so two runs on one engine and work directory
@@ -24,7 +24,7 @@ from .constraints import ConstraintsRecord
 from .dependencies import service_lock
 from .engine import connect, engine_info
 from .errors import ConfigError, UnknownComponentError
-from .release_layer import ReleaseLayer, ensure_release_layer
+from .release_layer import ReleaseLayers, ensure_release_layers
 from .series import PreparedTree
 from .service_image import ImageResult, ServicePlan, build_service, ensure_contexts, is_current, plan_service
 from .wheels import Target
@@ -36,7 +36,7 @@ class ReleaseInputs:
     prepared: dict[str, PreparedTree]
     constraints: ConstraintsRecord
     bases: BaseImages
-    layer: ReleaseLayer
+    layers: ReleaseLayers
     plans: dict[str, ServicePlan]
     target: Target
 
@@ -73,14 +73,14 @@ def prepare_release(project: Project, rel: Release, services: list[str], client,
         with console.step(f"dependencies of {len(rel.services)} services ({rel.name})"):
             with ThreadPoolExecutor(max_workers=max(2, jobs)) as pool:
                 service_locks = dict(zip(rel.services, pool.map(lock_of, rel.services)))
-        layer = ensure_release_layer(client, project, rel, bases, list(service_locks.values()), target, force)
+        layers = ensure_release_layers(client, project, rel, bases, list(service_locks.values()), target, force)
         plans = {}
         for service in services:
             plans[service] = plan_service(project, rel.name, prepared[service], libraries, service_locks[service],
-                                          layer, bases, constraints, target)
+                                          layers, bases, constraints, target)
             if force or is_current(client, project, plans[service]) is None:
                 ensure_contexts(client, project, plans[service])
-    return ReleaseInputs(rel, prepared, constraints, bases, layer, plans, target)
+    return ReleaseInputs(rel, prepared, constraints, bases, layers, plans, target)
 
 
 @dataclass

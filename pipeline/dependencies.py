@@ -82,14 +82,48 @@ def service_lock(project: Project, release: str, service: PreparedTree, librarie
     return lock
 
 
-def shared_files(locks: list[ServiceLock]) -> tuple[LockedFile, ...]:
-    """Files every service of the release installs, identically: the release layer's content."""
-    if not locks:
-        return ()
-    common = {f.sha256: f for f in locks[0].files}
-    for lock in locks[1:]:
-        common = {f.sha256: f for f in lock.files if f.sha256 in common}
-    return tuple(sorted(common.values(), key=lambda f: f.name))
+@dataclass(frozen=True)
+class SharedLevel:
+    """One shared layer of a release: what every service of ``services`` installs, beyond the levels before."""
+
+    services: tuple[str, ...]
+    files: tuple[LockedFile, ...]
+
+
+def shared_levels(locks: list[ServiceLock]) -> tuple[SharedLevel, ...]:
+    """The release's shared layers, as a chain of ever smaller groups of services.
+
+    Level 0 holds what all services install (identically: same file); each
+    next level drops the one service whose absence lets the others share the
+    most more (in bytes of package files), and holds
+    what the remaining group has in common beyond the levels before.  A
+    service's image stacks the levels of every group it belongs to, so no
+    image carries a package it does not install, and what several services
+    share is stored once.
+    """
+    by_service = {lock.service: {f.sha256: f for f in lock.files} for lock in locks}
+    size = {f.sha256: f.size or 1 for lock in locks for f in lock.files}
+
+    def weight(shas: set[str]) -> int:
+        return sum(size[s] for s in shas)
+
+    group = sorted(by_service)
+    taken: set[str] = set()
+    levels: list[SharedLevel] = []
+    while group:
+        common = set.intersection(*(set(by_service[s]) for s in group)) - taken
+        if common or not levels:
+            files = tuple(sorted((by_service[group[0]][sha] for sha in common), key=lambda f: f.name))
+            levels.append(SharedLevel(tuple(group), files))
+            taken |= common
+        if len(group) <= 2:
+            break  # a pair's next group is one service: what is left is its own
+        gain = {out: weight(set.intersection(*(set(by_service[s]) for s in group if s != out)) - taken) for out in group}
+        best = max(gain.values())
+        if best == 0:
+            break
+        group = [s for s in group if s != min(o for o in group if gain[o] == best)]
+    return tuple(levels)
 
 
 def requirements_text(files: list[LockedFile] | tuple[LockedFile, ...]) -> str:

@@ -1,10 +1,14 @@
-"""The release layer: one image per release holding the dependencies all its services share.
+"""The release layers: a chain of images holding what the release's services share.
 
-Owns the image every service image of a release is built on: the runtime
-base plus a venv with the release's shared set (see ``dependencies``),
-tagged by a hash of its inputs and built once per engine, and its build
-stage (the build base with the same venv), where service builds check the
-complete venv.  Its record is ``<workdir>/<release>/release-layer/layer.json``.
+Owns the images service images are built on: level 0 is the runtime base
+plus a venv with what every service of the release installs; each further
+level adds what a smaller group of them shares (see
+``dependencies.shared_levels``).  A service's image starts from the deepest
+level of its group, so several services share every byte they can and no
+image carries a package it does not install.  Each level is tagged by a hash
+of its inputs (its parent included) and built once per engine, with its build
+stage (the build base with the complete venv), where service builds check
+their venv.  The record is ``<workdir>/<release>/release-layer/layers.json``.
 """
 
 from __future__ import annotations
@@ -15,60 +19,74 @@ from dataclasses import asdict, dataclass
 from . import console
 from .bases import BaseImages
 from .config import Project, Release
-from .dependencies import ServiceLock, requirements_text, shared_files
-from .dockerfiles import find_dockerfile
+from .dependencies import ServiceLock, requirements_text, shared_levels
+from .dockerfiles import find_dockerfile, render
 from .engine import context_image, context_tar, ensure_image, stream_build
 from .files import hash_inputs, write_if_changed
 from .wheels import LockedFile, Target, fetch_files, wheel_set, wheelhouse_context
 
 
 @dataclass(frozen=True)
-class ReleaseLayer:
-    release: str
-    image: str  # runtime base + shared venv: the base of the release's service images
+class ReleaseLevel:
+    index: int
+    services: tuple[str, ...]  # the group that shares this level
+    image: str  # the level's runtime image (all levels up to this one on the runtime base)
     image_id: str
-    build_image: str  # build base + shared venv
+    build_image: str  # the build base with the venv of all levels up to this one
     build_image_id: str
-    files: tuple[LockedFile, ...]
+    files: tuple[LockedFile, ...]  # what this level adds
 
-    def packages(self) -> list[str]:
-        return [f.pin for f in self.files]
+    @property
+    def name(self) -> str:
+        return f"release level {self.index} ({len(self.services)} services)"
 
 
-def ensure_release_layer(client, project: Project, rel: Release, bases: BaseImages, locks: list[ServiceLock],
-                         target: Target, force: bool = False) -> ReleaseLayer:
+@dataclass(frozen=True)
+class ReleaseLayers:
+    release: str
+    levels: tuple[ReleaseLevel, ...]
+
+    def chain(self, service: str) -> tuple[ReleaseLevel, ...]:
+        """The levels a service's image stacks: those of every group it belongs to (a prefix of the chain)."""
+        return tuple(level for level in self.levels if service in level.services)
+
+
+def ensure_release_layers(client, project: Project, rel: Release, bases: BaseImages, locks: list[ServiceLock],
+                          target: Target, force: bool = False) -> ReleaseLayers:
     settings = project.settings
-    layout = project.layout
-    files = shared_files(locks)
-    wheels = wheel_set(project, files, target)
-    requirements = requirements_text(files)
-    dockerfile = find_dockerfile(project, rel.name, ["release-layer"])
-    key = hash_inputs([bases.runtime_id, bases.build_id, dockerfile.read_text(), requirements, wheels.digest])[:16]
-    final_ref = f"{settings.image_prefix}/release-{rel.name}:{key}"
-    build_ref = f"{settings.image_prefix}/release-{rel.name}-build:{key}"
-    log_dir = layout.release_layer_dir(rel.name)
+    log_dir = project.layout.release_layer_dir(rel.name)
+    template = find_dockerfile(project, rel.name, ["release-layer"]).read_text()
+    parent_build, parent_runtime, parent_key = bases.build_id, bases.runtime_id, ""
+    levels: list[ReleaseLevel] = []
+    for index, shared in enumerate(shared_levels(locks)):
+        dockerfile = render(template, [], {"first": index == 0, "later": index > 0})
+        wheels = wheel_set(project, shared.files, target)
+        requirements = requirements_text(shared.files)
+        key = hash_inputs([parent_key, parent_build, parent_runtime, dockerfile, requirements, wheels.digest])[:16]
+        refs = {"build": f"{settings.image_prefix}/release-{rel.name}-build:{key}",
+                None: f"{settings.image_prefix}/release-{rel.name}:{key}"}
 
-    def wheels_ref() -> str:
-        def make_context():
-            return wheelhouse_context(fetch_files(project, list(wheels.files)))
+        def build(stage: str | None, wheels=wheels, dockerfile=dockerfile, requirements=requirements,
+                  parents=(parent_build, parent_runtime), index=index, shared=shared) -> str:
+            def make() -> str:
+                ctx, _ = context_image(client, settings, "wheels", wheels.digest,
+                                       lambda: wheelhouse_context(fetch_files(project, list(wheels.files))),
+                                       log_dir / f"context-wheels-{index}.log")
+                args = {"BUILD_PARENT": parents[0], "RUNTIME_PARENT": parents[1], "CTX_WHEELS": ctx, "LEVEL": str(index)}
+                context = context_tar({"Dockerfile": dockerfile.encode(), "dependencies.txt": requirements.encode()})
+                label = f"release level {index} of {rel.name} ({len(shared.files)} packages shared by {len(shared.services)} services)"
+                with console.step(label):
+                    return stream_build(client, context, log_dir / f"level-{index}-{stage or 'image'}.log", label,
+                                        buildargs=args, target=stage, nocache=force and stage is not None)
 
-        ref, _ = context_image(client, settings, "wheels", wheels.digest, make_context, log_dir / "context-wheels.log")
-        return ref
+            image_id, _ = ensure_image(client, settings, refs[stage], make, f"release level {index} of {rel.name}", force=force)
+            return image_id
 
-    def build(target_stage: str | None, ref: str) -> str:
-        def make() -> str:
-            args = {"BUILD_BASE": bases.build_id, "RUNTIME_BASE": bases.runtime_id, "CTX_WHEELS": wheels_ref()}
-            context = context_tar({"Dockerfile": dockerfile.read_bytes(), "dependencies.txt": requirements.encode()})
-            with console.step(f"release layer {ref} ({len(files)} shared packages)"):
-                return stream_build(client, context, log_dir / f"{target_stage or 'image'}.log",
-                                    f"release layer {rel.name}", buildargs=args, target=target_stage,
-                                    nocache=force and target_stage is not None)
-        image_id, _ = ensure_image(client, settings, ref, make, f"the release layer of {rel.name}", force=force)
-        return image_id
-
-    build_id = build("build", build_ref)
-    image_id = build(None, final_ref)
-    layer = ReleaseLayer(rel.name, final_ref, image_id, build_ref, build_id, files)
-    record = {**asdict(layer), "files": [asdict(f) | {"url": None} for f in files]}
-    write_if_changed(log_dir / "layer.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return layer
+        build_id = build("build")
+        image_id = build(None)
+        levels.append(ReleaseLevel(index, shared.services, refs[None], image_id, refs["build"], build_id, shared.files))
+        parent_build, parent_runtime, parent_key = build_id, image_id, key
+    layers = ReleaseLayers(rel.name, tuple(levels))
+    record = {"release": rel.name, "levels": [{**asdict(level), "files": [f.pin for f in level.files]} for level in levels]}
+    write_if_changed(log_dir / "layers.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return layers

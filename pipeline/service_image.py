@@ -1,6 +1,6 @@
 """Service images: the rendered Dockerfile, its inputs and the build record ``image.json``.
 
-Owns one service image of a release: its layers on the release layer (its
+Owns one service image of a release: its layers on the release layers (its
 own extra dependencies, each patched library, the patched service), the
 context images its build reads (package files, build requirements, trees),
 tags (``<prefix>/<service>:<version>-p<patches>-<input hash>``, immutable,
@@ -32,7 +32,7 @@ from .dockerfiles import LibrarySlot, find_dockerfile, render
 from .engine import context_image, context_tar, inspect, stream_build, tag, tree_context
 from .files import hash_inputs, read_json, remove, write_atomic, write_json
 from .redact import public_url
-from .release_layer import ReleaseLayer
+from .release_layer import ReleaseLayers
 from .series import PreparedTree
 from .stamps import input_hash, tool_id
 from .wheels import Target, fetch_files, wheel_set, wheelhouse_context
@@ -59,7 +59,7 @@ def downstream_outputs(project: Project, release: str, service: str) -> list[Pat
             layout.vex_record(release, service), layout.push_record(release, service)]
 
 
-def _labels(project: Project, release: str, service: PreparedTree, libs: list[PreparedTree], layer: ReleaseLayer,
+def _labels(project: Project, release: str, service: PreparedTree, libs: list[PreparedTree], base: str,
             constraints: ConstraintsRecord, patches: list[dict]) -> dict[str, str]:
     source = service.source
     labels = {
@@ -67,7 +67,7 @@ def _labels(project: Project, release: str, service: PreparedTree, libs: list[Pr
         "org.opencontainers.image.source": public_url(source.origin),
         "org.opencontainers.image.revision": source.upstream_revision or service.head,
         "org.opencontainers.image.version": source.version,
-        "org.opencontainers.image.base.name": layer.image,
+        "org.opencontainers.image.base.name": base,
         f"{LABEL_NS}.release": release,
         f"{LABEL_NS}.patches": str(len(patches)),
         f"{LABEL_NS}.patches.sha256": hash_inputs([[p["component"], p["file"], p["sha256"]] for p in patches]),
@@ -97,20 +97,22 @@ class ServicePlan:
 
 
 def plan_service(project: Project, release: str, service: PreparedTree, libraries: dict[str, PreparedTree],
-                 lock: ServiceLock, layer: ReleaseLayer, bases: BaseImages, constraints: ConstraintsRecord,
+                 lock: ServiceLock, layers: ReleaseLayers, bases: BaseImages, constraints: ConstraintsRecord,
                  target: Target) -> ServicePlan:
     settings, layout = project.settings, project.layout
     name = service.component
     libs = [libraries[n] for n in lock.libraries]
     service_tree = layout.resolve(service.tree)
     lib_trees = [layout.resolve(lib.tree) for lib in libs]
-    shared = {f.sha256 for f in layer.files}
+    chain = layers.chain(name)
+    base = chain[-1]
+    shared = {f.sha256 for level in chain for f in level.files}
     extras = [f for f in lock.files if f.sha256 not in shared]
     wheels = wheel_set(project, extras, target)
     build_reqs = wheel_set(project, [], target, trees=[service_tree, *lib_trees])
     slots = [LibrarySlot(lib.component, lib.source.version) for lib in libs]
     patches = [asdict(p) for tree in [*libs, service] for p in tree.patches]
-    labels = _labels(project, release, service, libs, layer, constraints, patches)
+    labels = _labels(project, release, service, libs, base.image, constraints, patches)
     dockerfile = render(find_dockerfile(project, release, [name, "service"]).read_text(), slots,
                         {"dependencies": bool(extras)}) + label_instruction(labels)
     dependencies = requirements_text(extras)
@@ -126,7 +128,7 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
                 *[(lib.component, lib.head, tree_maker(tree)) for lib, tree in zip(libs, lib_trees)],
                 (name, service.head, tree_maker(service_tree))]
     buildargs = {
-        "BUILD_BASE": bases.build_id, "RELEASE_BUILD": layer.build_image_id, "RELEASE_BASE": layer.image_id,
+        "BUILD_BASE": bases.build_id, "RELEASE_BUILD": base.build_image_id, "RELEASE_BASE": base.image_id,
         "SERVICE_VERSION": service.source.version,
         "CTX_WHEELS": context_ref(settings, "wheels", wheels.digest),
         "CTX_BUILD": context_ref(settings, "wheels", build_reqs.digest),
@@ -137,8 +139,8 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
                          "labels": labels, "record_format": RECORD_FORMAT})
     image_name = f"{prefix}/{name}"
     tags = (f"{image_name}:{service.source.version}-p{len(patches)}-{digest[:12]}", f"{image_name}:{release}")
-    layers = [
-        {"name": "release", "image": layer.image, "packages": layer.packages()},
+    image_layers = [
+        *[{"name": level.name, "image": level.image, "packages": [f.pin for f in level.files]} for level in chain],
         *([{"name": "dependencies", "packages": [f.pin for f in sorted(extras, key=lambda f: f.name)]}] if extras else []),
         *[{"name": f"library {lib.component}", "packages": [f"{lib.component}=={lib.source.version}"]} for lib in libs],
         {"name": "service", "packages": [f"{name}=={service.source.version}"]},
@@ -153,8 +155,8 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
         "patches": patches,
         "libraries": {lib.component: {"version": lib.source.version, "head": lib.head, "patches": len(lib.patches)}
                       for lib in libs},
-        "layers": layers,
-        "bases": {**asdict(bases), "release_layer": layer.image, "release_layer_id": layer.image_id},
+        "layers": image_layers,
+        "bases": {**asdict(bases), "release_layer": base.image, "release_layer_id": base.image_id},
         "constraints": constraints.to_dict(), "target": asdict(target),
         "build_log": layout.rel(layout.build_log(release, name)),
     }

@@ -82,6 +82,7 @@ class LockedFile:
     filename: str
     url: str  # may carry index credentials: never shown (redact), never recorded outside the cache
     sha256: str
+    size: int = 0  # bytes, as the lock says
 
     @property
     def is_wheel(self) -> bool:
@@ -156,12 +157,14 @@ def choose_file(package: dict, target: Target, ranking: dict[Tag, int]) -> Locke
             best = (rank, wheel)
     if best is not None:
         wheel = best[1]
-        return LockedFile(name, version, wheel["url"].rsplit("/", 1)[-1], wheel["url"], wheel["hashes"]["sha256"])
+        return LockedFile(name, version, wheel["url"].rsplit("/", 1)[-1], wheel["url"], wheel["hashes"]["sha256"],
+                          int(wheel.get("size", 0)))
     sdist = package.get("sdist")
     if not sdist:
         raise ConfigError(f"{name} {version}: the index has no wheel for {target.uv_platform} (Python {target.python}) "
                           "and no sdist", hint="pin another version in overrides/<release>/constraints.txt")
-    return LockedFile(name, version, sdist["url"].rsplit("/", 1)[-1], sdist["url"], sdist["hashes"]["sha256"])
+    return LockedFile(name, version, sdist["url"].rsplit("/", 1)[-1], sdist["url"], sdist["hashes"]["sha256"],
+                      int(sdist.get("size", 0)))
 
 
 def locked_files(packages: list[dict], target: Target) -> list[LockedFile]:

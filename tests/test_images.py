@@ -99,19 +99,24 @@ def test_smoke(built, engine, service):
     assert run_in(engine, image, f"python -c \"{code}\"").strip() == f"{SITE}/{service}/version.py"
 
 
-def test_images_share_the_release_layer_and_add_only_their_own(built, engine):
-    _, results = built
+def test_images_share_the_release_layers_and_add_only_their_own(built, engine):
+    project, results = built
     layers = {s: engine.api.inspect_image(r.record["image_id"])["RootFS"]["Layers"] for s, r in results.items()}
-    base = engine.api.inspect_image(results["keystone"].record["bases"]["release_layer_id"])["RootFS"]["Layers"]
-    for service, record_layers in layers.items():
-        assert record_layers[: len(base)] == base
-        assert len(record_layers) == len(base) + 3  # dependencies, oslo.messaging, the service
+    for service, result in results.items():
+        base = engine.api.inspect_image(result.record["bases"]["release_layer_id"])["RootFS"]["Layers"]
+        assert layers[service][: len(base)] == base
+        assert len(layers[service]) == len(base) + 3  # its own dependencies, oslo.messaging, the service
+    keystone = results["keystone"].record
+    names = [layer["name"] for layer in keystone["layers"]]
+    assert names == ["release level 0 (6 services)", "release level 1 (5 services)", "dependencies",
+                     "library oslo.messaging", "service"]
+    assert {layer["name"] for layer in results["nova"].record["layers"]} >= set(names[:2])
     keystone_only = set(layers["keystone"]) - set(layers["nova"])
-    assert len(keystone_only) == 2  # its own dependencies and itself; the oslo.messaging layer is shared
-    record = results["keystone"].record
-    assert [layer["name"] for layer in record["layers"]] == ["release", "dependencies", "library oslo.messaging", "service"]
-    release = {p.split("==")[0] for p in record["layers"][0]["packages"]}
-    assert {"oslo-config", "sqlalchemy"} <= release and "pysaml2" not in release  # keystone's own stays its own
+    assert len(keystone_only) == 2  # its own dependencies and itself; the release levels and oslo.messaging are shared
+    level0 = {p.split("==")[0] for p in keystone["layers"][0]["packages"]}
+    assert {"oslo-config", "sqlalchemy"} <= level0 and "pysaml2" not in level0  # keystone's own stays its own
+    levels = json.loads((project.layout.release_layer_dir("2025.2") / "layers.json").read_text())["levels"]
+    assert [len(level["services"]) for level in levels] == sorted((len(l["services"]) for l in levels), reverse=True)
 
 
 def test_no_secret_and_no_build_input_reaches_any_image(built, engine):
