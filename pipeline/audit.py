@@ -184,7 +184,8 @@ def content_findings(meta: PatchMeta) -> list[tuple[str, str]]:
             found.append(("http-api", f"changes {_quote(line)} in {path}"))
         if line := next((l for l in changed if RPC_LINE_RE.search(l)), None):
             found.append(("rpc-api", f"changes {_quote(line)} in {path}"))
-        elif "/objects/" in f"/{path}" and (line := next((l for l in changed if OBJECT_VERSION_RE.search(l)), None)):
+        elif "/objects/" in f"/{path}" and not NOTIFICATION_FILE_RE.search(path) and \
+                (line := next((l for l in changed if OBJECT_VERSION_RE.search(l)), None)):
             found.append(("rpc-api", f"changes the object version {_quote(line)} in {path}"))
         if NOTIFICATION_FILE_RE.search(path) and changed:
             found.append(("notification", f"changes {path}"))
@@ -211,7 +212,8 @@ def _config_findings(path: str, added: list[str], removed: list[str], headers: l
         elif after[name] != kind:
             found.append(("config", f"changes the type of the option {name} from {kind} to {after[name]} in {path}"))
     options_file = CONF_FILE_RE.search(path) or any("Opt(" in h or "_opts" in h for h in headers)
-    if options_file and (line := next((l for l in removed if DEFAULT_RE.search(l)), None)):
+    # A removed or retyped option takes its default line with it: that is one finding, not two.
+    if not found and options_file and (line := next((l for l in removed if DEFAULT_RE.search(l)), None)):
         new = next((l for l in added if DEFAULT_RE.search(l)), None)
         found.append(("config", f"changes a default in {path}: {_quote(line)}" + (f" -> {_quote(new)}" if new else "")))
     return found

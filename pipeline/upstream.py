@@ -25,6 +25,11 @@ from .patchfile import PatchMeta, provenance
 from .sources import Mirror, SourceRecord, fetch_component
 
 EVIDENCE = ("change-id", "cherry-picked-from", "patch-id", "reverse-apply")
+# Upstream's own tests, release notes and docs move on independently of a fix, and so do the lines around
+# it: when the whole patch does not apply in reverse, its code files alone doing so is the evidence, with
+# their context or, when every code hunk adds lines, without it (those lines are there, in order).
+NOT_CODE = ("tests/*", "*/tests/*", "releasenotes/*", "doc/*", "api-ref/*")
+NOT_CODE_RE = re.compile(r"(^|/)tests/|^(releasenotes|doc|api-ref)/")
 COMMIT_HEADER_RE = re.compile(r"^(?:From|commit) ([0-9a-f]{40})\b")
 _histories: dict[Path, History | None] = {}
 
@@ -117,13 +122,20 @@ def patch_id(path: Path) -> str | None:
     return out.split()[0] if out.strip() else None
 
 
-def applies(repo: Path, commit: str, patch: Path, reverse: bool = False) -> bool:
-    """Whether ``patch`` applies (or, with ``reverse``, un-applies) to ``commit``'s tree (checked in a scratch index)."""
+def applies(repo: Path, commit: str, patch: Path, reverse: bool = False, exclude: tuple[str, ...] = (),
+            context: int | None = None) -> bool:
+    """Whether ``patch`` applies (or, with ``reverse``, un-applies) to ``commit``'s tree (checked in a scratch index).
+
+    ``exclude`` leaves out the files matching these git-apply patterns;
+    ``context`` is how many lines of context must match (git apply -C).
+    """
     with tempfile.TemporaryDirectory(prefix="apply-") as scratch:
         env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
         text("read-tree", commit, cwd=repo, env=env)
         try:
-            text("apply", "--cached", "--check", *(["--reverse"] if reverse else []), str(patch), cwd=repo, env=env)
+            text("apply", "--cached", "--check", *(["--reverse"] if reverse else []),
+                 *(f"--exclude={pattern}" for pattern in exclude), *([f"-C{context}"] if context is not None else []),
+                 str(patch), cwd=repo, env=env)
             return True
         except GitError:
             return False
@@ -151,12 +163,38 @@ def find(patch: Path, meta: PatchMeta, repo: Path, commit: str, upstream_commit:
         start = hist.resolve(base)
         pid = patch_id(patch)
         if start and pid and start != tip:
-            paths = sorted({p for c in meta.changes for p in (c.old_path, c.new_path) if p})
-            if found := hist.patch_ids(start, tip, paths).get(pid):
+            if found := hist.patch_ids(start, tip, _paths(meta)).get(pid):
                 return Evidence("patch-id", found)
-    if applies(repo, commit, patch, reverse=True):
+    if applies(repo, commit, patch, reverse=True) or (_every_code_hunk_adds(meta) and any(
+            applies(repo, commit, patch, reverse=True, exclude=NOT_CODE, context=context) for context in (None, 0))):
         return Evidence("reverse-apply", tip or upstream_commit)
     return None
+
+
+def _every_code_hunk_adds(meta: PatchMeta) -> bool:
+    """Whether the patch has code files and each of their hunks adds a non-blank line.
+
+    Only then do the added lines alone (reverse-applied without context) say
+    that a tree has the change: a hunk that only removes lines would
+    "un-apply" anywhere.
+    """
+    code, adds, seen = False, None, False
+    for line in meta.text.split("\n"):
+        if line.startswith("diff --git ") or line.startswith("@@"):
+            if adds is False:
+                return False
+            if line.startswith("diff --git "):
+                code, adds = not NOT_CODE_RE.search(line.rsplit(" b/", 1)[-1]), None
+            else:
+                adds = False if code else None
+                seen = seen or code
+        elif adds is False and line.startswith("+") and line[1:].strip():
+            adds = True
+    return seen and adds is not False
+
+
+def _paths(meta: PatchMeta) -> list[str]:
+    return sorted({p for c in meta.changes for p in (c.old_path, c.new_path) if p})
 
 
 def require_history(project: Project, component: Component, why: str) -> History:

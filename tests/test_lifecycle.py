@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 
 from pipeline.errors import AUDIT_FINDINGS_EXIT, UPSTREAMED_EXIT
 
-from conftest import git_env, invoke, make_patch, run_git
+from conftest import REPO_ROOT, git_env, invoke, make_patch, run_git
 
 
 def series_files(layout, component="demo", release="2025.2") -> dict[str, bytes]:
@@ -360,3 +361,143 @@ def test_upstreamed_by_each_kind_of_evidence(layout, upstream):
     # against its own ref nothing is upstream: exit 0, and a table
     own = ok(invoke(layout, "patches.upstreamed", "--release", "2025.2"))
     assert "0005-local.patch" in own.stdout and " yes " not in own.stdout
+
+
+# --- patches.audit ---------------------------------------------------------------------------
+
+CONF = '''from oslo_config import cfg
+
+core_opts = [
+    cfg.StrOpt('greeting',
+               default='hello',
+               help='What to say.'),
+    cfg.IntOpt('workers',
+               default=1,
+               help='How many.'),
+]
+'''
+AUDITED = {
+    "demo/conf/core.py": CONF,
+    "demo/compute/rpcapi.py": "class ComputeAPI:\n    def __init__(self):\n"
+                              "        target = messaging.Target(topic='compute', version='6.0')\n",
+    "demo/objects/instance.py": "class Instance(base.Object):\n    # Version 1.0: Initial version\n    VERSION = '1.0'\n",
+    "demo/api/openstack/api_version_request.py": "_MAX_API_VERSION = '2.90'\n",
+    "demo/notifications/objects/instance.py": "class InstancePayload(base.NotificationPayloadBase):\n    VERSION = '1.0'\n",
+    "requirements.txt": "pbr>=6.0\noslo.config>=9.0\n",
+}
+
+
+def test_audit_rules_phases_and_newer_releases(layout, upstream):
+    for rel, text in AUDITED.items():
+        upstream.write(rel, text)
+    upstream.commit("Add the parts a stable policy guards")
+    upstream.tag("2.1.0")
+    layout.release("2025.1", {"demo": "2.0.1"}, extra="release_date: 2025-04-02\nend_of_life: 2026-12-01\n")
+    layout.release("2025.2", {"demo": "2.1.0"}, extra="release_date: 2025-10-01\n")
+    cid = iter(f"\n\nChange-Id: I{n:040x}" for n in range(1, 100))
+    patches = {
+        "db": (lambda r: upstream.write("demo/db/migrations/versions/0002_add_column.py", "revision = '0002'\n"), "db-schema"),
+        "api": (edit("demo/api/openstack/api_version_request.py", "2.90", "2.91"), "http-api"),
+        "rpc": (edit("demo/compute/rpcapi.py", "version='6.0'", "version='6.1'"), "rpc-api"),
+        "object": (edit("demo/objects/instance.py", "VERSION = '1.0'", "VERSION = '1.1'"), "rpc-api"),
+        "notification": (edit("demo/notifications/objects/instance.py", "'1.0'", "'1.1'"), "notification"),
+        "config": (edit("demo/conf/core.py", "default='hello'", "default='hi'"), "config"),
+        "option": (edit("demo/conf/core.py", "    cfg.IntOpt('workers',\n               default=1,\n               help='How many.'),\n", ""),
+                   "config"),
+        "requirement": (edit("requirements.txt", "oslo.config>=9.0\n", "oslo.config>=9.4\noslo.messaging>=14.0\n"),
+                        "new-dependency"),
+        "harmless": (edit("demo/core.py", '"hello, "', '"hello,  "'), None),
+    }
+    for index, (name, (change, _)) in enumerate(patches.items(), start=1):
+        layout.add_patch("demo", "2025.2", f"{index:04d}-{name}.patch",
+                         make_patch(upstream.path, change, f"{name} change{next(cid)}"))
+    layout.add_patch("demo", "2025.2", "0010-plain.patch",
+                     make_patch(upstream.path, lambda r: (r / "LOCAL").write_text("x\n"), "No reference at all"))
+    layout.add_patch("demo", "2025.2", "0011-upstream-header.patch",
+                     run_git(upstream.path, "format-patch", "-1", "--stdout", upstream.master_only) + "\n")
+    # 2025.1: one patch 2025.2 carries (same Change-Id as its 0009), one its ref contains, one neither
+    run_git(upstream.path, "checkout", "-q", "2.0.1")
+    carried_id = f"\n\nChange-Id: I{9:040x}"
+    layout.add_patch("demo", "2025.1", "0001-carried.patch",
+                     make_patch(upstream.path, edit("demo/core.py", "a - b", "a-b"), f"carried{carried_id}"))
+    layout.add_patch("demo", "2025.1", "0002-contained.patch",
+                     make_patch(upstream.path, lambda r: upstream.write("demo/conf/core.py", CONF), f"conf{next(cid)}"))
+    layout.add_patch("demo", "2025.1", "0003-lost.patch",
+                     make_patch(upstream.path, lambda r: (r / "OLD").write_text("x\n"), f"lost{next(cid)}"))
+    run_git(upstream.path, "checkout", "-q", "master")
+
+    result = ok(invoke(layout, "patches.audit", "--format", "json", "--date", "2026-03-01"))
+    findings = json.loads(result.stdout)
+    by_patch: dict[str, set] = {}
+    for f in findings:
+        assert set(f) >= {"release", "component", "patch", "rule", "detail"} and f["detail"]
+        by_patch.setdefault(f["patch"].rsplit("/", 1)[1], set()).add(f["rule"])
+    expected = {f"{i:04d}-{name}.patch": {rule} for i, (name, (_, rule)) in enumerate(patches.items(), start=1) if rule}
+    expected["0010-plain.patch"] = {"no-upstream-reference"}
+    expected["0003-lost.patch"] = {"missing-in-newer-release"}
+    assert by_patch == expected
+    details = {f["patch"].rsplit("/", 1)[1]: f["detail"] for f in findings}
+    assert "adds the migration demo/db/migrations/versions/0002_add_column.py" in details["0001-db.patch"]
+    assert "removes the option workers (IntOpt)" in details["0007-option.patch"]
+    assert {f["detail"] for f in findings if f["rule"] == "new-dependency"} == {
+        "adds oslo.messaging>=14.0 to requirements.txt",
+        "raises the minimum of oslo.config from 9.0 to 9.4 in requirements.txt"}
+    assert "2025.2 neither carries it nor contains it upstream at demo 2.1.0" in details["0003-lost.patch"]
+    assert {f["release"]: f["phase"] for f in findings} == {"2025.1": "II", "2025.2": "I"}
+    table = ok(invoke(layout, "patches.audit", "--release", "2025.1", "--date", "2027-01-01", "--strict"),
+               AUDIT_FINDINGS_EXIT)
+    assert "end of life" in table.stdout and "0003-lost.patch" in table.stdout and "Change-Id" in table.stdout
+    ok(invoke(layout, "patches.audit", "--release", "2025.1", "--component", "demo", "--date", "someday"), 7)
+
+
+# --- the shipped configuration, with real sdists from PyPI ------------------------------------------
+
+
+@pytest.fixture
+def shipped(tmp_path):
+    """A copy of the shipped repository (releases, patches) as a committed git work tree, and its CLI environment."""
+    root = tmp_path / "shipped"
+    for name in ("releases", "patches", "overrides"):
+        shutil.copytree(REPO_ROOT / name, root / name)
+    run_git(root, "init", "-q")
+    run_git(root, "add", "-A")
+    run_git(root, "commit", "-q", "-m", "shipped")
+    env = {**os.environ, "INVOKE_PIPELINE_ROOT": str(root), "INVOKE_PIPELINE_WORKDIR": str(root / "build"),
+           "INVOKE_PIPELINE_CACHE_DIR": str(REPO_ROOT / ".cache" / "tests")}
+    return root, env
+
+
+@pytest.mark.network
+@pytest.mark.parametrize(("component", "point_release", "count"),
+                         [("keystone", "28.0.2", 3), ("nova", "32.2.1", 1), ("oslo.messaging", "17.1.1", 1)])
+def test_shipped_fixes_are_in_the_next_point_release(shipped, component, point_release, count):
+    root, env = shipped
+    result = ok(invoke(None, "patches.upstreamed", "--release", "2025.2", "--component", component, "--to",
+                       point_release, "--format", "json", env=env), UPSTREAMED_EXIT)
+    rows = json.loads(result.stdout)
+    assert len(rows) == count and all(r["upstream"] and r["evidence"] == "reverse-apply" and r["commit"] for r in rows)
+    assert "no upstream git history" in result.stderr  # opendev is out of reach here: content evidence only
+    ok(invoke(None, "patches.upstreamed", "--release", "2025.2", "--component", component, env=env))
+
+
+@pytest.mark.network
+def test_shipped_keystone_refresh_onto_28_0_2_drops_every_patch(shipped):
+    root, env = shipped
+    refs = (root / "releases/2025.2/source-refs.yaml").read_text()
+    result = ok(invoke(None, "patches.refresh", "--release", "2025.2", "--component", "keystone", "--to", "28.0.2",
+                       env=env))
+    assert result.stdout.count("already upstream") == 3
+    assert not (root / "patches/keystone/2025.2").exists()
+    assert (root / "releases/2025.2/source-refs.yaml").read_text() == refs.replace('keystone: "28.0.0"', 'keystone: "28.0.2"')
+    ok(invoke(None, "patches.check", "--release", "2025.2", env=env))
+
+
+@pytest.mark.network
+def test_shipped_audit(shipped):
+    root, env = shipped
+    findings = json.loads(ok(invoke(None, "patches.audit", "--format", "json", "--date", "2026-12-01", env=env)).stdout)
+    # No shipped patch carries a Change-Id; each fix is found in 2026.1's newer keystone and nova by content.
+    assert sorted({(f["patch"].split("/")[1], f["rule"]) for f in findings}) == [
+        ("keystone", "no-upstream-reference"), ("nova", "no-upstream-reference"),
+        ("oslo.messaging", "no-upstream-reference")]
+    assert {f["phase"] for f in findings} == {"III"}
