@@ -100,8 +100,14 @@ def uncommitted(project: Project, paths: list[Path]) -> list[str]:
     return [line[3:] for line in out.splitlines() if line.strip()]
 
 
+# What this process wrote itself (path -> bytes): a refresh of several components rewrites
+# source-refs.yaml once per component, and its own earlier write is no user's change.
+_written: dict[Path, bytes] = {}
+
+
 def refuse_uncommitted(project: Project, paths: list[Path], what: str) -> None:
-    dirty = uncommitted(project, paths)
+    ours = {p for p in paths if p in _written and p.exists() and p.read_bytes() == _written[p]}
+    dirty = uncommitted(project, [p for p in paths if p not in ours])
     if dirty:
         raise UncommittedChangesError(
             f"refused to {what}: {', '.join(dirty)} {'has' if len(dirty) == 1 else 'have'} uncommitted changes "
@@ -184,7 +190,7 @@ def write(project: Project, component: Component, new: list[tuple[str, bytes]], 
         refs_tmp = None
         if refs_file is not None:
             refs_tmp = staging / "source-refs.yaml"
-            refs_tmp.write_text(refs_text)
+            refs_tmp.write_bytes(refs_text.encode())
             os.chmod(refs_tmp, refs_file.stat().st_mode & 0o777)
         with _signals_held():
             if directory.exists():
@@ -193,6 +199,7 @@ def write(project: Project, component: Component, new: list[tuple[str, bytes]], 
                 fresh.rename(directory)
             if refs_tmp is not None:
                 os.replace(refs_tmp, refs_file)
+                _written[refs_file] = refs_text.encode()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     try:

@@ -501,3 +501,21 @@ def test_shipped_audit(shipped):
         ("keystone", "no-upstream-reference"), ("nova", "no-upstream-reference"),
         ("oslo.messaging", "no-upstream-reference")]
     assert {f["phase"] for f in findings} == {"III"}
+
+
+def test_refresh_of_every_series_moves_each_ref(layout, upstream):
+    from conftest import Upstream
+
+    other = Upstream(upstream.path.parent, "other")
+    layout.release("2025.2", {"demo": "2.0.0", "other": "2.0.0", "unpatched": "2.0.0"})
+    for repo, name in ((upstream, "demo"), (other, "other")):
+        run_git(repo.path, "checkout", "-q", "2.0.0")
+        layout.add_patch(name, "2025.2", "0001-new.patch",
+                         make_patch(repo.path, lambda r: (r / "NEW").write_text("new\n"), "New file"))
+        run_git(repo.path, "checkout", "-q", "master")
+    refs = layout.root / "releases/2025.2/source-refs.yaml"
+    refs.write_text("# pins\n" + refs.read_text().replace('other: "2.0.0"', 'other: "2.0.0"  # keep this comment'))
+    commit_project(layout)
+    result = ok(invoke(layout, "patches.refresh", "--release", "2025.2", "--to", "2.0.1"))
+    assert result.stdout.count("unchanged") == 2
+    assert refs.read_text() == ('# pins\ndemo: "2.0.1"\nother: "2.0.1"  # keep this comment\nunpatched: "2.0.0"\n')
