@@ -442,7 +442,7 @@ def renumber_(c, release, component, offline_=False):
 
 @task(iterable=["release", "component"], help={
     "release": "restrict to a release (repeatable); default: all", "component": "restrict to a component (repeatable)",
-    "strict": f"exit 63 when there are findings", "date": "the day to decide support phases on (YYYY-MM-DD; default today)",
+    "strict": "exit 63 when there are findings", "date": "the day to decide support phases on (YYYY-MM-DD; default today)",
     "offline": OFFLINE_HELP, "format": FORMAT_HELP + " (a list of findings)"})
 @entry
 def audit(c, release=None, component=None, strict=False, date=None, offline_=False, format="table"):

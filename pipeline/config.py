@@ -196,8 +196,8 @@ class Settings:
             cert_path=environ.get("DOCKER_CERT_PATH", ""),
         )
         repos = {k: str(v) for k, v in values["repos"].items()}
-        for url in (values["git_base"], values["gerrit_base"], values["index_url"], values["constraints_url"], values["registry"],
-                    network.http_proxy, network.https_proxy, engine.host, *repos.values()):
+        for url in (values["git_base"], values["gerrit_base"], values["index_url"], values["constraints_url"],
+                    values["registry"], network.http_proxy, network.https_proxy, engine.host, *repos.values()):
             register_url(url)
         return cls(
             root=project_root,

@@ -31,7 +31,7 @@ from .errors import (
     UsageError,
 )
 from .files import read_json, remove, write_json
-from .git import rev_parse, text
+from .git import git, rev_parse, text
 from .patchfile import trailers
 from .redact import public_url
 from .series import NUMBER_RE, apply_series, clone_pristine, read_patch, with_trailer
@@ -66,7 +66,6 @@ class Operation:
     release: str
     component: str
     worktree: str
-    start: str  # new/import: the commit after the existing series; refresh: the new ref's commit
     source: dict  # the SourceRecord the finished series is checked against
     old_base: str | None = None  # refresh: the upstream revision the series was made for
     ref: str | None = None  # refresh: the new ref
@@ -108,15 +107,15 @@ def _worktree(project: Project, source: SourceRecord, dest: Path) -> None:
     text("checkout", "--quiet", "-f", "-B", BRANCH, source.commit, cwd=dest)
 
 
-def _series_worktree(project: Project, component: Component, dest: Path) -> tuple[SourceRecord, str]:
-    """A worktree at the release's ref with the current series applied as commits; (source, series head)."""
+def _series_worktree(project: Project, component: Component, dest: Path) -> SourceRecord:
+    """A worktree at the release's ref with the current series applied as commits; the ref's source."""
     source = fetch_component(project, component)[0]
     _worktree(project, source, dest)
     applied = apply_series(project, component, source, list(load(project, component.name, component.release).patches),
                            dest, source.commit, commit=True)
     head = applied[-1].commit if applied else source.commit
     text("reset", "--quiet", "--hard", head, cwd=dest)
-    return source, head
+    return source
 
 
 def _fetch_into(worktree: Path, url: str, ref: str) -> str:
@@ -164,12 +163,12 @@ def _save(project: Project, op: Operation) -> None:
     write_json(_state_path(project, op.release, op.component), asdict(op))
 
 
-def _conflict(project: Project, op: Operation, pick: Pick, files: list[str], dry_run: bool) -> LifecycleConflictError:
+def _conflict(op: Operation, pick: Pick, files: list[str], dry_run: bool) -> LifecycleConflictError:
     where = f"{op.component} ({op.release}, {'ref ' + op.ref if op.ref else 'after the current series'})"
     if dry_run:
         return LifecycleConflictError(
             f"{pick.label} conflicts with {where} in {', '.join(files)} (dry run: nothing written, no worktree kept)",
-            hint=f"run the same command without --dry-run to resolve the conflict in a worktree",
+            hint="run the same command without --dry-run to resolve the conflict in a worktree",
         )
     return LifecycleConflictError(
         f"{pick.label} conflicts with {where} in {', '.join(files)}; the worktree is {op.worktree}",
@@ -203,7 +202,7 @@ def _pick(project: Project, op: Operation, pick: Pick, hist: upstream.History | 
         op.head_before = head
         if not dry_run:
             _save(project, op)
-        raise _conflict(project, op, pick, files, dry_run) from None
+        raise _conflict(op, pick, files, dry_run) from None
     return _picked(project, op, pick, date, resolved=False)
 
 
@@ -221,7 +220,7 @@ def _picked(project: Project, op: Operation, pick: Pick, date: str, resolved: bo
     status = ADDED
     if pick.original:
         original = (project.settings.root / pick.original).read_bytes()
-        regenerated = text("format-patch", "-1", "--stdout", commit, cwd=wt).encode()
+        regenerated = git("format-patch", "-1", "--stdout", commit, cwd=wt, binary=True)
         status = REFRESHED if resolved or _diff_lines(original) != _diff_lines(regenerated) else UNCHANGED
     return {"label": pick.label, "status": status, "commit": commit, "original": pick.original, "evidence": None,
             "upstream": None}
@@ -249,7 +248,7 @@ def _finish(project: Project, op: Operation, component: Component, dry_run: bool
             if row["status"] == UNCHANGED:
                 new.append((path.name, path.read_bytes()))
             elif row["status"] == REFRESHED:
-                regenerated = text("format-patch", "-1", "--stdout", row["commit"], cwd=wt).encode()
+                regenerated = git("format-patch", "-1", "--stdout", row["commit"], cwd=wt, binary=True)
                 new.append((path.name, keep_metadata(path.read_bytes(), regenerated)))
         what, ref = f"refresh {op.component} ({op.release}) onto {op.ref}", op.ref
     else:
@@ -278,7 +277,7 @@ def _finish(project: Project, op: Operation, component: Component, dry_run: bool
 
 def resume(project: Project, release: str, name: str, abort: bool) -> list[dict]:
     """``--continue`` (or ``--abort``) the operation that stopped on a conflict for (release, component)."""
-    component = project.component(release, name)
+    project.component(release, name)  # an unknown component is named as such
     state = read_json(_state_path(project, release, name))
     if not state:
         raise UsageError(f"{name} ({release}): no stopped patches.new, patches.import or patches.refresh to "
@@ -294,7 +293,7 @@ def resume(project: Project, release: str, name: str, abort: bool) -> list[dict]
         files = _unmerged(wt)
         pick = Pick(**op.picks[0])
         if files:
-            raise _conflict(project, op, pick, files, dry_run=False)
+            raise _conflict(op, pick, files, dry_run=False)
         date = text("log", "-1", "--format=%aD", pick.commit, cwd=wt).strip()
         if (wt / ".git" / "CHERRY_PICK_HEAD").exists():
             if not text("diff", "--cached", "--name-only", cwd=wt).strip():
@@ -335,14 +334,14 @@ def new_from_commits(project: Project, release: str, name: str, commits: list[st
         wanted.append(sha)
     with _lock(project, release):
         wt = project.layout.lifecycle_dir(release, name) / "worktree"
-        source, head = _series_worktree(project, component, wt)
+        source = _series_worktree(project, component, wt)
         picks = []
         for sha in wanted:
             with mirror.lock():
                 mirror.pin(sha)
             _fetch_into(wt, mirror.path.as_uri(), f"refs/pinned/{sha}")
             picks.append(asdict(Pick(sha, f"upstream commit {sha[:12]} ({_subject(wt, sha)})", record_origin=True)))
-        op = Operation("new", release, name, str(wt), head, asdict(source), picks=picks)
+        op = Operation("new", release, name, str(wt), asdict(source), picks=picks)
         return _run(project, op)
 
 
@@ -380,7 +379,7 @@ def new_from_tree(project: Project, release: str, name: str) -> list[dict]:
         merges = [c for c in commits if len(text("rev-list", "--parents", "-n1", c, cwd=tree).split()) > 2]
         if merges:
             raise UsageError(f"{tree}: commit {merges[0][:12]} is a merge", hint="make the history linear (git rebase)")
-        op = Operation("new", release, name, str(tree), head, asdict(source),
+        op = Operation("new", release, name, str(tree), asdict(source),
                        done=[{"label": f"commit {c[:12]} ({_subject(tree, c)})", "status": ADDED, "commit": c,
                               "original": None, "evidence": None, "upstream": None} for c in commits])
         return _finish(project, op, component, dry_run=False)
@@ -430,7 +429,7 @@ def import_change(project: Project, release: str, name: str, change: str, gerrit
                if k == "Gerrit-Change"}
     with _lock(project, release):
         wt = project.layout.lifecycle_dir(release, name) / "worktree"
-        source, head = _series_worktree(project, component, wt)
+        source = _series_worktree(project, component, wt)
         picks: list[Pick] = []
         seen: set[int] = set()
 
@@ -457,7 +456,7 @@ def import_change(project: Project, release: str, name: str, change: str, gerrit
         if not picks:
             raise UsageError(f"Gerrit change {m.group(1)} is already carried by {project.layout.repo_rel(series.directory)}",
                              hint="remove its patch first (invoke patches.remove) to import another patch set")
-        op = Operation("import", release, name, str(wt), head, asdict(source), picks=[asdict(p) for p in picks])
+        op = Operation("import", release, name, str(wt), asdict(source), picks=[asdict(p) for p in picks])
         return _run(project, op)
 
 
@@ -483,7 +482,7 @@ def refresh(project: Project, release: str, name: str, to: str, dry_run: bool) -
             applied = apply_series(project, component, old, patches, wt, old.commit, commit=True)
             picks = [asdict(Pick(a.commit, a.file, message=read_patch(project, p).message, original=a.file))
                      for a, p in zip(applied, patches)]
-            op = Operation("refresh", release, name, str(wt), new.commit, asdict(new), old_base=old.upstream_revision,
+            op = Operation("refresh", release, name, str(wt), asdict(new), old_base=old.upstream_revision,
                            ref=to, picks=picks)
             try:
                 return new, _run(project, op, dry_run)
