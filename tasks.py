@@ -260,8 +260,234 @@ def testapply(c, release=None, component=None, defer_tests=False, skip_tests=Fal
         console.result(stage.BANNER)
 
 
+# --- the patch lifecycle (pipeline/lifecycle.py, upstream.py, audit.py) ---------------------------
+
+CONTINUE_HELP = "finish the operation that stopped on a conflict, after resolving it in the worktree it names"
+ABORT_HELP = "drop the operation that stopped on a conflict (its worktree); the repository stays as it is"
+ONE_COMPONENT_HELP = "the component whose series changes (a key of source-refs.yaml)"
+
+
+def _resumed(project, release, component, continue_, abort, other_flags):
+    """``--continue``/``--abort`` of a stopped operation, or None when neither is given."""
+    from pipeline import lifecycle
+    from pipeline.errors import UsageError
+
+    if not (continue_ or abort):
+        return None
+    if continue_ and abort or other_flags:
+        raise UsageError("--continue and --abort go alone (with --release and --component)")
+    return lifecycle.resume(project, release, component, abort)
+
+
+def _added(rows, fmt):
+    from pipeline import console
+
+    if fmt == "json":
+        console.result_json(rows)
+    elif rows:
+        console.result(console.table(["patch", "from", "result"],
+                                     [(r.get("patch") or "-", r["label"], r["status"]) for r in rows]))
+    else:
+        console.result("nothing to do")
+
+
+@task(iterable=["commit"], help={
+    "release": RELEASE_HELP, "component": ONE_COMPONENT_HELP,
+    "commit": "upstream commit (any branch, e.g. master) to cherry-pick as with git cherry-pick -x (repeatable, in order)",
+    "from_tree": "make patches of the commits on top of build/patched/<release>/<component> (branch patched)",
+    "continue": CONTINUE_HELP, "abort": ABORT_HELP, "offline": OFFLINE_HELP, "format": FORMAT_HELP})
+@entry
+def new(c, release, component, commit=None, from_tree=False, continue_=False, abort=False, offline_=False,
+        format="table"):
+    """Add patches: cherry-pick upstream commits, or take the commits made on the prepared tree."""
+    from pipeline import lifecycle
+    from pipeline.errors import UsageError
+
+    fmt = output_format(format)
+    project = offline(project_from(c), offline_)
+    rows = _resumed(project, release, component, continue_, abort, bool(commit) or from_tree)
+    if rows is None:
+        if bool(commit) == from_tree:
+            raise UsageError("give either --commit SHA (repeatable) or --from-tree")
+        rows = lifecycle.new_from_tree(project, release, component) if from_tree else \
+            lifecycle.new_from_commits(project, release, component, list(commit))
+    _added(rows, fmt)
+
+
+@task(name="import", help={
+    "release": RELEASE_HELP, "component": ONE_COMPONENT_HELP,
+    "change": "Gerrit change number, optionally with a patch set: 912345 or 912345/3 (default: the latest)",
+    "gerrit": "Gerrit's git base URL instead of the gerrit_base setting (the change is at <URL>/<component>)",
+    "continue": CONTINUE_HELP, "abort": ABORT_HELP, "offline": OFFLINE_HELP, "format": FORMAT_HELP})
+@entry
+def import_(c, release, component, change=None, gerrit=None, continue_=False, abort=False, offline_=False,
+            format="table"):
+    """Add a Gerrit change under review (and the changes it Depends-On) as the next patches."""
+    from pipeline import lifecycle
+    from pipeline.errors import UsageError
+
+    fmt = output_format(format)
+    project = offline(project_from(c), offline_)
+    rows = _resumed(project, release, component, continue_, abort, bool(change or gerrit))
+    if rows is None:
+        if not change:
+            raise UsageError("give --change N[/PS]")
+        rows = lifecycle.import_change(project, release, component, change, gerrit)
+    _added(rows, fmt)
+
+
+@task(iterable=["component"], help={
+    "release": RELEASE_HELP, "component": "component to move (repeatable); default: every component with a series",
+    "to": "the new ref: a tag (28.0.2), branch (stable/2025.2) or commit SHA",
+    "dry_run": "report what would happen; write nothing and keep no worktree",
+    "continue": CONTINUE_HELP + " (one --component)", "abort": ABORT_HELP + " (one --component)",
+    "offline": OFFLINE_HELP, "format": FORMAT_HELP})
+@entry
+def refresh(c, release, component=None, to=None, dry_run=False, continue_=False, abort=False, offline_=False,
+            format="table"):
+    """Move a release's ref and rebase each series onto it, one patch at a time (3-way)."""
+    from pipeline import console, lifecycle, series
+    from pipeline.errors import LifecycleConflictError, UsageError
+
+    fmt = output_format(format)
+    project = offline(project_from(c), offline_)
+    project.release(release)
+    names = list(component or [])
+    if continue_ or abort:
+        if len(names) != 1:
+            raise UsageError("--continue and --abort need exactly one --component")
+        done = [(names[0], lifecycle.resume(project, release, names[0], abort))]
+        error = None
+    else:
+        if not to:
+            raise UsageError("give --to REF (a tag, branch or commit SHA)")
+        names = names or [n for r, n in series.all_series(project, [release])]
+        done, error = [], None
+        for index, name in enumerate(names):
+            try:
+                done.append((name, lifecycle.refresh(project, release, name, to, dry_run)[1]))
+            except LifecycleConflictError as conflict:
+                done.append((name, getattr(conflict, "rows", [])))
+                error = conflict
+                if names[index + 1:]:
+                    console.note(f"not refreshed (stopped at the conflict): {', '.join(names[index + 1:])}")
+                break
+    rows = [{"release": release, "component": name, "patch": r["original"], "result": r["status"],
+             "evidence": r.get("evidence"), "upstream": r.get("upstream")} for name, rs in done for r in rs]
+    if fmt == "json":
+        console.result_json(rows)
+    else:
+        console.result(console.table(["component", "patch", "result", "upstream commit"],
+                                     [(r["component"], r["patch"], r["result"],
+                                       f"{(r['upstream'] or '?')[:12]} ({r['evidence']})" if r["evidence"] else "-")
+                                      for r in rows]) if rows else "no patches")
+    if dry_run and error is None:
+        console.note("dry run: nothing written")
+    if error is not None:
+        raise error
+
+
+@task(iterable=["release", "component"], help={
+    "release": "restrict to a release (repeatable); default: all", "component": "restrict to a component (repeatable)",
+    "to": "check against this ref instead of each release's own (e.g. the next point release or stable/<release>)",
+    "offline": OFFLINE_HELP, "format": FORMAT_HELP})
+@entry
+def upstreamed(c, release=None, component=None, to=None, offline_=False, format="table"):
+    """Which patches upstream already contains (exit 61 when some can be dropped)."""
+    from invoke import Exit
+
+    from pipeline import console, upstream
+    from pipeline.errors import UPSTREAMED_EXIT
+
+    fmt = output_format(format)
+    project = offline(project_from(c), offline_)
+    rows = upstream.upstreamed(project, release or None, list(component or []), to)
+    if fmt == "json":
+        console.result_json(rows)
+    else:
+        console.result(console.table(["release", "component", "patch", "ref", "upstream", "evidence", "commit"],
+                                     [(r["release"], r["component"], r["patch"], r["ref"], "yes" if r["upstream"] else "no",
+                                       r["evidence"] or "-", (r["commit"] or "-")[:12]) for r in rows])
+                       if rows else "no patches")
+    found = [r for r in rows if r["upstream"]]
+    if found:
+        console.note(f"{len(found)} of {len(rows)} patches are upstream: drop them with invoke patches.remove "
+                     "(or move the ref with invoke patches.refresh)")
+        raise Exit(code=UPSTREAMED_EXIT)
+
+
+@task(positional=["patch"], help={
+    "release": RELEASE_HELP, "component": ONE_COMPONENT_HELP,
+    "patch": "the patch: its file name, repository path or number", "renumber": "close the gap: renumber the rest",
+    "offline": OFFLINE_HELP})
+@entry
+def remove(c, patch, release, component, renumber=False, offline_=False):
+    """Remove a patch from a series (refused when the rest would no longer apply)."""
+    from pipeline import console, lifecycle
+
+    project = offline(project_from(c), offline_)
+    for old, new_name in lifecycle.remove_patch(project, release, component, patch, renumber):
+        console.result(f"renamed: {old} -> {new_name}")
+
+
+@task(name="renumber", help={"release": RELEASE_HELP, "component": ONE_COMPONENT_HELP, "offline": OFFLINE_HELP})
+@entry
+def renumber_(c, release, component, offline_=False):
+    """Number a series 1..n in its order, at one width (files renamed, nothing else changed)."""
+    from pipeline import console, lifecycle
+
+    renamed = lifecycle.renumber(offline(project_from(c), offline_), release, component)
+    console.result("\n".join(f"renamed: {old} -> {new_name}" for old, new_name in renamed) or "already numbered 1..n")
+
+
+@task(iterable=["release", "component"], help={
+    "release": "restrict to a release (repeatable); default: all", "component": "restrict to a component (repeatable)",
+    "strict": "exit 63 when there are findings", "date": "the day to decide support phases on (YYYY-MM-DD; default today)",
+    "offline": OFFLINE_HELP, "format": FORMAT_HELP + " (a list of findings)"})
+@entry
+def audit(c, release=None, component=None, strict=False, date=None, offline_=False, format="table"):
+    """Check every patch against the stable branch policy: support phase, provenance, findings."""
+    import datetime
+    from dataclasses import asdict
+
+    from invoke import Exit
+
+    from pipeline import audit as stage
+    from pipeline import console
+    from pipeline.errors import AUDIT_FINDINGS_EXIT, UsageError
+
+    fmt = output_format(format)
+    try:
+        today = datetime.date.fromisoformat(date) if date else datetime.date.today()
+    except ValueError:
+        raise UsageError(f"--date {date!r} is not a date", hint="e.g. --date 2026-12-01") from None
+    project = offline(project_from(c), offline_)
+    phases, rows, findings = stage.audit(project, release or None, list(component or []), today)
+    if fmt == "json":
+        console.result_json([asdict(f) for f in findings])
+    else:
+        console.result(console.table(["release", "support phase"], [(r, stage.PHASES[p]) for r, p in phases.items()]))
+        console.result("")
+        console.result(console.table(["release", "component", "patch", "provenance", "findings"],
+                                     [(r["release"], r["component"], r["patch"], r["provenance"],
+                                       ", ".join(r["rules"]) or "-") for r in rows]) if rows else "no patches")
+        for f in findings:
+            console.result(f"  {f.patch}: {f.rule}: {f.detail}")
+    if findings:
+        console.note(f"{len(findings)} finding(s) in {len({f.patch for f in findings})} patch(es)")
+    if strict and findings:
+        raise Exit(code=AUDIT_FINDINGS_EXIT)
+
+
 patches = Collection("patches")
 patches.add_task(list_)
 patches.add_task(check)
+patches.add_task(new)
+patches.add_task(import_)
+patches.add_task(refresh)
+patches.add_task(upstreamed)
+patches.add_task(remove)
+patches.add_task(renumber_)
+patches.add_task(audit)
 
 ns = Collection(fetch, patch, constraints, build, sbom, vex, manifest, testapply, patches)

@@ -61,6 +61,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("image_prefix", "str", "openstack-patches", "images are <image_prefix>/<service>:<tag>"),
     Option("registry", "url", "", "registry for `invoke build --push` (host[:port][/path])"),
     Option("test_commands", "mapping", {}, "per-component upstream test command for testapply (default: stestr run)"),
+    Option("gerrit_base", "url", "https://review.opendev.org/openstack",
+           "Gerrit's git URL is {gerrit_base}/{component} (patches.import); a local path works"),
 )
 OPTION_KEYS = {o.key: o for o in OPTIONS}
 _TRUE = ("1", "true", "yes", "on")
@@ -143,6 +145,7 @@ class Settings:
     image_prefix: str = "openstack-patches"
     registry: str = ""
     test_commands: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
+    gerrit_base: str = "https://review.opendev.org/openstack"
 
     @property
     def layout(self) -> Layout:
@@ -193,8 +196,8 @@ class Settings:
             cert_path=environ.get("DOCKER_CERT_PATH", ""),
         )
         repos = {k: str(v) for k, v in values["repos"].items()}
-        for url in (values["git_base"], values["index_url"], values["constraints_url"], values["registry"],
-                    network.http_proxy, network.https_proxy, engine.host, *repos.values()):
+        for url in (values["git_base"], values["gerrit_base"], values["index_url"], values["constraints_url"],
+                    values["registry"], network.http_proxy, network.https_proxy, engine.host, *repos.values()):
             register_url(url)
         return cls(
             root=project_root,
@@ -210,6 +213,7 @@ class Settings:
             image_prefix=values["image_prefix"].strip("/"),
             registry=values["registry"].strip("/"),
             test_commands=_frozen({str(k): str(v) for k, v in values["test_commands"].items()}),
+            gerrit_base=values["gerrit_base"].rstrip("/"),
         )
 
     def git_url(self, component: str) -> str:
@@ -219,6 +223,10 @@ class Settings:
         plain paths.
         """
         return local_to_url(self.repos.get(component) or f"{self.git_base}/{component}", self.root)
+
+    def gerrit_url(self, component: str, base: str | None = None) -> str:
+        """Gerrit's git URL of a component: ``{gerrit_base}/{component}`` (``base`` overrides the setting)."""
+        return local_to_url(f"{(base or self.gerrit_base).rstrip('/')}/{component}", self.root)
 
     def pypi_name(self, component: str) -> str:
         return self.pypi_names.get(component, component)

@@ -116,6 +116,14 @@ class Layout:
     def testapply_series(self, release: str, component: str) -> Path:
         return self.testapply_root() / release / component
 
+    def lifecycle_dir(self, release: str, component: str) -> Path:
+        """Where patches.new/import/refresh keep a stopped operation: state.json and worktree/."""
+        return self.workdir / "lifecycle" / release / component
+
+    def ref_tree(self, release: str, component: str, ref: str) -> Path:
+        """The pristine tree of a component at another ref than the release's (patches.upstreamed --to, refresh)."""
+        return self.workdir / "lifecycle" / "refs" / release / component / ref.replace("/", "_")
+
     def export_dir(self, release: str) -> Path:
         return self.workdir / "export" / release
 

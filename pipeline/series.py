@@ -94,8 +94,9 @@ def all_series(project: Project, releases: list[str] | None = None) -> list[tupl
     patches_dir = project.settings.root / "patches"
     if not patches_dir.is_dir():
         return []
-    for comp_dir in sorted(p for p in patches_dir.iterdir() if p.is_dir()):
-        for rel_dir in sorted(p for p in comp_dir.iterdir() if p.is_dir()):
+    # Dot-directories are staging directories of a series being rewritten (patches.refresh, ...).
+    for comp_dir in sorted(p for p in patches_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for rel_dir in sorted(p for p in comp_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
             release = rel_dir.name
             if release not in project.releases:
                 raise ConfigError(f"{rel_dir}: patches for unknown release {release!r}",

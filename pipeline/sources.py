@@ -456,13 +456,17 @@ def _stamp_inputs(project: Project, component: Component) -> dict:
             "mode": project.settings.source_mode, "index": project.network.index_public}
 
 
-def fetch_component(project: Project, component: Component) -> tuple[SourceRecord, str]:
-    """Bring one pristine tree up to date; return its record and what was done."""
+def fetch_component(project: Project, component: Component, dest: Path | None = None) -> tuple[SourceRecord, str]:
+    """Bring one pristine tree up to date; return its record and what was done.
+
+    ``dest`` puts the tree elsewhere than the release's (a component at another ref), with its own stamp.
+    """
     layout = project.layout
     offline = project.settings.offline
-    tree = layout.source_tree(component.release, component.name)
+    tree = dest or layout.source_tree(component.release, component.name)
     inputs = _stamp_inputs(project, component)
-    stamp = Stamp(layout.stamp("fetch", component.release, component.name))
+    stamp = Stamp(layout.stamp("fetch", component.release, component.name) if dest is None
+                  else dest.with_name(dest.name + ".stamp.json"))
     previous = stamp.current(inputs)
     # Only the pristine tree's commit matters (trees are cloned from its objects), not its work tree.
     if previous and head_commit(tree) == previous["commit"]:
