@@ -260,8 +260,31 @@ def testapply(c, release=None, component=None, defer_tests=False, skip_tests=Fal
         console.result(stage.BANNER)
 
 
+@task(iterable=["component"], help={"release": RELEASE_HELP, "component": COMPONENT_HELP, "offline": OFFLINE_HELP,
+                                    "jobs": JOBS_HELP, "format": FORMAT_HELP})
+@entry
+def export(c, release, component=None, offline_=False, jobs=None, format="table"):
+    """Archive each patched tree reproducibly (no .git; pbr metadata) into build/export/<release>/, with SHA256SUMS."""
+    from pipeline import console
+    from pipeline import export as stage
+
+    fmt = output_format(format)
+    project = offline(project_from(c), offline_)
+    exported = stage.export(project, release, component or (), positive_int(jobs, "--jobs"))
+    rows = [{"component": e.component, "version": e.version, "patches": e.patches, "archive": project.layout.rel(e.path),
+             "sha256": e.sha256, "action": e.action} for e in exported]
+    if fmt == "json":
+        console.result_json(rows)
+    else:
+        console.result(console.table(["component", "version", "patches", "archive", "sha256", "result"],
+                                     [(r["component"], r["version"], r["patches"], r["archive"], r["sha256"][:16],
+                                       r["action"]) for r in rows])
+                       + f"\nchecksums: {project.layout.rel(project.layout.export_sums(release))}")
+
+
 patches = Collection("patches")
 patches.add_task(list_)
 patches.add_task(check)
 
 ns = Collection(fetch, patch, constraints, build, sbom, vex, manifest, testapply, patches)
+ns.add_task(export)

@@ -119,6 +119,9 @@ class Layout:
     def export_dir(self, release: str) -> Path:
         return self.workdir / "export" / release
 
+    def export_sums(self, release: str) -> Path:
+        return self.export_dir(release) / "SHA256SUMS"
+
     # --- the cache ------------------------------------------------------------------
     def mirror(self, component: str, url: str) -> Path:
         # Keyed by URL as well as name: two configurations pointing one
