@@ -282,9 +282,31 @@ def export(c, release, component=None, offline_=False, jobs=None, format="table"
                        + f"\nchecksums: {project.layout.rel(project.layout.export_sums(release))}")
 
 
+@task(help={"release": RELEASE_HELP, "service": "service whose patches (and its libraries' patches) are copied",
+            "container": "name or ID of the running container to copy them into",
+            "offline": OFFLINE_HELP, "format": FORMAT_HELP})
+@entry
+def hotpatch(c, release, service, container, offline_=False, format="table"):
+    """Copy the files a service's and its libraries' patches change into a running container's venv (prints how to undo)."""
+    from pipeline import console
+    from pipeline import hotpatch as stage
+
+    fmt = output_format(format)
+    project = offline(project_from(c), offline_)
+    result = stage.hotpatch(project, release, service, container)
+    if fmt == "json":
+        console.result_json(result.to_dict())
+        return
+    rows = [(f.component, f.path, f.action, f.target or "-") for f in result.files]
+    console.result(console.table(["component", "file", "action", "in the container"], rows) if rows
+                   else "the patches change no file")
+    console.result(stage.describe_undo(project, result))
+
+
 patches = Collection("patches")
 patches.add_task(list_)
 patches.add_task(check)
 
 ns = Collection(fetch, patch, constraints, build, sbom, vex, manifest, testapply, patches)
 ns.add_task(export)
+ns.add_task(hotpatch)
