@@ -303,10 +303,36 @@ def hotpatch(c, release, service, container, offline_=False, format="table"):
     console.result(stage.describe_undo(project, result))
 
 
+@task(name="matrix", help={"base": "commit to compare with (default HEAD^; 40 zeros: no previous commit, everything)",
+                           "head": "commit whose images are built (default HEAD)",
+                           "format": "json (default) or github: one line matrix=<json> for $GITHUB_OUTPUT"})
+@entry
+def ci_matrix(c, base=None, head=None, format="json"):
+    """The (release, service) images and testapply series affected between two commits of this repository."""
+    from pipeline import ci
+    from pipeline import console
+    from pipeline.errors import UsageError
+
+    if format not in ("json", "github"):
+        raise UsageError(f"--format {format!r} is not known", hint="use json or github")
+    project = project_from(c)
+    matrix = ci.matrix(project, base or "", head or "HEAD")
+    for note in matrix.notes:
+        console.note(note)
+    console.note(f"{len(matrix.include)} image(s) affected between {matrix.base[:12]} and {matrix.head[:12]}")
+    if format == "github":
+        console.result(ci.github_output(matrix))
+    else:
+        console.result_json(matrix.to_dict())
+
+
 patches = Collection("patches")
 patches.add_task(list_)
 patches.add_task(check)
 
 ns = Collection(fetch, patch, constraints, build, sbom, vex, manifest, testapply, patches)
+ci_tasks = Collection("ci")
+ci_tasks.add_task(ci_matrix)
 ns.add_task(export)
 ns.add_task(hotpatch)
+ns.add_collection(ci_tasks)
