@@ -197,19 +197,21 @@ def vex(c, release, service):
     console.result(f"vex {action}: {project.layout.rel(path)} (sha256 {digest[:16]})")
 
 
-@task(help={"release": RELEASE_HELP, "format": FORMAT_HELP})
+@task(iterable=["release"], help={"release": "release (repeatable); default: every configured release (as CI does)",
+                                  "format": FORMAT_HELP + " (a list when several releases are written)"})
 @entry
-def manifest(c, release, format="table"):
+def manifest(c, release=None, format="table"):
     """Write build/<release>/manifest.yaml: each service's pinned image, version, patches, SBOM and VEX hashes."""
     from pipeline import console
     from pipeline import manifest as stage
 
     fmt = output_format(format)
     project = project_from(c)
-    path, data = stage.write(project, release)
+    written = [stage.write(project, name) for name in (release or list(project.releases))]
     if fmt == "json":
-        console.result_json(data)
-    else:
+        console.result_json(written[0][1] if release and len(release) == 1 else [data for _, data in written])
+        return
+    for path, data in written:
         rows = [(name, e["status"], e.get("image", "-"), e.get("patches", "-")) for name, e in data["services"].items()]
         console.result(console.table(["service", "status", "image", "patches"], rows) + f"\nmanifest: {project.layout.rel(path)}")
 
