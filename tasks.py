@@ -305,6 +305,21 @@ def hotpatch(c, release, service, container, offline_=False, format="table"):
     console.result(stage.describe_undo(project, result))
 
 
+@task(name="cve", positional=["cve_id"], help={"cve_id": "the CVE to look for, e.g. CVE-2026-44394", "format": FORMAT_HELP})
+@entry
+def cve(c, cve_id, format="table"):
+    """Which releases carry a patch (or override) that resolves a CVE, which built images hold it, which lack it."""
+    from pipeline import console
+    from pipeline import cve as stage
+
+    fmt = output_format(format)
+    report = stage.query(project_from(c), cve_id)
+    if fmt == "json":
+        console.result_json(report)
+    else:
+        console.result(stage.render(report))
+
+
 @task(name="matrix", help={"base": "commit to compare with (default HEAD^; 40 zeros: no previous commit, everything)",
                            "head": "commit whose images are built (default HEAD)",
                            "format": "json (default) or github: one line matrix=<json> for $GITHUB_OUTPUT"})
@@ -337,4 +352,5 @@ ci_tasks = Collection("ci")
 ci_tasks.add_task(ci_matrix)
 ns.add_task(export)
 ns.add_task(hotpatch)
+ns.add_task(cve)
 ns.add_collection(ci_tasks)

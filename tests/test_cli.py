@@ -19,7 +19,7 @@ from pipeline.errors import exit_codes
 from conftest import REPO_ROOT, invoke, make_patch
 
 TASKS = ["fetch", "patch", "constraints", "build", "sbom", "vex", "manifest", "testapply", "patches.list",
-         "patches.check", "export", "hotpatch", "ci.matrix"]
+         "patches.check", "export", "hotpatch", "cve", "ci.matrix"]
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs (root)")
 
 
