@@ -142,3 +142,24 @@ def _pip_env() -> dict[str, str]:
 
     return {k: v for k, v in os.environ.items() if k.startswith(("PIP_", "SSL_", "HTTP", "HTTPS", "NO_PROXY", "HOME"))}
 
+
+
+def test_an_sdist_tree_keeps_its_pkg_info_and_gets_a_complete_sources_list(tmp_path, pbr_upstream):
+    # What sources.py makes of an sdist: a one-commit tree with PKG-INFO and the sdist's egg-info.
+    (pbr_upstream / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: demo-lib\nVersion: 1.2.0\nSummary: sdist\n")
+    (pbr_upstream / "demo_lib.egg-info").mkdir()
+    (pbr_upstream / "demo_lib.egg-info" / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: demo-lib\n")
+    (pbr_upstream / "demo_lib.egg-info" / "SOURCES.txt").write_text("setup.py\ndemo_lib/__init__.py\n")
+    run_git(pbr_upstream, "add", "-A")
+    run_git(pbr_upstream, "commit", "-q", "-m", "sdist metadata")
+    run_git(pbr_upstream, "tag", "-f", "-a", "-m", "1.2.0", "1.2.0")
+    layout = Layout(tmp_path / "project", pbr_upstream.parent)
+    layout.release("2025.2", {"demo-lib": "1.2.0"})
+    layout.add_patch("demo-lib", "2025.2", "0001-Add-a-schema.patch", make_patch(pbr_upstream, add_data_file, "Add a schema"))
+    (exported,) = stage.export(layout.project(), "2025.2")
+    top = exported.path.name.removesuffix(".tar.gz")
+    with tarfile.open(exported.path) as tar:
+        assert tar.extractfile(f"{top}/PKG-INFO").read().decode().endswith("Summary: sdist\n")
+        sources = tar.extractfile(f"{top}/demo_lib.egg-info/SOURCES.txt").read().decode().splitlines()
+    assert {"demo_lib/data/schema.json", "README.rst", "demo_lib.egg-info/SOURCES.txt"} <= set(sources)
+    assert sources == sorted(sources)
