@@ -197,19 +197,21 @@ def vex(c, release, service):
     console.result(f"vex {action}: {project.layout.rel(path)} (sha256 {digest[:16]})")
 
 
-@task(help={"release": RELEASE_HELP, "format": FORMAT_HELP})
+@task(iterable=["release"], help={"release": "release (repeatable); default: every configured release (as CI does)",
+                                  "format": FORMAT_HELP + " (a list when several releases are written)"})
 @entry
-def manifest(c, release, format="table"):
+def manifest(c, release=None, format="table"):
     """Write build/<release>/manifest.yaml: each service's pinned image, version, patches, SBOM and VEX hashes."""
     from pipeline import console
     from pipeline import manifest as stage
 
     fmt = output_format(format)
     project = project_from(c)
-    path, data = stage.write(project, release)
+    written = [stage.write(project, name) for name in (release or list(project.releases))]
     if fmt == "json":
-        console.result_json(data)
-    else:
+        console.result_json(written[0][1] if release and len(release) == 1 else [data for _, data in written])
+        return
+    for path, data in written:
         rows = [(name, e["status"], e.get("image", "-"), e.get("patches", "-")) for name, e in data["services"].items()]
         console.result(console.table(["service", "status", "image", "patches"], rows) + f"\nmanifest: {project.layout.rel(path)}")
 
@@ -479,6 +481,90 @@ def audit(c, release=None, component=None, strict=False, date=None, offline_=Fal
         raise Exit(code=AUDIT_FINDINGS_EXIT)
 
 
+# --- export, hotpatch, cve, CI (pipeline/export.py, hotpatch.py, cve.py, ci.py) -----------------------------
+
+
+@task(iterable=["component"], help={"release": RELEASE_HELP, "component": COMPONENT_HELP, "offline": OFFLINE_HELP,
+                                    "jobs": JOBS_HELP, "format": FORMAT_HELP})
+@entry
+def export(c, release, component=None, offline_=False, jobs=None, format="table"):
+    """Archive each patched tree reproducibly (no .git; pbr metadata) into build/export/<release>/, with SHA256SUMS."""
+    from pipeline import console
+    from pipeline import export as stage
+
+    fmt = output_format(format)
+    project = offline(project_from(c), offline_)
+    exported = stage.export(project, release, component or (), positive_int(jobs, "--jobs"))
+    rows = [{"component": e.component, "version": e.version, "patches": e.patches, "archive": project.layout.rel(e.path),
+             "sha256": e.sha256, "action": e.action} for e in exported]
+    if fmt == "json":
+        console.result_json(rows)
+    else:
+        console.result(console.table(["component", "version", "patches", "archive", "sha256", "result"],
+                                     [(r["component"], r["version"], r["patches"], r["archive"], r["sha256"][:16],
+                                       r["action"]) for r in rows])
+                       + f"\nchecksums: {project.layout.rel(project.layout.export_sums(release))}")
+
+
+@task(help={"release": RELEASE_HELP, "service": "service whose patches (and its libraries' patches) are copied",
+            "container": "name or ID of the running container to copy them into",
+            "offline": OFFLINE_HELP, "format": FORMAT_HELP})
+@entry
+def hotpatch(c, release, service, container, offline_=False, format="table"):
+    """Copy the files a service's and its libraries' patches change into a running container's venv (prints how to undo)."""
+    from pipeline import console
+    from pipeline import hotpatch as stage
+
+    fmt = output_format(format)
+    project = offline(project_from(c), offline_)
+    result = stage.hotpatch(project, release, service, container)
+    if fmt == "json":
+        console.result_json(result.to_dict())
+        return
+    rows = [(f.component, f.path, f.action, f.target or "-") for f in result.files]
+    console.result(console.table(["component", "file", "action", "in the container"], rows) if rows
+                   else "the patches change no file")
+    console.result(stage.describe_undo(project, result))
+
+
+@task(name="cve", positional=["cve_id"], help={"cve_id": "the CVE to look for, e.g. CVE-2026-44394", "format": FORMAT_HELP})
+@entry
+def cve(c, cve_id, format="table"):
+    """Which releases carry a patch (or override) that resolves a CVE, which built images hold it, which lack it."""
+    from pipeline import console
+    from pipeline import cve as stage
+
+    fmt = output_format(format)
+    report = stage.query(project_from(c), cve_id)
+    if fmt == "json":
+        console.result_json(report)
+    else:
+        console.result(stage.render(report))
+
+
+@task(name="matrix", help={"base": "commit to compare with (default HEAD^; 40 zeros: no previous commit, everything)",
+                           "head": "commit whose images are built (default HEAD)",
+                           "format": "json (default) or github: one line matrix=<json> for $GITHUB_OUTPUT"})
+@entry
+def ci_matrix(c, base=None, head=None, format="json"):
+    """The (release, service) images and testapply series affected between two commits of this repository."""
+    from pipeline import ci
+    from pipeline import console
+    from pipeline.errors import UsageError
+
+    if format not in ("json", "github"):
+        raise UsageError(f"--format {format!r} is not known", hint="use json or github")
+    project = project_from(c)
+    matrix = ci.matrix(project, base or "", head or "HEAD")
+    for note in matrix.notes:
+        console.note(note)
+    console.note(f"{len(matrix.include)} image(s) affected between {matrix.base[:12]} and {matrix.head[:12]}")
+    if format == "github":
+        console.result(ci.github_output(matrix))
+    else:
+        console.result_json(matrix.to_dict())
+
+
 patches = Collection("patches")
 patches.add_task(list_)
 patches.add_task(check)
@@ -491,3 +577,9 @@ patches.add_task(renumber_)
 patches.add_task(audit)
 
 ns = Collection(fetch, patch, constraints, build, sbom, vex, manifest, testapply, patches)
+ci_tasks = Collection("ci")
+ci_tasks.add_task(ci_matrix)
+ns.add_task(export)
+ns.add_task(hotpatch)
+ns.add_task(cve)
+ns.add_collection(ci_tasks)

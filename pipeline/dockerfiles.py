@@ -20,6 +20,11 @@ LIBRARY_LINE = "#@library "
 TOOL_FILES = PROJECT_ROOT / "dockerfiles"
 
 
+def candidates(release: str, names: Iterable[str]) -> list[str]:
+    """The lookup order within one ``dockerfiles/`` folder, as paths relative to it (also used by ci.matrix)."""
+    return [path for name in names for path in (f"{release}/{name}.Dockerfile", f"{name}.Dockerfile")]
+
+
 def find_dockerfile(project: Project, release: str, names: Iterable[str]) -> Path:
     roots = [project.settings.root / "dockerfiles"]
     if TOOL_FILES not in roots:
@@ -28,7 +33,7 @@ def find_dockerfile(project: Project, release: str, names: Iterable[str]) -> Pat
     names = list(names)
     for name in names:
         for root in roots:
-            for candidate in (root / release / f"{name}.Dockerfile", root / f"{name}.Dockerfile"):
+            for candidate in (root / path for path in candidates(release, [name])):
                 tried.append(candidate)
                 if candidate.is_file():
                     return candidate

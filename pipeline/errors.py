@@ -172,6 +172,12 @@ class PushError(PipelineError):
     summary = "a push to the registry failed"
 
 
+class HotpatchError(PipelineError):
+    exit_code = 47
+    summary = ("hotpatch refused or failed: no such running container, or its image is not of that service, "
+               "release and upstream version")
+
+
 class SbomError(PipelineError):
     exit_code = 50
     summary = "an SBOM or VEX document cannot be made (no build record, invalid document)"

@@ -127,6 +127,13 @@ class Layout:
     def export_dir(self, release: str) -> Path:
         return self.workdir / "export" / release
 
+    def export_sums(self, release: str) -> Path:
+        return self.export_dir(release) / "SHA256SUMS"
+
+    def hotpatch_dir(self, container_id: str) -> Path:
+        """What a hotpatch saved of one container (by ID: a recreated container is another one)."""
+        return self.workdir / "hotpatch" / container_id[:12]
+
     # --- the cache ------------------------------------------------------------------
     def mirror(self, component: str, url: str) -> Path:
         # Keyed by URL as well as name: two configurations pointing one
