@@ -19,9 +19,15 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit, integration and fault tests (real git, PyPI, upper-constraints, processes and Docker)."""
+    """Unit, integration and fault tests (real git, PyPI, upper-constraints, processes and Docker), and keystone's suite.
+
+    Two workers, one test file at a time each; keystone's whole upstream suite
+    (the longest file by far) starts first, so the rest runs beside it.
+    Arguments replace the default selection: `nox -s tests -- tests/test_series.py`.
+    """
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    args = session.posargs or ["-n", "2", "--dist", "loadfile", "tests/test_upstream_suites.py", "tests"]
+    session.run("pytest", *args)
 
 
 @nox.session(name="upstream-tests", reuse_venv=True)
