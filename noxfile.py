@@ -22,11 +22,11 @@ def tests(session: nox.Session) -> None:
     """Unit, integration and fault tests (real git, PyPI, upper-constraints, processes and Docker), and keystone's suite.
 
     Two workers, one test file at a time each; keystone's whole upstream suite
-    (the longest file by far) starts first, so the rest runs beside it.
+    (the longest file by far) starts first (tests/conftest.py), so the rest runs beside it.
     Arguments replace the default selection: `nox -s tests -- tests/test_series.py`.
     """
     session.install("-e", ".[test]")
-    args = session.posargs or ["-n", "2", "--dist", "loadfile", "tests/test_upstream_suites.py", "tests"]
+    args = session.posargs or ["-n", "2", "--dist", "loadfile", "tests"]
     session.run("pytest", *args)
 
 

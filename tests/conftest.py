@@ -229,3 +229,8 @@ def pbr_reference_version(repo: Path, ref: str) -> str:
     out = subprocess.run([sys.executable, "-c", "import pbr.packaging as p; print(p._get_version_from_git())"],
                          cwd=clone, capture_output=True, text=True, check=True)
     return out.stdout.strip()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Whole upstream suites first: with two workers, the rest of the tests run beside the longest one."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("suite") else 1)
