@@ -140,13 +140,15 @@ def check(c, release=None, offline_=False, format="table"):
         "push": "push the image tags to the configured registry (pipeline.registry)",
         "force": "rebuild every layer above the base images, without the engine's cache",
         "keep_going": "after a failing service, go on with the others and report them all",
+        "cache_from": "registry of the shared layer cache (host[:port][/path]): pull unchanged images from it, "
+                      "push new ones (default: pipeline.cache_registry)",
         "offline": OFFLINE_HELP,
         "format": FORMAT_HELP,
     },
 )
 @entry
-def build(c, release, service=None, all=False, jobs=None, push=False, force=False, keep_going=False, offline_=False,
-          format="table"):
+def build(c, release, service=None, all=False, jobs=None, push=False, force=False, keep_going=False, cache_from=None,
+          offline_=False, format="table"):
     """Build tagged service images with SBOM and VEX: fetch, patch, constraints, image, sbom, vex (, push)."""
     from pipeline import build as stage
     from pipeline import console
@@ -158,7 +160,8 @@ def build(c, release, service=None, all=False, jobs=None, push=False, force=Fals
     services = list(rel.services) if all else list(service or [])
     if not services:
         raise UsageError("name at least one --service, or use --all", hint=f"services: {', '.join(rel.services)}")
-    report = stage.build(project, release, services, positive_int(jobs, "--jobs"), force, push, keep_going)
+    report = stage.build(project, release, services, positive_int(jobs, "--jobs"), force, push, keep_going,
+                         cache_from)
     rows = report.rows()
     if fmt == "json":
         console.result_json(rows)

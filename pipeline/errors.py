@@ -172,6 +172,11 @@ class PushError(PipelineError):
     summary = "a push to the registry failed"
 
 
+class LayerCacheError(PipelineError):
+    exit_code = 44
+    summary = "the shared layer cache (cache_registry, --cache-from) is unreachable or refused a pull or push"
+
+
 class SbomError(PipelineError):
     exit_code = 50
     summary = "an SBOM or VEX document cannot be made (no build record, invalid document)"

@@ -23,13 +23,14 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from . import console
+from . import console, layer_cache
 from .bases import BaseImages
 from .config import Project
 from .constraints import ConstraintsRecord
 from .dependencies import ServiceLock, requirements_text
 from .dockerfiles import LibrarySlot, find_dockerfile, render
 from .engine import context_image, context_tar, inspect, stream_build, tag, tree_context
+from .errors import LayerCacheError
 from .files import hash_inputs, read_json, remove, write_atomic, write_json
 from .redact import public_url
 from .release_layer import ReleaseLayer
@@ -45,7 +46,7 @@ RECORD_FORMAT = 3
 class ImageResult:
     service: str
     release: str
-    action: str  # built | up to date
+    action: str  # built | from the layer cache | up to date
     record: dict[str, Any]
     build_calls: int = 0
     seconds: float = 0.0
@@ -202,19 +203,29 @@ def build_service(client, project: Project, plan: ServicePlan, force: bool = Fal
     if previous is not None:
         if (inspect(client, moving) or {}).get("Id") != previous["image_id"]:
             tag(client, previous["image_id"], moving)
+        layer_cache.store_service(client, project.settings, plan.tags, inspect(client, previous["image_id"]))
         return ImageResult(name, release, "up to date", previous, 0, time.monotonic() - started, record_path)
 
     # From here on an older record (and everything derived from it) would lie.
     for path in [record_path, *downstream_outputs(project, release, name)]:
         remove(path)
     out_dir = layout.service_dir(release, name)
-    context = context_tar({"Dockerfile": plan.dockerfile.encode(), "dependencies.txt": plan.dependencies.encode()})
     write_json(out_dir / "build-inputs.json", {"buildargs": plan.buildargs, "labels": plan.labels, "tool": tool_id()})
     write_atomic(out_dir / "Dockerfile", plan.dockerfile)
-    with console.step(f"image {name} ({release})"):
-        image_id = stream_build(client, context, layout.build_log(release, name), f"{name} ({release})",
-                                buildargs=plan.buildargs, nocache=force)
+    # The immutable tag names every input: the cache's image under it is this build's result.
+    image_id = None if force else layer_cache.fetch(client, project.settings, immutable, f"image {name} ({release})")
+    if image_id is not None and not plan.labels.items() <= inspect(client, image_id)["Config"]["Labels"].items():
+        raise LayerCacheError(f"layer cache: {immutable} does not carry the labels of this build",
+                              hint="the cache holds an image that was not made by this tool: remove that tag from it")
+    action, calls = "from the layer cache", 0
+    if image_id is None:
+        context = context_tar({"Dockerfile": plan.dockerfile.encode(), "dependencies.txt": plan.dependencies.encode()})
+        with console.step(f"image {name} ({release})"):
+            image_id = stream_build(client, context, layout.build_log(release, name), f"{name} ({release})",
+                                    buildargs=plan.buildargs, nocache=force)
+        action, calls = "built", 1
     tag(client, image_id, immutable)
     tag(client, image_id, moving)
+    layer_cache.store_service(client, project.settings, plan.tags, inspect(client, image_id))
     write_json(record_path, {**plan.record, "image_id": image_id})
-    return ImageResult(name, release, "built", read_json(record_path), 1, time.monotonic() - started, record_path)
+    return ImageResult(name, release, action, read_json(record_path), calls, time.monotonic() - started, record_path)
