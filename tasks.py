@@ -263,8 +263,40 @@ def testapply(c, release=None, component=None, defer_tests=False, skip_tests=Fal
         console.result(stage.BANNER)
 
 
+@task(
+    iterable=["service"],
+    help={
+        "release": RELEASE_HELP,
+        "service": "service to write a target for (repeatable); default: every service of the release",
+        "cache_from": "registry of the shared layer cache: base images are pushed there and named by it, "
+                      "so remote builders can pull them (default: pipeline.cache_registry)",
+        "jobs": JOBS_HELP,
+        "offline": OFFLINE_HELP,
+        "format": FORMAT_HELP,
+    },
+)
+@entry
+def bake(c, release, service=None, cache_from=None, jobs=None, offline_=False, format="table"):
+    """Write build/<release>/docker-bake.json for `docker buildx bake`: one target per service, named contexts."""
+    from pipeline import bake as stage
+    from pipeline import console
+    from pipeline.build import with_cache
+
+    fmt = output_format(format)
+    project = with_cache(offline(project_from(c), offline_), cache_from)
+    services = list(service or project.release(release).services)
+    path, data = stage.write(project, release, services, positive_int(jobs, "--jobs"))
+    if fmt == "json":
+        console.result_json(data)
+    else:
+        console.result(console.table(["target", "tag", "named contexts"],
+                                     [(name, t["tags"][0], ", ".join(t["contexts"])) for name, t in data["target"].items()])
+                       + f"\nbake file: {project.layout.rel(path)} (docker buildx bake -f {path})")
+
+
 patches = Collection("patches")
 patches.add_task(list_)
 patches.add_task(check)
 
 ns = Collection(fetch, patch, constraints, build, sbom, vex, manifest, testapply, patches)
+ns.add_task(bake)

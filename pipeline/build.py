@@ -56,8 +56,8 @@ def target_of(client, rel: Release) -> Target:
 
 
 def prepare_release(project: Project, rel: Release, services: list[str], client, jobs: int = 1,
-                    force: bool = False) -> ReleaseInputs:
-    """Everything the release's images share, and each requested service's plan and context images."""
+                    force: bool = False, contexts: bool = True) -> ReleaseInputs:
+    """Everything the release's images share, and each requested service's plan (and context images)."""
     layout = project.layout
     target = target_of(client, rel)
     with locks.hold(layout.lock(rel.name), f"the work directory of {rel.name}"):
@@ -79,7 +79,7 @@ def prepare_release(project: Project, rel: Release, services: list[str], client,
         for service in services:
             plans[service] = plan_service(project, rel.name, prepared[service], libraries, service_locks[service],
                                           layer, bases, constraints, target)
-            if force or is_current(client, project, plans[service]) is None:
+            if contexts and (force or is_current(client, project, plans[service]) is None):
                 ensure_contexts(client, project, plans[service])
     return ReleaseInputs(rel, prepared, constraints, bases, layer, plans, target)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from .redact import public_url
 from .release_layer import ReleaseLayer
 from .series import PreparedTree
 from .stamps import input_hash, tool_id
-from .wheels import Target, fetch_files, wheel_set, wheelhouse_context
+from .wheels import LockedFile, Target, fetch_files, wheel_set, wheelhouse_context
 
 LABEL_NS = "io.openstack-patches"
 RECORD_FORMAT = 3
@@ -81,6 +80,28 @@ def _labels(project: Project, release: str, service: PreparedTree, libs: list[Pr
     return labels
 
 
+@dataclass(frozen=True)
+class NamedContext:
+    """One named build context of a service image: a tree, or a set of package files.
+
+    docker-py gets it as a context image (``image``, tagged by ``digest``,
+    passed in the build argument ``arg``); BuildKit and buildah get the
+    directory as ``--build-context <stage>=DIR``, which replaces the stage of
+    that name in the Dockerfile.
+    """
+
+    stage: str  # the Dockerfile stage it stands for
+    arg: str  # the CTX_* build argument naming its context image
+    image: str  # the context image's name (<prefix>/context-<image>)
+    digest: str
+    tree: Path | None = None
+    files: tuple[LockedFile, ...] = ()
+
+    def make(self, project: Project) -> io.BytesIO:
+        """The context image's build context."""
+        return tree_context(self.tree) if self.tree is not None else wheelhouse_context(fetch_files(project, list(self.files)))
+
+
 @dataclass
 class ServicePlan:
     """Everything one service image build needs, decided before the engine is asked for anything."""
@@ -93,7 +114,7 @@ class ServicePlan:
     labels: dict[str, str]
     input_hash: str
     tags: tuple[str, str]  # immutable, moving
-    contexts: list[tuple[str, str, Callable[[], io.BytesIO]]]  # (name, digest, context maker) of context images
+    contexts: list[NamedContext]
     record: dict[str, Any]  # the image record without image_id
 
 
@@ -117,22 +138,17 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
     dependencies = requirements_text(extras)
     prefix = settings.image_prefix
 
-    def files_maker(wheelset):
-        return lambda: wheelhouse_context(fetch_files(project, list(wheelset.files)))
-
-    def tree_maker(tree: Path):
-        return lambda: tree_context(tree)
-
-    contexts = [("wheels", wheels.digest, files_maker(wheels)), ("wheels", build_reqs.digest, files_maker(build_reqs)),
-                *[(lib.component, lib.head, tree_maker(tree)) for lib, tree in zip(libs, lib_trees)],
-                (name, service.head, tree_maker(service_tree))]
+    contexts = [
+        NamedContext("wheels", "CTX_WHEELS", "wheels", wheels.digest, files=wheels.files),
+        NamedContext("build-requirements", "CTX_BUILD", "wheels", build_reqs.digest, files=build_reqs.files),
+        NamedContext("service", "CTX_SERVICE", name, service.head, tree=service_tree),
+        *[NamedContext(lib.component, f"CTX_{slot.arg}", lib.component, lib.head, tree=tree)
+          for slot, lib, tree in zip(slots, libs, lib_trees)],
+    ]
     buildargs = {
         "BUILD_BASE": bases.build_id, "RELEASE_BUILD": layer.build_image_id, "RELEASE_BASE": layer.image_id,
         "SERVICE_VERSION": service.source.version,
-        "CTX_WHEELS": context_ref(settings, "wheels", wheels.digest),
-        "CTX_BUILD": context_ref(settings, "wheels", build_reqs.digest),
-        "CTX_SERVICE": context_ref(settings, name, service.head),
-        **{f"CTX_{slot.arg}": context_ref(settings, lib.component, lib.head) for slot, lib in zip(slots, libs)},
+        **{ctx.arg: context_ref(settings, ctx.image, ctx.digest) for ctx in contexts},
     }
     digest = input_hash({"dockerfile": dockerfile, "dependencies": dependencies, "buildargs": buildargs,
                          "labels": labels, "record_format": RECORD_FORMAT})
@@ -186,8 +202,9 @@ def ensure_contexts(client, project: Project, plan: ServicePlan) -> int:
     """Make the plan's context images (under the release lock: they are read from the trees); return builds made."""
     out_dir = project.layout.service_dir(plan.release, plan.service)
     built = 0
-    for name, digest, maker in plan.contexts:
-        _, made = context_image(client, project.settings, name, digest, maker, out_dir / f"context-{name}.log")
+    for ctx in plan.contexts:
+        _, made = context_image(client, project.settings, ctx.image, ctx.digest, lambda c=ctx: c.make(project),
+                                out_dir / f"context-{ctx.image}.log")
         built += made
     return built
 
