@@ -16,6 +16,7 @@ import io
 import re
 import tarfile
 import threading
+import weakref
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +30,7 @@ from .redact import redact
 
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
-_infos: dict[int, dict] = {}
+_infos: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> engine_info
 PING_TIMEOUT = 20  # seconds: an unreachable host is an error now, not after the build timeout
 BUILD_TIMEOUT = 3600
 
@@ -88,12 +89,12 @@ def _engine_environ(engine: Engine) -> dict[str, str]:
 
 def engine_info(client) -> dict:
     """What identifies the engine (asked once per client)."""
-    if id(client) not in _infos:
+    if client not in _infos:
         info = client.info()
-        _infos[id(client)] = {"id": info.get("ID", ""), "name": info.get("Name", ""),
+        _infos[client] = {"id": info.get("ID", ""), "name": info.get("Name", ""),
                               "version": info.get("ServerVersion", ""), "arch": info.get("Architecture", "x86_64"),
                               "root": info.get("DockerRootDir", "")}
-    return _infos[id(client)]
+    return _infos[client]
 
 
 def engine_key(client) -> str:
