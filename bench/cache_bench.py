@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import io
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -27,14 +28,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "bench"))
 
 from conftest import serve_registry  # noqa: E402
-from image_bench import SHARED, reword  # noqa: E402
 from second_engine import second_engine  # noqa: E402
 
 from pipeline import build, series  # noqa: E402
 from pipeline.config import Settings, load_project  # noqa: E402
+
+
+def reword(patch: Path) -> None:
+    """Change the patch's subject: a new patch file (a new service image), the same code change."""
+    text, count = re.subn(r"^(Subject: (?:\[PATCH[^\]]*\] )?)", r"\1(bench) ", patch.read_text(), count=1, flags=re.M)
+    assert count == 1, patch
+    patch.write_text(text)
 
 
 def main() -> None:
@@ -54,7 +60,7 @@ def main() -> None:
         def measure(label: str, workdir: str, environ: dict[str, str]) -> None:
             settings = Settings.from_mapping(
                 {"root": str(base), "workdir": workdir, "cache_dir": args.cache_dir or str(base / "cache"),
-                 "constraints_url": f"file://{SHARED}/{{release}}.txt", "cache_registry": registry},
+                 "cache_registry": registry},
                 environ={**os.environ, **environ})
             project = load_project(settings)
             # Not timed: sources and patched trees (a runner's package and git caches are warm; its engine is not).

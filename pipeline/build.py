@@ -23,8 +23,8 @@ from .config import Project, Release
 from .constraints import ConstraintsRecord
 from .dependencies import service_lock
 from .engine import connect, engine_info
-from .redact import register_url
 from .errors import ConfigError, UnknownComponentError
+from .redact import register_url
 from .release_layer import ReleaseLayer, ensure_release_layer
 from .series import PreparedTree
 from .service_image import ImageResult, ServicePlan, build_service, ensure_contexts, is_current, plan_service
