@@ -140,13 +140,15 @@ def check(c, release=None, offline_=False, format="table"):
         "push": "push the image tags to the configured registry (pipeline.registry)",
         "force": "rebuild every layer above the base images, without the engine's cache",
         "keep_going": "after a failing service, go on with the others and report them all",
+        "cache_from": "registry of the shared layer cache (host[:port][/path]): pull unchanged images from it, "
+                      "push new ones (default: pipeline.cache_registry)",
         "offline": OFFLINE_HELP,
         "format": FORMAT_HELP,
     },
 )
 @entry
-def build(c, release, service=None, all=False, jobs=None, push=False, force=False, keep_going=False, offline_=False,
-          format="table"):
+def build(c, release, service=None, all=False, jobs=None, push=False, force=False, keep_going=False, cache_from=None,
+          offline_=False, format="table"):
     """Build tagged service images with SBOM and VEX: fetch, patch, constraints, image, sbom, vex (, push)."""
     from pipeline import build as stage
     from pipeline import console
@@ -158,7 +160,8 @@ def build(c, release, service=None, all=False, jobs=None, push=False, force=Fals
     services = list(rel.services) if all else list(service or [])
     if not services:
         raise UsageError("name at least one --service, or use --all", hint=f"services: {', '.join(rel.services)}")
-    report = stage.build(project, release, services, positive_int(jobs, "--jobs"), force, push, keep_going)
+    report = stage.build(project, release, services, positive_int(jobs, "--jobs"), force, push, keep_going,
+                         cache_from)
     rows = report.rows()
     if fmt == "json":
         console.result_json(rows)
@@ -565,6 +568,37 @@ def ci_matrix(c, base=None, head=None, format="json"):
         console.result_json(matrix.to_dict())
 
 
+@task(
+    iterable=["service"],
+    help={
+        "release": RELEASE_HELP,
+        "service": "service to write a target for (repeatable); default: every service of the release",
+        "cache_from": "registry of the shared layer cache: base images are pushed there and named by it, "
+                      "so remote builders can pull them (default: pipeline.cache_registry)",
+        "jobs": JOBS_HELP,
+        "offline": OFFLINE_HELP,
+        "format": FORMAT_HELP,
+    },
+)
+@entry
+def bake(c, release, service=None, cache_from=None, jobs=None, offline_=False, format="table"):
+    """Write build/<release>/docker-bake.json for `docker buildx bake`: one target per service, named contexts."""
+    from pipeline import bake as stage
+    from pipeline import console
+    from pipeline.build import with_cache
+
+    fmt = output_format(format)
+    project = with_cache(offline(project_from(c), offline_), cache_from)
+    services = list(service or project.release(release).services)
+    path, data = stage.write(project, release, services, positive_int(jobs, "--jobs"))
+    if fmt == "json":
+        console.result_json(data)
+    else:
+        console.result(console.table(["target", "tag", "named contexts"],
+                                     [(name, t["tags"][0], ", ".join(t["contexts"])) for name, t in data["target"].items()])
+                       + f"\nbake file: {project.layout.rel(path)} (docker buildx bake -f {path})")
+
+
 patches = Collection("patches")
 patches.add_task(list_)
 patches.add_task(check)
@@ -583,3 +617,4 @@ ns.add_task(export)
 ns.add_task(hotpatch)
 ns.add_task(cve)
 ns.add_collection(ci_tasks)
+ns.add_task(bake)

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import console
+from . import console, layer_cache
 from .config import Project, Release
 from .dockerfiles import find_dockerfile, tool_file
 from .engine import context_tar, ensure_image, inspect, stream_build
@@ -130,7 +130,9 @@ def _origin(client, project: Project, rel: Release, log_dir: Path) -> str:
     mode = base.bootstrap
     if mode in ("pull", "auto") and inspect(client, base.image):
         return base.image
-    if mode == "debootstrap" or (mode == "auto" and (inspect(client, rootfs_ref) or settings.offline)):
+    if mode == "debootstrap" or (mode == "auto" and (
+            inspect(client, rootfs_ref) or settings.offline
+            or layer_cache.fetch(client, settings, rootfs_ref, "the base root filesystem"))):
         ensure_image(client, settings, rootfs_ref, bootstrap, "the base root filesystem")
         return rootfs_ref
     if settings.offline:

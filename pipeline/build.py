@@ -13,7 +13,7 @@ never step on each other.  A rerun with nothing changed makes no build call.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import console, dag, locks, series
@@ -24,6 +24,7 @@ from .constraints import ConstraintsRecord
 from .dependencies import service_lock
 from .engine import connect, engine_info
 from .errors import ConfigError, UnknownComponentError
+from .redact import register_url
 from .release_layer import ReleaseLayers, ensure_release_layers
 from .series import PreparedTree
 from .service_image import ImageResult, ServicePlan, build_service, ensure_contexts, is_current, plan_service
@@ -55,8 +56,8 @@ def target_of(client, rel: Release) -> Target:
 
 
 def prepare_release(project: Project, rel: Release, services: list[str], client, jobs: int = 1,
-                    force: bool = False) -> ReleaseInputs:
-    """Everything the release's images share, and each requested service's plan and context images."""
+                    force: bool = False, contexts: bool = True) -> ReleaseInputs:
+    """Everything the release's images share, and each requested service's plan (and context images)."""
     layout = project.layout
     target = target_of(client, rel)
     with locks.hold(layout.lock(rel.name), f"the work directory of {rel.name}"):
@@ -78,7 +79,7 @@ def prepare_release(project: Project, rel: Release, services: list[str], client,
         for service in services:
             plans[service] = plan_service(project, rel.name, prepared[service], libraries, service_locks[service],
                                           layers, bases, constraints, target)
-            if force or is_current(client, project, plans[service]) is None:
+            if contexts and (force or is_current(client, project, plans[service]) is None):
                 ensure_contexts(client, project, plans[service])
     return ReleaseInputs(rel, prepared, constraints, bases, layers, plans, target)
 
@@ -113,18 +114,25 @@ class BuildReport:
         return next(iter(self.outcome.failures.values()), None)
 
 
+def with_cache(project: Project, cache_from: str | None) -> Project:
+    """The project with ``--cache-from REGISTRY`` applied (the flag wins over ``cache_registry``)."""
+    if not cache_from:
+        return project
+    register_url(cache_from)
+    return replace(project, settings=replace(project.settings, cache_registry=cache_from.strip("/")))
+
+
 def build(project: Project, release: str, services: list[str], jobs: int = 1, force: bool = False,
-          push: bool = False, keep_going: bool = False) -> BuildReport:
+          push: bool = False, keep_going: bool = False, cache_from: str | None = None) -> BuildReport:
     from . import push as push_stage
     from . import sbom, vex
 
+    project = with_cache(project, cache_from)
     rel = project.release(release)
     check_services(project, rel, services)
     if push and not project.settings.registry:
         raise ConfigError("--push needs a registry", hint="set pipeline.registry in invoke.yaml, or INVOKE_PIPELINE_REGISTRY=host:port")
-    client = connect(project.settings)  # fail fast, before any fetching, when there is no engine
-    info = engine_info(client)
-    console.note(f"engine: {project.settings.engine.description} ({info['name']}, Docker {info['version']}, {info['arch']})")
+    client = connect(project.settings)  # fail fast, before any fetching, when there is no engine (says which one)
     layout = project.layout
     sbom.preload()
 

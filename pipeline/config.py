@@ -60,6 +60,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("no_proxy", "str", "", "hosts that bypass the proxy (\"\" = NO_PROXY)"),
     Option("image_prefix", "str", "openstack-patches", "images are <image_prefix>/<service>:<tag>"),
     Option("registry", "url", "", "registry for `invoke build --push` (host[:port][/path])"),
+    Option("cache_registry", "url", "",
+           "registry holding the shared layer cache (host[:port][/path]; \"\" = none; `invoke build --cache-from`)"),
     Option("test_commands", "mapping", {}, "per-component upstream test command for testapply (default: stestr run)"),
     Option("gerrit_base", "url", "https://review.opendev.org/openstack",
            "Gerrit's git URL is {gerrit_base}/{component} (patches.import); a local path works"),
@@ -125,7 +127,17 @@ class Engine:
 
     @property
     def description(self) -> str:
-        return public_url(self.host) if self.host else "the local socket (/var/run/docker.sock)"
+        """The engine's address and how it is reached, for messages (no credentials)."""
+        if not self.host:
+            return "the local socket (/var/run/docker.sock)"
+        shown = public_url(self.host)
+        if self.host.startswith("tcp://"):
+            if self.tls_verify:
+                return f"{shown} (TLS, server verified, client certificate from {self.cert_path or '~/.docker'})"
+            return f"{shown} (TLS, server not verified)" if self.cert_path else f"{shown} (plain TCP, no TLS)"
+        if self.host.startswith("ssh://"):
+            return f"{shown} (over ssh)"
+        return shown
 
 
 @dataclass(frozen=True)
@@ -146,6 +158,7 @@ class Settings:
     registry: str = ""
     test_commands: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     gerrit_base: str = "https://review.opendev.org/openstack"
+    cache_registry: str = ""
 
     @property
     def layout(self) -> Layout:
@@ -197,8 +210,11 @@ class Settings:
         )
         repos = {k: str(v) for k, v in values["repos"].items()}
         for url in (values["git_base"], values["gerrit_base"], values["index_url"], values["constraints_url"],
-                    values["registry"], network.http_proxy, network.https_proxy, engine.host, *repos.values()):
+                    values["registry"], values["cache_registry"], network.http_proxy, network.https_proxy,
+                    *repos.values()):
             register_url(url)
+        # Not engine.host: the user of ssh://user@host is a login name, not a token (it would mask "root"
+        # in every message); a password in any URL is masked by redact's own pattern anyway.
         return cls(
             root=project_root,
             workdir=path(values["workdir"], project_root),
@@ -214,6 +230,7 @@ class Settings:
             registry=values["registry"].strip("/"),
             test_commands=_frozen({str(k): str(v) for k, v in values["test_commands"].items()}),
             gerrit_base=values["gerrit_base"].rstrip("/"),
+            cache_registry=values["cache_registry"].strip("/"),
         )
 
     def git_url(self, component: str) -> str:

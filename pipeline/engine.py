@@ -16,12 +16,13 @@ import io
 import re
 import tarfile
 import threading
+import weakref
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import console, locks
+from . import console, layer_cache, locks
 from .config import Engine, Settings
 from .errors import DiskFullError, DockerUnavailableError, ImageBuildError
 from .files import sha256_bytes
@@ -29,12 +30,20 @@ from .redact import redact
 
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
+_infos: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # client -> engine_info
+PING_TIMEOUT = 20  # seconds: an unreachable host is an error now, not after the build timeout
+BUILD_TIMEOUT = 3600
 
 
 def connect(settings: Settings):
-    """The docker-py APIClient for the configured engine (one per process), or a clear error."""
+    """The docker-py APIClient for the configured engine (one per process), or a clear error.
+
+    The first connection says on stderr which engine answered (address, how
+    it is reached, its name, version and architecture): with ``DOCKER_HOST``
+    naming a remote engine, every image, build and container of the run is
+    there, not on this host.
+    """
     import docker
-    import docker.errors
 
     engine = settings.engine
     with _clients_lock:
@@ -42,15 +51,27 @@ def connect(settings: Settings):
             return _clients[engine.host]
         try:
             kwargs = docker.utils.kwargs_from_env(environment=_engine_environ(engine))
-            client = docker.APIClient(version="auto", timeout=3600, use_ssh_client=engine.host.startswith("ssh://"),
-                                      **kwargs)
+            # ssh:// goes through the ssh binary (the user's ~/.ssh/config, agent and known hosts apply),
+            # which runs `docker system dial-stdio` on the remote host, as the docker CLI does.
+            client = docker.APIClient(version=docker.constants.MINIMUM_DOCKER_API_VERSION, timeout=PING_TIMEOUT,
+                                      use_ssh_client=engine.host.startswith("ssh://"), **kwargs)
+            # requests would let REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE (set on hosts behind an intercepting
+            # proxy) replace DOCKER_CERT_PATH/ca.pem, and route a tcp:// engine through HTTPS_PROXY:
+            # the engine is verified with its own CA and reached directly.  Then the API version is
+            # negotiated as version="auto" would, which asks before this could be set.
+            client.trust_env = False
+            client._version = client.version(api_version=False)["ApiVersion"]
             client.ping()
+            info = engine_info(client)
         except Exception as exc:  # docker-py raises several unrelated types here
             raise DockerUnavailableError(
                 f"no Docker engine answers at {engine.description}: {redact(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)}",
                 hint="start the Docker engine (scripts/setup starts one; or `systemctl start docker`), "
                      "or set DOCKER_HOST (tcp://host:2376 with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or ssh://user@host)",
             ) from None
+        client.timeout = BUILD_TIMEOUT
+        console.note(f"engine: {engine.description} ({info['name']}, Docker {info['version']}, {info['arch']}, "
+                     f"data root {info['root']})")
         _clients[engine.host] = client
         return client
 
@@ -67,14 +88,24 @@ def _engine_environ(engine: Engine) -> dict[str, str]:
 
 
 def engine_info(client) -> dict:
-    info = client.info()
-    return {"id": info.get("ID", ""), "name": info.get("Name", ""), "version": info.get("ServerVersion", ""),
-            "arch": info.get("Architecture", "x86_64")}
+    """What identifies the engine (asked once per client)."""
+    if client not in _infos:
+        info = client.info()
+        _infos[client] = {"id": info.get("ID", ""), "name": info.get("Name", ""),
+                              "version": info.get("ServerVersion", ""), "arch": info.get("Architecture", "x86_64"),
+                              "root": info.get("DockerRootDir", "")}
+    return _infos[client]
 
 
 def engine_key(client) -> str:
-    """A short stable name of the engine for lock files (processes on one host share its locks)."""
-    return sha256_bytes(engine_info(client)["id"].encode())[:12]
+    """A short stable name of the engine for lock files (processes on one host share its locks).
+
+    Docker 20.10 derives ``ID`` from ``/etc/docker/key.json``, so two engines
+    on one machine report the same ID: the host name and data root (which
+    two engines cannot share) tell them apart.
+    """
+    info = engine_info(client)
+    return sha256_bytes(f"{info['id']}\n{info['name']}\n{info['root']}".encode())[:12]
 
 
 def inspect(client, ref: str) -> dict | None:
@@ -191,20 +222,29 @@ def ensure_image(client, settings: Settings, ref: str, make: Callable[[], str], 
     The tag names the image's inputs (content-addressed), so an existing tag
     is reused and never moved to another image; a lock per tag on this
     engine makes a concurrent run wait for the first build and reuse it.
+    With a layer cache, an absent tag is first pulled from the cache, and
+    what is made (or was made before the cache was set) is pushed to it.
     Returns (image ID, whether it was made now).
     """
     existing = inspect(client, ref)
     if existing is not None and not force:
+        layer_cache.store(client, settings, ref, existing)
         return existing["Id"], False
     lock = settings.layout.cache_lock(f"engine-{engine_key(client)}-{sha256_bytes(ref.encode())[:16]}")
     with locks.hold(lock, f"the image {ref} (being built by another run on this engine)"):
         existing = inspect(client, ref)
         if existing is not None and not force:
+            layer_cache.store(client, settings, ref, existing)
             return existing["Id"], False
+        pulled = None if force else layer_cache.fetch(client, settings, ref, what)
+        if pulled is not None:
+            return pulled, False
         image_id = make()
         if force or inspect(client, ref) is None:
             tag(client, image_id, ref)  # --force is the one case where a tag moves: the user asked to rebuild
-        return inspect(client, ref)["Id"], True
+        made = inspect(client, ref)
+        layer_cache.store(client, settings, ref, made)
+        return made["Id"], True
 
 
 def context_image(client, settings: Settings, name: str, digest: str, make_context: Callable[[], io.BytesIO],

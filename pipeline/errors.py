@@ -172,6 +172,11 @@ class PushError(PipelineError):
     summary = "a push to the registry failed"
 
 
+class LayerCacheError(PipelineError):
+    exit_code = 44
+    summary = "the shared layer cache (cache_registry, --cache-from) is unreachable or refused a pull or push"
+
+
 class HotpatchError(PipelineError):
     exit_code = 47
     summary = ("hotpatch refused or failed: no such running container, or its image is not of that service, "

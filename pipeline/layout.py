@@ -101,6 +101,10 @@ class Layout:
     def bake_file(self, release: str) -> Path:
         return self.release_out(release) / "docker-bake.json"
 
+    def bake_dir(self, release: str, service: str) -> Path:
+        """A bake target's own directories: ``context/`` (Dockerfile, dependencies.txt) and package-file contexts."""
+        return self.service_dir(release, service) / "bake"
+
     def stamp(self, stage: str, release: str, name: str) -> Path:
         return self.workdir / ".stamps" / stage / release / f"{name}.json"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .config import Project
 from .errors import PushError
 from .files import write_json
-from .redact import public_url, redact
+from .registry import RegistryFailure, push as push_tag, shown as shown_registry
 from .sbom import load_image_record
 
 
@@ -20,7 +20,7 @@ def push(project: Project, release: str, service: str, client) -> dict[str, str]
     import docker.errors
 
     registry = project.settings.registry
-    shown = public_url(f"//{registry}").lstrip("/")
+    shown = shown_registry(registry)
     record = load_image_record(project, release, service)
     own = project.layout.push_record(release, service)
     own.unlink(missing_ok=True)
@@ -30,19 +30,14 @@ def push(project: Project, release: str, service: str, client) -> dict[str, str]
         for ref in record["tags"]:
             repository, _, tag = ref.rpartition(":")
             target = f"{registry}/{repository}"
-            client.tag(record["image_id"], target, tag)
             made.append((target, tag))
             try:
-                items = list(client.push(target, tag=tag, stream=True, decode=True))
-            except docker.errors.APIError as exc:
-                items = [{"error": str(exc.explanation or exc)}]
-            for item in items:
-                if "error" in item:
-                    raise PushError(f"push of {shown}/{repository}:{tag} failed: {redact(item['error'].strip())}",
-                                    hint=f"check that {shown} is reachable and accepts pushes (docker login); the local image is built")
-                digest = item.get("aux", {}).get("Digest")
-                if digest:
-                    digests[f"{shown}/{repository}:{tag}"] = digest
+                digest = push_tag(client, record["image_id"], target, tag)
+            except RegistryFailure as failure:
+                raise PushError(str(failure), hint=f"check that {shown} is reachable and accepts pushes (docker login); "
+                                                   "the local image is built") from None
+            if digest:
+                digests[f"{shown}/{repository}:{tag}"] = digest
     except BaseException:
         for target, tag in made:
             try:

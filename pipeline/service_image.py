@@ -16,26 +16,26 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from . import console
+from . import console, layer_cache
 from .bases import BaseImages
 from .config import Project
 from .constraints import ConstraintsRecord
 from .dependencies import ServiceLock, requirements_text
 from .dockerfiles import LibrarySlot, find_dockerfile, render
 from .engine import context_image, context_tar, inspect, stream_build, tag, tree_context
+from .errors import LayerCacheError
 from .files import hash_inputs, read_json, remove, write_atomic, write_json
 from .redact import public_url
 from .release_layer import ReleaseLayers
 from .series import PreparedTree
 from .stamps import input_hash, tool_id
-from .wheels import Target, fetch_files, wheel_set, wheelhouse_context
+from .wheels import LockedFile, Target, fetch_files, wheel_set, wheelhouse_context
 
 LABEL_NS = "io.openstack-patches"
 RECORD_FORMAT = 3
@@ -45,7 +45,7 @@ RECORD_FORMAT = 3
 class ImageResult:
     service: str
     release: str
-    action: str  # built | up to date
+    action: str  # built | from the layer cache | up to date
     record: dict[str, Any]
     build_calls: int = 0
     seconds: float = 0.0
@@ -80,6 +80,28 @@ def _labels(project: Project, release: str, service: PreparedTree, libs: list[Pr
     return labels
 
 
+@dataclass(frozen=True)
+class NamedContext:
+    """One named build context of a service image: a tree, or a set of package files.
+
+    docker-py gets it as a context image (``image``, tagged by ``digest``,
+    passed in the build argument ``arg``); BuildKit and buildah get the
+    directory as ``--build-context <stage>=DIR``, which replaces the stage of
+    that name in the Dockerfile.
+    """
+
+    stage: str  # the Dockerfile stage it stands for
+    arg: str  # the CTX_* build argument naming its context image
+    image: str  # the context image's name (<prefix>/context-<image>)
+    digest: str
+    tree: Path | None = None
+    files: tuple[LockedFile, ...] = ()
+
+    def make(self, project: Project) -> io.BytesIO:
+        """The context image's build context."""
+        return tree_context(self.tree) if self.tree is not None else wheelhouse_context(fetch_files(project, list(self.files)))
+
+
 @dataclass
 class ServicePlan:
     """Everything one service image build needs, decided before the engine is asked for anything."""
@@ -92,7 +114,7 @@ class ServicePlan:
     labels: dict[str, str]
     input_hash: str
     tags: tuple[str, str]  # immutable, moving
-    contexts: list[tuple[str, str, Callable[[], io.BytesIO]]]  # (name, digest, context maker) of context images
+    contexts: list[NamedContext]
     record: dict[str, Any]  # the image record without image_id
 
 
@@ -118,22 +140,17 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
     dependencies = requirements_text(extras)
     prefix = settings.image_prefix
 
-    def files_maker(wheelset):
-        return lambda: wheelhouse_context(fetch_files(project, list(wheelset.files)))
-
-    def tree_maker(tree: Path):
-        return lambda: tree_context(tree)
-
-    contexts = [("wheels", wheels.digest, files_maker(wheels)), ("wheels", build_reqs.digest, files_maker(build_reqs)),
-                *[(lib.component, lib.head, tree_maker(tree)) for lib, tree in zip(libs, lib_trees)],
-                (name, service.head, tree_maker(service_tree))]
+    contexts = [
+        NamedContext("wheels", "CTX_WHEELS", "wheels", wheels.digest, files=wheels.files),
+        NamedContext("build-requirements", "CTX_BUILD", "wheels", build_reqs.digest, files=build_reqs.files),
+        NamedContext("service", "CTX_SERVICE", name, service.head, tree=service_tree),
+        *[NamedContext(lib.component, f"CTX_{slot.arg}", lib.component, lib.head, tree=tree)
+          for slot, lib, tree in zip(slots, libs, lib_trees)],
+    ]
     buildargs = {
         "BUILD_BASE": bases.build_id, "RELEASE_BUILD": base.build_image_id, "RELEASE_BASE": base.image_id,
         "SERVICE_VERSION": service.source.version,
-        "CTX_WHEELS": context_ref(settings, "wheels", wheels.digest),
-        "CTX_BUILD": context_ref(settings, "wheels", build_reqs.digest),
-        "CTX_SERVICE": context_ref(settings, name, service.head),
-        **{f"CTX_{slot.arg}": context_ref(settings, lib.component, lib.head) for slot, lib in zip(slots, libs)},
+        **{ctx.arg: context_ref(settings, ctx.image, ctx.digest) for ctx in contexts},
     }
     digest = input_hash({"dockerfile": dockerfile, "dependencies": dependencies, "buildargs": buildargs,
                          "labels": labels, "record_format": RECORD_FORMAT})
@@ -187,8 +204,9 @@ def ensure_contexts(client, project: Project, plan: ServicePlan) -> int:
     """Make the plan's context images (under the release lock: they are read from the trees); return builds made."""
     out_dir = project.layout.service_dir(plan.release, plan.service)
     built = 0
-    for name, digest, maker in plan.contexts:
-        _, made = context_image(client, project.settings, name, digest, maker, out_dir / f"context-{name}.log")
+    for ctx in plan.contexts:
+        _, made = context_image(client, project.settings, ctx.image, ctx.digest, lambda c=ctx: c.make(project),
+                                out_dir / f"context-{ctx.image}.log")
         built += made
     return built
 
@@ -204,19 +222,29 @@ def build_service(client, project: Project, plan: ServicePlan, force: bool = Fal
     if previous is not None:
         if (inspect(client, moving) or {}).get("Id") != previous["image_id"]:
             tag(client, previous["image_id"], moving)
+        layer_cache.store_service(client, project.settings, plan.tags, inspect(client, previous["image_id"]))
         return ImageResult(name, release, "up to date", previous, 0, time.monotonic() - started, record_path)
 
     # From here on an older record (and everything derived from it) would lie.
     for path in [record_path, *downstream_outputs(project, release, name)]:
         remove(path)
     out_dir = layout.service_dir(release, name)
-    context = context_tar({"Dockerfile": plan.dockerfile.encode(), "dependencies.txt": plan.dependencies.encode()})
     write_json(out_dir / "build-inputs.json", {"buildargs": plan.buildargs, "labels": plan.labels, "tool": tool_id()})
     write_atomic(out_dir / "Dockerfile", plan.dockerfile)
-    with console.step(f"image {name} ({release})"):
-        image_id = stream_build(client, context, layout.build_log(release, name), f"{name} ({release})",
-                                buildargs=plan.buildargs, nocache=force)
+    # The immutable tag names every input: the cache's image under it is this build's result.
+    image_id = None if force else layer_cache.fetch(client, project.settings, immutable, f"image {name} ({release})")
+    if image_id is not None and not plan.labels.items() <= inspect(client, image_id)["Config"]["Labels"].items():
+        raise LayerCacheError(f"layer cache: {immutable} does not carry the labels of this build",
+                              hint="the cache holds an image that was not made by this tool: remove that tag from it")
+    action, calls = "from the layer cache", 0
+    if image_id is None:
+        context = context_tar({"Dockerfile": plan.dockerfile.encode(), "dependencies.txt": plan.dependencies.encode()})
+        with console.step(f"image {name} ({release})"):
+            image_id = stream_build(client, context, layout.build_log(release, name), f"{name} ({release})",
+                                    buildargs=plan.buildargs, nocache=force)
+        action, calls = "built", 1
     tag(client, image_id, immutable)
     tag(client, image_id, moving)
+    layer_cache.store_service(client, project.settings, plan.tags, inspect(client, image_id))
     write_json(record_path, {**plan.record, "image_id": image_id})
-    return ImageResult(name, release, "built", read_json(record_path), 1, time.monotonic() - started, record_path)
+    return ImageResult(name, release, action, read_json(record_path), calls, time.monotonic() - started, record_path)

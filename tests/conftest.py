@@ -10,9 +10,15 @@ an end-of-maintenance tag on an older branch.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -229,6 +235,37 @@ def pbr_reference_version(repo: Path, ref: str) -> str:
     out = subprocess.run([sys.executable, "-c", "import pbr.packaging as p; print(p._get_version_from_git())"],
                          cwd=clone, capture_output=True, text=True, check=True)
     return out.stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def serve_registry(directory: Path) -> Iterator[str]:
+    """Debian's docker-registry on a free loopback port, storing under ``directory``; yields host:port."""
+    binary = shutil.which("docker-registry")
+    assert binary, "docker-registry is not installed (scripts/setup installs it)"
+    port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "registry.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {directory / 'data'}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import socket
-import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -29,7 +25,7 @@ from pipeline.errors import ConfigError
 from pipeline.files import read_json, sha256_file
 from pipeline.git import configure
 
-from conftest import Layout, invoke, make_patch
+from conftest import Layout, free_port, invoke, make_patch, serve_registry
 
 pytestmark = pytest.mark.docker
 
@@ -317,31 +313,10 @@ def test_base_cannot_be_pulled(tmp_path, upstream, cache):
 # --- push --------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def registry(tmp_path):
-    binary = shutil.which("docker-registry")
-    assert binary, "docker-registry is not installed (scripts/setup installs it)"
-    port = free_port()
-    config = tmp_path / "registry.yml"
-    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\n")
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    with serve_registry(tmp_path / "registry") as address:
+        yield address
 
 
 def test_push_to_a_loopback_registry_and_a_failed_push(built, registry, engine):

@@ -1,0 +1,88 @@
+"""The BuildKit hand-off: ``<workdir>/<release>/docker-bake.json`` for ``docker buildx bake``.
+
+One target per service, from the very plan the docker-py path builds
+(``service_image.plan_service``): the same rendered Dockerfile (with its
+``dependencies.txt``) in a context directory, the same build arguments,
+labels and tags, and every named context as a real directory: the patched
+trees themselves, and each set of package files linked into a directory of
+its own.  A named context replaces the Dockerfile stage of the same name
+(BuildKit's ``contexts``, buildah's ``--build-context``): the stage that
+docker-py feeds from a context image, so the ``CTX_*`` arguments stay as
+they are and are never resolved.
+
+Base images: docker-py passes image IDs, which no other builder can
+resolve, so the file names the same images by their content-addressed tags:
+in the layer cache registry when one is set (they were pushed there, and a
+remote builder pulls them from it), else the local tags, which the
+``docker`` driver of buildx on this engine sees.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from . import layer_cache, locks
+from .build import check_services, prepare_release
+from .config import Project
+from .engine import connect
+from .files import replace_dir, write_json
+from .service_image import ServicePlan
+from .wheels import fetch_files
+
+BASE_ARGS = ("BUILD_BASE", "RELEASE_BUILD", "RELEASE_BASE")
+
+
+def _link(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)  # the cache's file itself: no copy of hundreds of megabytes
+    except OSError:  # another file system
+        shutil.copyfile(source, dest)
+
+
+def _target(project: Project, plan: ServicePlan, bases: dict[str, str]) -> dict:
+    """One bake target: the plan's Dockerfile and arguments, its named contexts as directories."""
+    directory = project.layout.bake_dir(plan.release, plan.service)
+    sets = [ctx for ctx in plan.contexts if ctx.tree is None]
+    paths = {ctx.stage: fetch_files(project, list(ctx.files)) for ctx in sets}
+
+    def fill(staging: Path) -> None:
+        (staging / "context").mkdir(parents=True)
+        (staging / "context" / "Dockerfile").write_text(plan.dockerfile)
+        (staging / "context" / "dependencies.txt").write_text(plan.dependencies)
+        for ctx in sets:
+            (staging / ctx.stage).mkdir()
+            for path in paths[ctx.stage].values():
+                _link(path, staging / ctx.stage / path.name)
+
+    replace_dir(directory, fill)
+    return {
+        "context": str(directory / "context"),
+        "dockerfile": "Dockerfile",
+        "contexts": {ctx.stage: str(ctx.tree if ctx.tree is not None else directory / ctx.stage) for ctx in plan.contexts},
+        "args": {**plan.buildargs, **bases},
+        "labels": plan.labels,
+        "tags": list(plan.tags),
+    }
+
+
+def write(project: Project, release: str, services: list[str], jobs: int = 1) -> tuple[Path, dict]:
+    """Prepare the release (sources, bases, release layer) on the engine and write the bake file."""
+    rel = project.release(release)
+    check_services(project, rel, services)
+    client = connect(project.settings)
+    inputs = prepare_release(project, rel, services, client, jobs, contexts=False)
+    cache = project.settings.cache_registry if layer_cache.enabled(project.settings) else ""
+
+    def bases(service: str) -> dict[str, str]:
+        level = inputs.layers.chain(service)[-1]  # the deepest release level of the service's group
+        refs = (inputs.bases.build, level.build_image, level.image)
+        return {arg: f"{cache}/{ref}" if cache else ref for arg, ref in zip(BASE_ARGS, refs)}
+
+    layout = project.layout
+    with locks.hold(layout.lock(release), f"the work directory of {release}"):
+        targets = {service: _target(project, inputs.plans[service], bases(service)) for service in services}
+    data = {"group": {"default": {"targets": list(services)}}, "target": targets}
+    write_json(layout.bake_file(release), data)
+    return layout.bake_file(release), data
