@@ -76,7 +76,7 @@ def test_bake_target_is_the_docker_py_plan(baked):
     assert wheels and all(name.endswith((".whl", ".tar.gz")) for name in wheels)
     assert any(name.startswith("setuptools-") for name in wheels)  # demo's build requirement
     assert [p.name.split("-")[0] for p in Path(contexts["wheels"]).iterdir()] == ["six"]  # its dependency layer's
-    assert [layer["name"] for layer in record["layers"]] == ["release", "dependencies", "service"]
+    assert [layer["name"] for layer in record["layers"]] == ["release level 0 (2 services)", "dependencies", "service"]
     # The package files are the hash-checked files of the cache, byte for byte.
     wheel_cache = Path(layout.settings_overrides["cache_dir"]) / "wheels"
     for path in [*Path(contexts["build-requirements"]).iterdir(), *Path(contexts["wheels"]).iterdir()]:
