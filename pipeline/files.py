@@ -114,14 +114,20 @@ def replace_dir(dest: Path, build: Callable[[Path], None]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def stale_staging(parent: Path) -> Iterator[Path]:
+def stale_staging(parent: Path, name: str = "") -> Iterator[Path]:
+    prefix = f"{STAGING_PREFIX}{name}." if name else STAGING_PREFIX
     if parent.is_dir():
-        yield from (p for p in parent.iterdir() if p.name.startswith(STAGING_PREFIX))
+        yield from (p for p in parent.iterdir() if p.name.startswith(prefix))
 
 
-def clean_staging(parent: Path) -> None:
-    """Remove staging directories a killed run left in ``parent`` (call while holding its lock)."""
-    for leftover in stale_staging(parent):
+def clean_staging(parent: Path, name: str = "") -> None:
+    """Remove staging directories a killed run left in ``parent`` (call while holding its lock).
+
+    With ``name``, only those of ``replace_dir(parent / name)``: a directory
+    whose entries have locks of their own (the git mirrors) is cleaned entry by
+    entry, so one fetch never removes another's work in progress.
+    """
+    for leftover in stale_staging(parent, name):
         console.note(f"removing {leftover} left by an interrupted run")
         shutil.rmtree(leftover, ignore_errors=True)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .config import Component, Project
 from .errors import ConfigError, GitError, UncommittedChangesError
-from .files import UMASK, clean_staging
+from .files import STAGING_PREFIX, UMASK, clean_staging
 from .git import text
 from .patchfile import DEFAULT_AUTHOR
 from .series import NUMBER_RE, PATCH_SUFFIX, IndexApplier, read_patch, source_context
@@ -175,8 +175,8 @@ def write(project: Project, component: Component, new: list[tuple[str, bytes]], 
     if not changed and refs_file is None:
         return []
     directory.parent.mkdir(parents=True, exist_ok=True)
-    clean_staging(directory.parent)
-    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".staging-{directory.name}."))
+    clean_staging(directory.parent, directory.name)
+    staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f"{STAGING_PREFIX}{directory.name}."))
     try:
         fresh = staging / "new"
         fresh.mkdir(mode=0o777 & ~UMASK)

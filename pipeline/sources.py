@@ -123,7 +123,7 @@ class Mirror:
         return locks.hold(self.path.with_name(self.path.name + ".lock"), f"the git mirror of {self.component.name}")
 
     def ensure(self) -> None:
-        clean_staging(self.path.parent)
+        clean_staging(self.path.parent, self.path.name)
         if not (self.path / "HEAD").exists():
             remove(self.path)  # a torn directory without HEAD is no mirror
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import pytest
 from pipeline import locks, sources
 from pipeline.errors import CacheCorruptError, FetchError
 
-from conftest import invoke, run_git
+from conftest import Upstream, invoke, run_git
 
 
 def fetch(layout, ref=None, **settings):
@@ -113,6 +113,22 @@ def test_staging_left_by_a_killed_run_is_removed(layout, upstream):
     (leftover / "new").mkdir(parents=True)
     fetch(layout)
     assert not leftover.exists() and tree_of(layout, record).exists()
+
+
+def test_a_mirror_being_created_is_not_cleaned_by_another_components_fetch(layout, upstream):
+    # Mirrors share one directory and each has its own lock: fetching "other"
+    # must leave demo's staging directory alone (demo may be mid-fetch in another
+    # thread or process); demo's own next fetch removes it if it is a leftover.
+    Upstream(upstream.path.parent, "other")
+    layout.release("2025.2", {"demo": "2.0.1", "other": "2.0.1"})
+    git_dir = layout.root.parent / "cache" / "git"
+    demo_mirror = layout.project().layout.mirror("demo", layout.project().components("2025.2", ["demo"])[0].url)
+    in_progress = git_dir / f".staging-{demo_mirror.name}.inflight"
+    (in_progress / "new").mkdir(parents=True)
+    sources.fetch(layout.project(), "2025.2", ["other"])
+    assert in_progress.exists()
+    sources.fetch(layout.project(), "2025.2", ["demo"])
+    assert not in_progress.exists()
 
 
 def test_cli_fetch_json(layout, upstream):
