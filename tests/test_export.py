@@ -129,8 +129,9 @@ def test_unknown_component(exported_layout):
 def test_pip_builds_the_archive_with_the_files_patches_add(exported_layout, tmp_path):
     (exported,) = stage.export(exported_layout.project(), "2025.2")
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(exported.path)],
-                   check=True, capture_output=True, env={"PATH": "/usr/bin:/bin", **_pip_env()})
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(exported.path)],
+                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", **_pip_env()})
+    assert built.returncode == 0, built.stderr
     (wheel,) = wheels.glob("*.whl")
     assert wheel.name.startswith("demo_lib-1.2.0-")  # the version from PKG-INFO, not 0.0.0 or a dev version
     with zipfile.ZipFile(wheel) as whl:
