@@ -30,20 +30,20 @@ FROM ${CTX_SERVICE} AS service
 #@if dependencies FROM ${BUILD_BASE} AS layer-dependencies
 #@if dependencies COPY --from=wheels / /build/wheels/
 #@if dependencies COPY dependencies.txt /build/
-#@if dependencies RUN venv-layer /layer uv pip install --no-deps --no-index --find-links /build/wheels -r /build/dependencies.txt
+#@if dependencies RUN venv-layer --move /layer uv pip install --no-deps --no-index --find-links /build/wheels -r /build/dependencies.txt
 
 # Each patched library, one layer each.
 #@library FROM ${BUILD_BASE} AS layer-{lib}
 #@library COPY --from=build-requirements / /build/wheels/
 #@library COPY --from={lib} / /build/src/
-#@library RUN PBR_VERSION={lib_version} venv-layer /layer uv pip install --no-deps --no-index --find-links /build/wheels /build/src
+#@library RUN PBR_VERSION={lib_version} venv-layer --move /layer uv pip install --no-deps --no-index --find-links /build/wheels /build/src
 
 # The patched service.
 FROM ${BUILD_BASE} AS layer-service
 COPY --from=build-requirements / /build/wheels/
 COPY --from=service / /build/src/
 ARG SERVICE_VERSION
-RUN PBR_VERSION="${SERVICE_VERSION}" venv-layer /layer uv pip install --no-deps --no-index --find-links /build/wheels /build/src
+RUN PBR_VERSION="${SERVICE_VERSION}" venv-layer --move /layer uv pip install --no-deps --no-index --find-links /build/wheels /build/src
 
 # The complete venv's distributions must be consistent (their metadata is enough; not shipped).
 FROM ${RELEASE_BUILD} AS check
