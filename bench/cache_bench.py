@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import io
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -32,15 +31,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import serve_registry  # noqa: E402
 from second_engine import second_engine  # noqa: E402
 
+from changes import change_code  # noqa: E402
+
 from pipeline import build, series  # noqa: E402
 from pipeline.config import Settings, load_project  # noqa: E402
-
-
-def reword(patch: Path) -> None:
-    """Change the patch's subject: a new patch file (a new service image), the same code change."""
-    text, count = re.subn(r"^(Subject: (?:\[PATCH[^\]]*\] )?)", r"\1(bench) ", patch.read_text(), count=1, flags=re.M)
-    assert count == 1, patch
-    patch.write_text(text)
 
 
 def main() -> None:
@@ -75,7 +69,7 @@ def main() -> None:
 
         measure("engine A: build, push to the cache", "build-a", {})
         measure("engine B (empty): same inputs", "build-b", engine_b.env())
-        reword(sorted((base / "patches" / args.service / args.release).glob("*.patch"))[-1])
+        change_code(base / "patches", args.service, args.release)
         measure("engine B: one service patch changed", "build-b", engine_b.env())
         stored = sum(p.stat().st_size for p in (base / "registry").rglob("*") if p.is_file())
 

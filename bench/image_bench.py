@@ -36,10 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
 
-SERVICE_CHANGE = {  # a real code change inside an added line of the first patch of each series
-    "keystone": ("+system_random = secrets.SystemRandom()", "+system_random = secrets.SystemRandom()  # bench"),
-    "oslo.messaging": ("+            durable=False,\n", "+            durable=False,  # bench\n"),
-}
+from changes import MARK, change_code  # noqa: E402
+
 
 
 def invoke(env: dict, *args: str) -> tuple[float, str]:
@@ -110,7 +108,8 @@ def main() -> None:
         invoke(env, "patch", "--release", args.release)  # sources in place: not part of the image figures
         cold, _ = invoke(env, *build, "--force")
         record = json.loads((base / "build" / args.release / args.service / "image.json").read_text())
-        locked = [p for layer in record["layers"][:2] for p in layer["packages"] if layer["name"] in ("release", "dependencies")]
+        locked = [p for layer in record["layers"] for p in layer["packages"]
+                  if layer["name"].startswith("release level") or layer["name"] == "dependencies"]
         bare = bare_install(locked)
         out.append(f"  cold build (--force, bases present, cold caches)   {cold:7.1f} s")
         out.append(f"  bare uv pip install of the same {len(locked)} pins      {bare:7.1f} s   ratio {cold / bare:.2f} (target <= 3)")
@@ -120,11 +119,7 @@ def main() -> None:
         out.append(f"  no-change rerun                                     {seconds:7.2f} s   ({calls}, {seconds / cold:.1%} of cold)")
 
         for component, share in ((args.service, 0.10), (args.library, 0.20)):
-            patch = sorted((base / "patches" / component / args.release).glob("*.patch"))[0]
-            old, new = SERVICE_CHANGE[component]
-            text = patch.read_text()
-            assert old in text, patch
-            patch.write_text(text.replace(old, new, 1))
+            patch = change_code(base / "patches", component, args.release)
             previous = record["image_id"]
             seconds, _ = invoke(env, *build)
             record = json.loads((base / "build" / args.release / args.service / "image.json").read_text())
@@ -133,8 +128,8 @@ def main() -> None:
             shared, total, changed = shared_and_changed(client, previous, record["image_id"])
             target = max(share * cold, single + 3)
             site = "/var/lib/openstack/lib/python3.11/site-packages"
-            present = "  # bench" in client.containers.run(record["image_id"], ["sh", "-c", f"grep -rh '  # bench' {site} | head -1"],
-                                                         remove=True).decode()
+            present = MARK in client.containers.run(record["image_id"], ["sh", "-c", f"grep -rh '{MARK}' {site} | head -1"],
+                                                    remove=True).decode()
             out.append(f"  after a code change in {patch.name[:40]:40s}  {seconds:6.1f} s   {seconds / cold:.1%} of cold; "
                        f"target {target:.1f} s (bare --no-deps install {single:.1f} s); "
                        f"{shared} of {total} layers shared, {changed / 1e6:.1f} MB new; change in image: {present}")

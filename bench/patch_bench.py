@@ -25,6 +25,8 @@ sys.path.insert(0, str(ROOT))
 from pipeline import locks, series  # noqa: E402
 from pipeline.config import Settings, load_project  # noqa: E402
 
+from changes import change_code  # noqa: E402
+
 
 def timed(label: str, func, results: list) -> None:
     started = time.perf_counter()
@@ -59,12 +61,7 @@ def main() -> None:
         shutil.rmtree(base / "build")
         timed("patch, warm cache, empty work dir", run, results)
         timed("no-change rerun", run, results)
-        victim = sorted((base / "patches" / "keystone" / args.release).glob("*.patch"))[0]
-        # A real code change: the patch's added line changes, not its subject.
-        text = victim.read_text()
-        changed = text.replace("+system_random = secrets.SystemRandom()", "+system_random = secrets.SystemRandom()  # bench", 1)
-        assert changed != text
-        victim.write_text(changed)
+        victim = change_code(base / "patches", "keystone", args.release)
         timed(f"rerun after a code change in {victim.name}", run, results)
         timed("patches.check (shipped series)", check, results)
         made = make_series(base, args.release, 30)

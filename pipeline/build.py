@@ -134,10 +134,12 @@ def build(project: Project, release: str, services: list[str], jobs: int = 1, fo
         raise ConfigError("--push needs a registry", hint="set pipeline.registry in invoke.yaml, or INVOKE_PIPELINE_REGISTRY=host:port")
     client = connect(project.settings)  # fail fast, before any fetching, when there is no engine (says which one)
     layout = project.layout
-    sbom.preload()
 
     def sources_step(_: dict) -> ReleaseInputs:
-        return prepare_release(project, rel, services, client, jobs, force)
+        inputs = prepare_release(project, rel, services, client, jobs, force)
+        if any(force or is_current(client, project, plan) is None for plan in inputs.plans.values()):
+            sbom.preload()  # images will be built: their SBOMs will need the validator
+        return inputs
 
     def image_step(service: str):
         def run(results: dict) -> ImageResult:
