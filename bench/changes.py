@@ -1,26 +1,28 @@
 """The real code changes the benches make to a shipped patch: different bytecode, same behaviour.
 
 Each replaces text inside an added line of the first patch of a series, so the
-patch still applies and the change lands in the built package; MARK finds it there.
+patch still applies and the change lands in the built package, where its
+mark (a string literal in the new code) finds it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-MARK = "bench-change"
-CODE_CHANGES = {
-    "keystone": ("+system_random = secrets.SystemRandom()", f'+system_random = secrets.SystemRandom("{MARK}")'),
-    "oslo.messaging": ("+            durable=False,\n", f'+            durable=(False and "{MARK}"),\n'),
+CODE_CHANGES = {  # component: (old text, new text, mark)
+    "keystone": ("+system_random = secrets.SystemRandom()", '+system_random = secrets.SystemRandom("bench-change-1")',
+                 "bench-change-1"),
+    "oslo.messaging": ("+            durable=False,\n", '+            durable=(False and "bench-change-2"),\n',
+                       "bench-change-2"),
 }
 
 
-def change_code(patches: Path, component: str, release: str) -> Path:
-    """Make the code change in ``patches/<component>/<release>``'s first patch; return that patch."""
+def change_code(patches: Path, component: str, release: str) -> tuple[Path, str]:
+    """Make the code change in ``patches/<component>/<release>``'s first patch; return that patch and the mark."""
     patch = sorted((patches / component / release).glob("*.patch"))[0]
-    old, new = CODE_CHANGES[component]
+    old, new, mark = CODE_CHANGES[component]
     text = patch.read_text()
     if old not in text:
         raise SystemExit(f"{patch}: the bench's code change no longer applies (no line {old.strip()!r})")
     patch.write_text(text.replace(old, new, 1))
-    return patch
+    return patch, mark

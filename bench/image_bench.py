@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
 
-from changes import MARK, change_code  # noqa: E402
+from changes import change_code  # noqa: E402
 
 
 
@@ -78,13 +78,17 @@ def dir_bytes(path: str) -> int:
     return int(subprocess.run(["du", "-sb", path], capture_output=True, text=True, check=True).stdout.split()[0])
 
 
+def layer_sizes(client, image: str) -> dict[str, int]:
+    """Bytes of each layer of the image by its diff ID: what a registry stores and a node pulls once."""
+    layers = client.api.inspect_image(image)["RootFS"]["Layers"]
+    return {layer: dir_bytes(d) for layer, d in zip(layers, reversed(layer_dirs(client, image)))}
+
+
 def shared_and_changed(client, old: str, new: str) -> tuple[int, int, int]:
-    old_layers = client.api.inspect_image(old)["RootFS"]["Layers"]
-    new_layers = client.api.inspect_image(new)["RootFS"]["Layers"]
-    shared = len(set(old_layers) & set(new_layers))
-    old_dirs, new_dirs = set(layer_dirs(client, old)), layer_dirs(client, new)
-    changed = sum(dir_bytes(d) for d in new_dirs if d not in old_dirs)
-    return shared, len(new_layers), changed
+    old_layers = set(client.api.inspect_image(old)["RootFS"]["Layers"])
+    sizes = layer_sizes(client, new)
+    changed = sum(size for layer, size in sizes.items() if layer not in old_layers)
+    return len(old_layers & sizes.keys()), len(sizes), changed
 
 
 def main() -> None:
@@ -119,7 +123,7 @@ def main() -> None:
         out.append(f"  no-change rerun                                     {seconds:7.2f} s   ({calls}, {seconds / cold:.1%} of cold)")
 
         for component, share in ((args.service, 0.10), (args.library, 0.20)):
-            patch = change_code(base / "patches", component, args.release)
+            patch, mark = change_code(base / "patches", component, args.release)
             previous = record["image_id"]
             seconds, _ = invoke(env, *build)
             record = json.loads((base / "build" / args.release / args.service / "image.json").read_text())
@@ -128,7 +132,7 @@ def main() -> None:
             shared, total, changed = shared_and_changed(client, previous, record["image_id"])
             target = max(share * cold, single + 3)
             site = "/var/lib/openstack/lib/python3.11/site-packages"
-            present = MARK in client.containers.run(record["image_id"], ["sh", "-c", f"grep -rh '{MARK}' {site} | head -1"],
+            present = mark in client.containers.run(record["image_id"], ["sh", "-c", f"grep -rh '{mark}' {site} | head -1"],
                                                     remove=True).decode()
             out.append(f"  after a code change in {patch.name[:40]:40s}  {seconds:6.1f} s   {seconds / cold:.1%} of cold; "
                        f"target {target:.1f} s (bare --no-deps install {single:.1f} s); "
@@ -153,8 +157,8 @@ def main() -> None:
             invoke(env, "build", "--release", args.release, "--all", "--jobs", "2")
             records = [json.loads(p.read_text()) for p in (base / "build" / args.release).glob("*/image.json")]
             sizes = {r["service"]: client.api.inspect_image(r["image_id"])["Size"] for r in records}
-            dirs = {d for r in records for d in layer_dirs(client, r["image_id"])}
-            after = sum(dir_bytes(d) for d in dirs)
+            unique = {layer: size for r in records for layer, size in layer_sizes(client, r["image_id"]).items()}
+            after = sum(unique.values())
             before = runtime + sum(s - runtime for s in sizes.values())
             largest = max(sizes.values())
             out.append(f"  six images: unique layer bytes {after / 1e6:.0f} MB = {after / largest:.2f} x the largest image "

@@ -61,7 +61,7 @@ def main() -> None:
         shutil.rmtree(base / "build")
         timed("patch, warm cache, empty work dir", run, results)
         timed("no-change rerun", run, results)
-        victim = change_code(base / "patches", "keystone", args.release)
+        victim, _ = change_code(base / "patches", "keystone", args.release)
         timed(f"rerun after a code change in {victim.name}", run, results)
         timed("patches.check (shipped series)", check, results)
         made = make_series(base, args.release, 30)
