@@ -26,9 +26,25 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from pipeline.config import Project, Settings, load_project  # noqa: E402
+import atexit  # noqa: E402
+import tempfile  # noqa: E402
 
-SHARED_CONSTRAINTS = (REPO_ROOT.parent / "shared" / "upper-constraints").resolve()
+from pipeline.config import Project, Settings, load_project  # noqa: E402
+from pipeline.constraints import split_snapshot  # noqa: E402
+
+
+def _upstream_constraints() -> Path:
+    """The real upper-constraints of each shipped release, as upstream serves them: the body of the
+    repository's own snapshot (its header records the source and sha256), so tests need nothing
+    outside the repository."""
+    directory = Path(tempfile.mkdtemp(prefix="upper-constraints-"))
+    atexit.register(shutil.rmtree, directory, True)
+    for snapshot in (REPO_ROOT / "releases").glob("*/upper-constraints.txt"):
+        (directory / f"{snapshot.parent.name}.txt").write_text(split_snapshot(snapshot.read_text())[1])
+    return directory
+
+
+UPSTREAM_CONSTRAINTS = _upstream_constraints()
 
 
 def git_env(date: str = "2025-01-01T00:00:00Z", author: str = "Upstream Dev <dev@upstream.example>") -> dict[str, str]:
@@ -182,7 +198,7 @@ class Layout:
             "cache_dir": str(self.root.parent / "cache"),
             "git_base": str(self.git_base),
             "source_mode": "git",
-            "constraints_url": f"file://{SHARED_CONSTRAINTS}/{{release}}.txt",
+            "constraints_url": f"file://{UPSTREAM_CONSTRAINTS}/{{release}}.txt",
             **self.settings_overrides,
         }
 

@@ -8,11 +8,11 @@ from pipeline import constraints, locks
 from pipeline.config import PROJECT_ROOT, Settings, load_project
 from pipeline.errors import CacheCorruptError, ConfigError, FetchError, OverrideError
 
-from conftest import SHARED_CONSTRAINTS, invoke
+from conftest import UPSTREAM_CONSTRAINTS, invoke
 
 
 def real(release: str) -> str:
-    return (SHARED_CONSTRAINTS / f"{release}.txt").read_text()
+    return (UPSTREAM_CONSTRAINTS / f"{release}.txt").read_text()
 
 
 def merged(release: str, overrides: str, built: dict | None = None):
