@@ -115,9 +115,15 @@ def replace_dir(dest: Path, build: Callable[[Path], None]) -> None:
 
 
 def stale_staging(parent: Path, name: str = "") -> Iterator[Path]:
+    """Staging directories in ``parent`` (with ``name``: only those of ``parent / name``).
+
+    A staging name is the prefix, the entry's name, a dot and mkdtemp's
+    suffix (no dot in it): ``oslo`` must not match ``oslo.messaging``'s.
+    """
     prefix = f"{STAGING_PREFIX}{name}." if name else STAGING_PREFIX
     if parent.is_dir():
-        yield from (p for p in parent.iterdir() if p.name.startswith(prefix))
+        yield from (p for p in parent.iterdir() if p.name.startswith(prefix)
+                    and (not name or "." not in p.name[len(prefix):]))
 
 
 def clean_staging(parent: Path, name: str = "") -> None:

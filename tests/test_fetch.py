@@ -131,6 +131,19 @@ def test_a_mirror_being_created_is_not_cleaned_by_another_components_fetch(layou
     assert not in_progress.exists()
 
 
+def test_cleaning_one_entry_leaves_entries_whose_names_extend_it(tmp_path):
+    # "oslo" is a prefix of "oslo.messaging" up to a dot: cleaning oslo's
+    # leftovers must not take oslo.messaging's staging directory.
+    from pipeline.files import clean_staging
+
+    own, other = tmp_path / ".staging-oslo.k3j_9x2q", tmp_path / ".staging-oslo.messaging.a8d_2kq1"
+    own.mkdir(), other.mkdir()
+    clean_staging(tmp_path, "oslo")
+    assert not own.exists() and other.exists()
+    clean_staging(tmp_path, "oslo.messaging")
+    assert not other.exists()
+
+
 def test_cli_fetch_json(layout, upstream):
     layout.release("2025.2", {"demo": "2.0.1"})
     result = invoke(layout, "fetch", "--release", "2025.2", "--format", "json")
