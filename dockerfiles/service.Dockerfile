@@ -9,11 +9,7 @@
 # trees, the patched service and library trees) is a tiny image
 # passed in a CTX_* build argument and aliased by a stage of the context's
 # name; under BuildKit, `docker buildx build --build-context oslo.messaging=DIR`
-# replaces that stage (see `invoke bake`).  A tree's context image holds the
-# tree as one file, tree.tar (one file copies in a fraction of the time of a
-# tree's thousands), which its layer stage unpacks; a directory given by
-# BuildKit is the tree itself.  Either way the tree is built at /build/src,
-# and removed in the same step (the stage's layer holds only the install).
+# replaces that stage (see `invoke bake`).
 #
 # Each layer stage installs into an empty venv with venv-layer, which keeps
 # exactly the files that install added; the final stage stacks them on the
@@ -46,17 +42,13 @@ COPY --from=build-requirements / /build/wheels/
 # Each patched library, one layer each.
 #@library FROM build-tools AS layer-{lib}
 #@library COPY --from={lib} / /build/src/
-#@library RUN if [ -f /build/src/tree.tar ]; then tar -xf /build/src/tree.tar -C /build/src && rm /build/src/tree.tar; fi && \
-#@library     PBR_VERSION={lib_version} venv-layer --move /layer uv pip install --no-deps --no-index --find-links /build/wheels /build/src && \
-#@library     rm -rf /build/src
+#@library RUN PBR_VERSION={lib_version} venv-layer --move /layer uv pip install --no-deps --no-index --find-links /build/wheels /build/src
 
 # The patched service.
 FROM build-tools AS layer-service
 COPY --from=service / /build/src/
 ARG SERVICE_VERSION
-RUN if [ -f /build/src/tree.tar ]; then tar -xf /build/src/tree.tar -C /build/src && rm /build/src/tree.tar; fi && \
-    PBR_VERSION="${SERVICE_VERSION}" venv-layer --move /layer uv pip install --no-deps --no-index --find-links /build/wheels /build/src && \
-    rm -rf /build/src
+RUN PBR_VERSION="${SERVICE_VERSION}" venv-layer --move /layer uv pip install --no-deps --no-index --find-links /build/wheels /build/src
 
 # The complete venv's distributions must be consistent (their metadata is enough; not shipped).
 FROM ${RELEASE_BUILD} AS check

@@ -275,17 +275,9 @@ def context_image(client, settings: Settings, name: str, digest: str, make_conte
     return ref, built
 
 
-TREE_ARCHIVE = "tree.tar"  # the one file a tree's context image holds; the layer stage unpacks it
-
-
 def tree_context(tree: Path) -> io.BytesIO:
-    """A tree as the layer of a context image: one file, the tree's own tar.
-
-    The classic builder hashes and copies a ``COPY --from`` source file by
-    file: a service tree with its git metadata is thousands of files and
-    seconds per build, one archive of the same bytes a fraction of that.
-    """
-    return context_tar({TREE_ARCHIVE: context_tar({}, {"": tree}).getvalue()})
+    """A tree as the tar stream of a context image."""
+    return context_tar({}, {"": tree})
 
 
 def run_container(client, image: str, command: list[str], what: str) -> bytes:

@@ -28,7 +28,7 @@ from .config import Project
 from .constraints import ConstraintsRecord
 from .dependencies import ServiceLock, requirements_text
 from .dockerfiles import LibrarySlot, find_dockerfile, render
-from .engine import TREE_ARCHIVE, context_image, context_tar, inspect, stream_build, tag, tree_context
+from .engine import context_image, context_tar, inspect, stream_build, tag, tree_context
 from .errors import LayerCacheError
 from .files import hash_inputs, read_json, remove, write_atomic, write_json
 from .redact import public_url
@@ -143,8 +143,8 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
     contexts = [
         NamedContext("wheels", "CTX_WHEELS", "wheels", wheels.digest, files=wheels.files),
         NamedContext("build-requirements", "CTX_BUILD", "wheels", build_reqs.digest, files=build_reqs.files),
-        NamedContext("service", "CTX_SERVICE", name, tree_digest(service.head), tree=service_tree),
-        *[NamedContext(lib.component, f"CTX_{slot.arg}", lib.component, tree_digest(lib.head), tree=tree)
+        NamedContext("service", "CTX_SERVICE", name, service.head, tree=service_tree),
+        *[NamedContext(lib.component, f"CTX_{slot.arg}", lib.component, lib.head, tree=tree)
           for slot, lib, tree in zip(slots, libs, lib_trees)],
     ]
     buildargs = {
@@ -185,11 +185,6 @@ def label_instruction(labels: dict[str, str]) -> str:
     container) per label."""
     pairs = " ".join(f"{json.dumps(k)}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(labels.items()))
     return f"LABEL {pairs}\n"
-
-
-def tree_digest(head: str) -> str:
-    """A tree context's digest: the tree's commit, in the context's form (one archive, ``engine.TREE_ARCHIVE``)."""
-    return hash_inputs({"head": head, "form": TREE_ARCHIVE})
 
 
 def context_ref(settings, name: str, digest: str) -> str:
