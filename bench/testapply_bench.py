@@ -137,6 +137,9 @@ def run_tests(tree: Path, venv: Path, selector: str | None = None, ids: set[str]
     return {c["id"] for c in cases if c["status"] in ("fail", "uxsuccess")}, len(cases)
 
 
+CONFIRM_FIRST = 10  # failures re-run first without the mutation; the rest only if all of these fail again
+
+
 @contextlib.contextmanager
 def mutated(mutation: Mutation) -> Iterator[None]:
     original = mutation.path.read_text()
@@ -163,8 +166,13 @@ def breaks(tree: Path, venv: Path, mutation: Mutation, selector: str | None) -> 
         return True, ran
     if not failed:
         return False, ran
-    again, _ = run_tests(tree, venv, ids=failed)
-    return bool(failed - (again or set())), ran
+    ordered = sorted(failed)
+    for chunk in (set(ordered[:CONFIRM_FIRST]), set(ordered[CONFIRM_FIRST:])):  # a few usually settle it
+        if chunk:
+            again, _ = run_tests(tree, venv, ids=chunk)
+            if chunk - (again or set()):
+                return True, ran
+    return False, ran
 
 
 def recall(count: int) -> None:
