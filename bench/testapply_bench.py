@@ -115,8 +115,12 @@ def executed_lines(tree: Path, venv: Path, package: str) -> set[tuple[str, int]]
     return {(name, line) for name, data in files.items() for line in data["executed_lines"]}
 
 
+HANG_SECONDS = 900  # five times oslo.messaging's whole suite on this machine
+CONFIRM_FIRST = 10  # failures re-run first without the mutation; the rest only if all of these fail again
+
+
 def run_tests(tree: Path, venv: Path, selector: str | None = None, ids: set[str] | None = None) -> tuple[set[str] | None, int]:
-    """(ids of the tests that failed, or None when the run broke before any test ran; tests run)."""
+    """(ids of the tests that failed, or None when the run broke before any test ran or hung; tests run)."""
     env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
     args = [str(venv / "bin" / "stestr"), "run", "--subunit"]
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as listing:
@@ -126,18 +130,22 @@ def run_tests(tree: Path, venv: Path, selector: str | None = None, ids: set[str]
             args += ["--load-list", listing.name]
         elif selector:
             args.append(selector)
-        proc = subprocess.run(args, cwd=tree, env=env, capture_output=True, check=False)
+        proc = subprocess.Popen(args, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            stdout, _ = proc.communicate(timeout=HANG_SECONDS)
+        except subprocess.TimeoutExpired:  # a mutation that makes a test wait forever breaks it
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return None, 0
     from pipeline.testapply import SUBUNIT_SCRIPT
 
-    parsed = subprocess.run([str(venv / "bin" / "python"), "-c", SUBUNIT_SCRIPT], input=proc.stdout,
+    parsed = subprocess.run([str(venv / "bin" / "python"), "-c", SUBUNIT_SCRIPT], input=stdout,
                             capture_output=True, env=env, check=False)
     cases = json.loads(parsed.stdout or b"[]")
     if proc.returncode != 0 and not cases:
         return None, 0
     return {c["id"] for c in cases if c["status"] in ("fail", "uxsuccess")}, len(cases)
-
-
-CONFIRM_FIRST = 10  # failures re-run first without the mutation; the rest only if all of these fail again
 
 
 @contextlib.contextmanager
@@ -158,7 +166,7 @@ def breaks(tree: Path, venv: Path, mutation: Mutation, selector: str | None) -> 
     A failure counts only if that test passes again without the mutation: a
     test that fails either way (a timing-dependent one on a busy machine)
     says nothing about the mutation.  A run that breaks before any test runs
-    (the mutated module no longer imports) is the mutation's doing.
+    (the mutated module no longer imports) or hangs is the mutation's doing.
     """
     with mutated(mutation):
         failed, ran = run_tests(tree, venv, selector)
