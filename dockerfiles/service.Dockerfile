@@ -5,11 +5,11 @@
 # `#@if dependencies ` lines are kept when the service needs packages beyond
 # the release layer.
 # Named contexts: docker-py has no BuildKit, so each context (the package
-# files of the service's own dependencies, the build requirements of the
-# trees, the patched service and library trees) is a tiny image
-# passed in a CTX_* build argument and aliased by a stage of the context's
-# name; under BuildKit, `docker buildx build --build-context oslo.messaging=DIR`
-# replaces that stage (see `invoke bake`).
+# files of the service's own dependencies, the wheel built on the host from
+# the patched service tree and from each patched library tree) is a tiny
+# image passed in a CTX_* build argument and aliased by a stage of the
+# context's name; under BuildKit, `docker buildx build --build-context
+# oslo.messaging=DIR` replaces that stage (see `invoke bake`).
 #
 # Each layer stage installs into an empty venv with venv-layer, which keeps
 # exactly the files that install added; the final stage stacks them on the
@@ -18,11 +18,9 @@ ARG BUILD_BASE
 ARG RELEASE_BUILD
 ARG RELEASE_BASE
 ARG CTX_WHEELS
-ARG CTX_BUILD
 ARG CTX_SERVICE
 #@library ARG CTX_{lib_arg}
 FROM ${CTX_WHEELS} AS wheels
-FROM ${CTX_BUILD} AS build-requirements
 FROM ${CTX_SERVICE} AS service
 #@library FROM ${CTX_{lib_arg}} AS {lib}
 
@@ -32,23 +30,15 @@ FROM ${CTX_SERVICE} AS service
 #@if dependencies COPY dependencies.txt /build/
 #@if dependencies RUN venv-layer --move /layer uv pip install --no-deps --no-index --find-links /build/wheels -r /build/dependencies.txt
 
-# The build base with the trees' build requirements, one stage that every
-# tree's layer stage starts from.  Were each to repeat these steps, a --force
-# build (no cache) would make one equal copy per stage, and the builder's cache
-# would later follow the newest copy only: the other stages would miss.
-FROM ${BUILD_BASE} AS build-tools
-COPY --from=build-requirements / /build/wheels/
-
-# Each patched library, one layer each.
-#@library FROM build-tools AS layer-{lib}
-#@library COPY --from={lib} / /build/src/
-#@library RUN PBR_VERSION={lib_version} venv-layer --move /layer uv pip install --no-deps --no-index --find-links /build/wheels /build/src
+# Each patched library, one layer each: its wheel, built from the patched tree.
+#@library FROM ${BUILD_BASE} AS layer-{lib}
+#@library COPY --from={lib} / /build/dist/
+#@library RUN venv-layer --move /layer uv pip install --no-deps --no-index /build/dist/*.whl
 
 # The patched service.
-FROM build-tools AS layer-service
-COPY --from=service / /build/src/
-ARG SERVICE_VERSION
-RUN PBR_VERSION="${SERVICE_VERSION}" venv-layer --move /layer uv pip install --no-deps --no-index --find-links /build/wheels /build/src
+FROM ${BUILD_BASE} AS layer-service
+COPY --from=service / /build/dist/
+RUN venv-layer --move /layer uv pip install --no-deps --no-index /build/dist/*.whl
 
 # The complete venv's distributions must be consistent (their metadata is enough; not shipped).
 FROM ${RELEASE_BUILD} AS check

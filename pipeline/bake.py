@@ -3,9 +3,9 @@
 One target per service, from the very plan the docker-py path builds
 (``service_image.plan_service``): the same rendered Dockerfile (with its
 ``dependencies.txt``) in a context directory, the same build arguments,
-labels and tags, and every named context as a real directory: the patched
-trees themselves, and each set of package files linked into a directory of
-its own.  A named context replaces the Dockerfile stage of the same name
+labels and tags, and every named context as a real directory: the cache's
+directory of each patched tree's wheel, and each set of package files linked
+into a directory of its own.  A named context replaces the Dockerfile stage of the same name
 (BuildKit's ``contexts``, buildah's ``--build-context``): the stage that
 docker-py feeds from a context image, so the ``CTX_*`` arguments stay as
 they are and are never resolved.
@@ -44,7 +44,7 @@ def _link(source: Path, dest: Path) -> None:
 def _target(project: Project, plan: ServicePlan, bases: dict[str, str]) -> dict:
     """One bake target: the plan's Dockerfile and arguments, its named contexts as directories."""
     directory = project.layout.bake_dir(plan.release, plan.service)
-    sets = [ctx for ctx in plan.contexts if ctx.tree is None]
+    sets = [ctx for ctx in plan.contexts if ctx.directory is None]
     paths = {ctx.stage: fetch_files(project, list(ctx.files)) for ctx in sets}
 
     def fill(staging: Path) -> None:
@@ -60,7 +60,8 @@ def _target(project: Project, plan: ServicePlan, bases: dict[str, str]) -> dict:
     return {
         "context": str(directory / "context"),
         "dockerfile": "Dockerfile",
-        "contexts": {ctx.stage: str(ctx.tree if ctx.tree is not None else directory / ctx.stage) for ctx in plan.contexts},
+        "contexts": {ctx.stage: str(ctx.directory if ctx.directory is not None else directory / ctx.stage)
+                     for ctx in plan.contexts},
         "args": {**plan.buildargs, **bases},
         "labels": plan.labels,
         "tags": list(plan.tags),

@@ -3,9 +3,9 @@
 The first step prepares what every service image of the release shares,
 under the release's lock: fetch and patch every component (the release layers
 depend on every service's dependencies), effective constraints, base
-images, the dependency lock of every service, the release layers, and the
-context images of the services to build (they are read from the trees, so
-they are made while no other run can change the trees).  Each service then
+images, the dependency lock of every service, the release layers, the wheel
+of every patched tree the services install (read from the trees while no
+other run can change them), and the context images of the services to build.  Each service then
 builds under its own lock, so two runs on one engine and work directory
 never step on each other.  A rerun with nothing changed makes no build call.
 """
@@ -23,12 +23,22 @@ from .config import Project, Release
 from .constraints import ConstraintsRecord
 from .dependencies import service_lock
 from .engine import connect, engine_info
-from .errors import ConfigError, UnknownComponentError
+from .errors import ConfigError, PipelineError, UnknownComponentError
+from .files import remove
 from .redact import register_url
 from .release_layer import ReleaseLayers, ensure_release_layers
 from .series import PreparedTree
-from .service_image import ImageResult, ServicePlan, build_service, ensure_contexts, is_current, plan_service
-from .wheels import Target
+from .service_image import (
+    ImageResult,
+    ServicePlan,
+    build_service,
+    downstream_outputs,
+    ensure_contexts,
+    is_current,
+    plan_service,
+)
+from .tree_wheel import TreeWheel, tree_wheel
+from .wheels import Target, wheel_set
 
 
 @dataclass
@@ -55,6 +65,12 @@ def target_of(client, rel: Release) -> Target:
     return Target.of(rel.python, engine_info(client)["arch"], rel.base.debian_suite)
 
 
+def wheel_of(project: Project, tree: PreparedTree, target: Target) -> TreeWheel:
+    """The wheel an image installs for a patched tree, built from the tree's own build requirements."""
+    build_files = wheel_set(project, [], target, trees=[project.layout.resolve(tree.tree)]).files
+    return tree_wheel(project, tree, build_files)
+
+
 def prepare_release(project: Project, rel: Release, services: list[str], client, jobs: int = 1,
                     force: bool = False, contexts: bool = True) -> ReleaseInputs:
     """Everything the release's images share, and each requested service's plan (and context images)."""
@@ -75,10 +91,24 @@ def prepare_release(project: Project, rel: Release, services: list[str], client,
             with ThreadPoolExecutor(max_workers=max(2, jobs)) as pool:
                 service_locks = dict(zip(rel.services, pool.map(lock_of, rel.services)))
         layers = ensure_release_layers(client, project, rel, bases, list(service_locks.values()), target, force)
+        users = {s: (s, *service_locks[s].libraries) for s in services}
+
+        def wheel(name: str) -> TreeWheel:
+            try:
+                return wheel_of(project, prepared[name], target)
+            except PipelineError:  # the images that install this tree cannot be built: their records would lie
+                for service in (s for s, trees in users.items() if name in trees):
+                    for path in [layout.image_record(rel.name, service), *downstream_outputs(project, rel.name, service)]:
+                        remove(path)
+                raise
+
+        trees = list(dict.fromkeys(n for names in users.values() for n in names))
+        with ThreadPoolExecutor(max_workers=max(2, jobs)) as pool:
+            wheels = dict(zip(trees, pool.map(wheel, trees)))
         plans = {}
         for service in services:
             plans[service] = plan_service(project, rel.name, prepared[service], libraries, service_locks[service],
-                                          layers, bases, constraints, target)
+                                          layers, bases, constraints, target, wheels)
             if contexts and (force or is_current(client, project, plans[service]) is None):
                 ensure_contexts(client, project, plans[service])
     return ReleaseInputs(rel, prepared, constraints, bases, layers, plans, target)

@@ -74,6 +74,9 @@ class Layout:
     def release_layer_dir(self, release: str) -> Path:
         return self.release_out(release) / "release-layer"
 
+    def tree_wheel_log(self, release: str, component: str) -> Path:
+        return self.release_out(release) / "wheels" / f"{component}.log"
+
     def service_dir(self, release: str, service: str) -> Path:
         return self.release_out(release) / service
 
@@ -153,6 +156,9 @@ class Layout:
 
     def wheel_cache(self) -> Path:
         return self.cache_dir / "wheels"
+
+    def tree_wheels(self) -> Path:
+        return self.cache_dir / "tree-wheels"
 
     def test_venvs(self) -> Path:
         return self.cache_dir / "testapply-venvs"

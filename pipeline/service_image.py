@@ -2,7 +2,7 @@
 
 Owns one service image of a release: its layers on the release layers (its
 own extra dependencies, each patched library, the patched service), the
-context images its build reads (package files, build requirements, trees),
+context images its build reads (package files, the wheels of the patched trees),
 tags (``<prefix>/<service>:<version>-p<patches>-<input hash>``, immutable,
 and ``:<release>``, moving), labels, and the record ``image.json``: written
 once, after a successful build, with everything later stages need (the
@@ -35,10 +35,11 @@ from .redact import public_url
 from .release_layer import ReleaseLayers
 from .series import PreparedTree
 from .stamps import input_hash, tool_id
+from .tree_wheel import TreeWheel
 from .wheels import LockedFile, Target, fetch_files, wheel_set, wheelhouse_context
 
 LABEL_NS = "io.openstack-patches"
-RECORD_FORMAT = 3
+RECORD_FORMAT = 4
 
 
 @dataclass
@@ -82,7 +83,7 @@ def _labels(project: Project, release: str, service: PreparedTree, libs: list[Pr
 
 @dataclass(frozen=True)
 class NamedContext:
-    """One named build context of a service image: a tree, or a set of package files.
+    """One named build context of a service image: a directory (a patched tree's wheel), or a set of package files.
 
     docker-py gets it as a context image (``image``, tagged by ``digest``,
     passed in the build argument ``arg``); BuildKit and buildah get the
@@ -94,12 +95,14 @@ class NamedContext:
     arg: str  # the CTX_* build argument naming its context image
     image: str  # the context image's name (<prefix>/context-<image>)
     digest: str
-    tree: Path | None = None
+    directory: Path | None = None
     files: tuple[LockedFile, ...] = ()
 
     def make(self, project: Project) -> io.BytesIO:
         """The context image's build context."""
-        return tree_context(self.tree) if self.tree is not None else wheelhouse_context(fetch_files(project, list(self.files)))
+        if self.directory is not None:
+            return tree_context(self.directory)
+        return wheelhouse_context(fetch_files(project, list(self.files)))
 
 
 @dataclass
@@ -120,18 +123,16 @@ class ServicePlan:
 
 def plan_service(project: Project, release: str, service: PreparedTree, libraries: dict[str, PreparedTree],
                  lock: ServiceLock, layers: ReleaseLayers, bases: BaseImages, constraints: ConstraintsRecord,
-                 target: Target) -> ServicePlan:
+                 target: Target, tree_wheels: dict[str, TreeWheel]) -> ServicePlan:
+    """The plan of one service image; ``tree_wheels`` holds the wheel of the service and of each library it needs."""
     settings, layout = project.settings, project.layout
     name = service.component
     libs = [libraries[n] for n in lock.libraries]
-    service_tree = layout.resolve(service.tree)
-    lib_trees = [layout.resolve(lib.tree) for lib in libs]
     chain = layers.chain(name)
     base = chain[-1]
     shared = {f.sha256 for level in chain for f in level.files}
     extras = [f for f in lock.files if f.sha256 not in shared]
     wheels = wheel_set(project, extras, target)
-    build_reqs = wheel_set(project, [], target, trees=[service_tree, *lib_trees])
     slots = [LibrarySlot(lib.component, lib.source.version) for lib in libs]
     patches = [asdict(p) for tree in [*libs, service] for p in tree.patches]
     labels = _labels(project, release, service, libs, base.image, constraints, patches)
@@ -142,14 +143,12 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
 
     contexts = [
         NamedContext("wheels", "CTX_WHEELS", "wheels", wheels.digest, files=wheels.files),
-        NamedContext("build-requirements", "CTX_BUILD", "wheels", build_reqs.digest, files=build_reqs.files),
-        NamedContext("service", "CTX_SERVICE", name, service.head, tree=service_tree),
-        *[NamedContext(lib.component, f"CTX_{slot.arg}", lib.component, lib.head, tree=tree)
-          for slot, lib, tree in zip(slots, libs, lib_trees)],
+        NamedContext("service", "CTX_SERVICE", name, tree_wheels[name].sha256, directory=tree_wheels[name].directory),
+        *[NamedContext(lib.component, f"CTX_{slot.arg}", lib.component, tree_wheels[lib.component].sha256,
+                       directory=tree_wheels[lib.component].directory) for slot, lib in zip(slots, libs)],
     ]
     buildargs = {
         "BUILD_BASE": bases.build_id, "RELEASE_BUILD": base.build_image_id, "RELEASE_BASE": base.image_id,
-        "SERVICE_VERSION": service.source.version,
         **{ctx.arg: context_ref(settings, ctx.image, ctx.digest) for ctx in contexts},
     }
     digest = input_hash({"dockerfile": dockerfile, "dependencies": dependencies, "buildargs": buildargs,
@@ -168,6 +167,7 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
         "head": service.head, "head_date": service.head_date, "tree": service.tree,
         "sources": {tree.component: asdict(tree.source) for tree in [service, *libs]},
         "heads": {tree.component: tree.head for tree in [service, *libs]},
+        "wheels": {tree.component: tree_wheels[tree.component].to_dict() for tree in [service, *libs]},
         "dist_names": {tree.component: canonicalize_name(settings.pypi_name(tree.component)) for tree in [service, *libs]},
         "patches": patches,
         "libraries": {lib.component: {"version": lib.source.version, "head": lib.head, "patches": len(lib.patches)}

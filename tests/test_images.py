@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import urllib.request
 from pathlib import Path
 
@@ -283,7 +284,9 @@ def test_failing_step_names_service_step_and_log_and_removes_its_outputs(built, 
                                                                    .replace("setuptools.build_meta", "no.such.backend")), "break"))
     result = invoke(layout, "build", "--release", "2025.2", "--service", "demo")
     assert result.returncode == 42 and "Traceback" not in result.stderr
-    assert "demo (2025.2): image build failed at step" in result.stderr and "build.log" in result.stderr
+    # The patched tree no longer builds: the wheel step says so and names its log.
+    assert "wheel demo (2025.2): building the wheel of the patched tree failed" in result.stderr
+    assert "build/2025.2/wheels/demo.log" in result.stderr
     assert not any((service_dir / n).exists() for n in ("image.json", "sbom.cdx.json", "sbom.json", "vex.cdx.json"))
 
 
@@ -335,3 +338,25 @@ def test_push_to_a_loopback_registry_and_a_failed_push(built, registry, engine):
     assert report.first_error().exit_code == 43
     assert not project.layout.push_record("2025.2", "keystone").exists()
     assert not [t for t in engine.api.inspect_image(result.record["image_id"])["RepoTags"] if t.startswith(closed)]
+
+
+def test_tree_wheel_is_reproducible_and_a_damaged_one_is_built_again(tmp_path, upstream, cache):
+    """The wheel of a patched tree: the same bytes when built again; a damaged cached one is never used."""
+    from pipeline import series
+    from pipeline.wheels import Target
+
+    layout = demo_layout(tmp_path, upstream, cache)
+    project = layout.project()
+    tree = next(p for p in series.patch(project, "2025.2", (), 1) if p.component == "demo")
+    target = Target.of("3.11", "x86_64", "bookworm")
+    first = build_stage.wheel_of(project, tree, target)
+    assert first.path.name.endswith("-py3-none-any.whl") and [p.name for p in first.directory.iterdir()] == [first.path.name]
+    shutil.rmtree(first.directory)  # as if never built
+    first.directory.with_suffix(".json").unlink()
+    again = build_stage.wheel_of(project, tree, target)
+    assert again.sha256 == first.sha256 == sha256_file(again.path)
+    again.path.write_bytes(b"damaged")
+    repaired = build_stage.wheel_of(project, tree, target)
+    assert repaired.sha256 == first.sha256 == sha256_file(repaired.path)
+    log = project.layout.tree_wheel_log("2025.2", "demo").read_text()
+    assert "prepare_metadata_for_build_wheel" in log and "build_wheel" in log  # uv's order of hooks

@@ -1,0 +1,187 @@
+"""The wheel of a patched tree, built on the build host: what the tree's image layer installs.
+
+Owns turning a patched tree (a service or a library at its prepared head)
+into one pure-Python wheel, and the cache of those wheels.  The build is the
+one uv makes when it installs from a tree (PEP 517: the metadata first, then
+the wheel from that metadata), in an isolated environment of the tree's own
+build requirements from the hash-checked package-file cache, with no index,
+on a scratch copy of the tree (pbr rewrites AUTHORS, ChangeLog and the
+egg-info where it builds), with ``PBR_VERSION`` reaching only this build and
+``SOURCE_DATE_EPOCH`` fixing the archive's timestamps: the same tree gives
+the same bytes.
+
+Building here rather than in the image build spares a code change the copy
+of the whole tree into a layer and a build environment inside a container;
+the image build copies in the wheel alone.  Wheels are content-addressed by
+their inputs (tree head, version, build requirement files, the host's Python
+version) under ``<cache>/tree-wheels/``, so a rerun, another release or
+another work directory with the same tree reuses one; a per-key lock makes
+two runs at once build it once, and a killed build leaves only a staging
+directory that the next one removes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import parse_wheel_filename
+from pyproject_hooks import (
+    BackendUnavailable,
+    BuildBackendHookCaller,
+    BuildBackendWarning,
+)
+
+from . import console, locks
+from .config import Project
+from .errors import ImageBuildError
+from .files import (
+    clean_staging,
+    hash_inputs,
+    read_json,
+    replace_dir,
+    sha256_file,
+    write_json,
+)
+from .series import PreparedTree
+from .wheels import LockedFile, fetch_files, tree_build_requires, uv_bin
+
+# The hook caller re-raises the backend's warnings (setuptools' deprecations, by the hundred for
+# pbr trees) in this process, on stderr, which carries progress only: the build's log has its output.
+warnings.filterwarnings("ignore", category=BuildBackendWarning)
+
+WHEEL_FORMAT = 1  # bump when the way a wheel is built changes: every cached wheel is then rebuilt
+DEFAULT_BACKEND = "setuptools.build_meta:__legacy__"  # PEP 517's fallback for a tree without [build-system]
+REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the oldest time a zip archive can hold
+
+
+@dataclass(frozen=True)
+class TreeWheel:
+    component: str
+    path: Path  # the wheel, alone in its directory of the cache (that directory is the build context)
+    sha256: str
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    def to_dict(self) -> dict[str, str]:
+        return {"file": self.path.name, "sha256": self.sha256}
+
+
+def _backend(tree: Path, label: str) -> tuple[str, list[str] | None]:
+    pyproject = tree / "pyproject.toml"
+    try:
+        system = tomllib.loads(pyproject.read_text()).get("build-system", {}) if pyproject.exists() else {}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ImageBuildError(f"{label}: {pyproject.name} of the patched tree is not valid TOML ({exc})",
+                              hint="a patch of the series broke it: check the patches that change pyproject.toml") from None
+    return str(system.get("build-backend") or DEFAULT_BACKEND), system.get("backend-path")
+
+
+def _cached(directory: Path, record: Path) -> TreeWheel | None:
+    data = read_json(record)
+    if not isinstance(data, dict) or not {"component", "file", "sha256"} <= data.keys():
+        return None
+    path = directory / data["file"]
+    if not path.is_file() or sha256_file(path) != data["sha256"]:
+        return None  # a damaged cache entry is built again, never used
+    return TreeWheel(data["component"], path, data["sha256"])
+
+
+def tree_wheel(project: Project, tree: PreparedTree, build_files: list[LockedFile] | tuple[LockedFile, ...]) -> TreeWheel:
+    """The wheel of ``tree`` at its head, from the cache or built now."""
+    layout = project.layout
+    source = layout.resolve(tree.tree)
+    label = f"wheel {tree.component} ({tree.release})"
+    backend, backend_path = _backend(source, label)
+    key = hash_inputs([WHEEL_FORMAT, tree.component, tree.head, tree.source.version, backend, backend_path,
+                       sorted(f.sha256 for f in build_files), list(sys.version_info[:2])])[:32]
+    root = layout.tree_wheels()
+    directory, record = root / key, root / f"{key}.json"
+    with locks.hold(layout.cache_lock(f"tree-wheel-{key}"), f"the wheel of {tree.component} ({tree.release})"):
+        found = _cached(directory, record)
+        if found is not None:
+            return found
+        clean_staging(root, key)
+        log = layout.tree_wheel_log(tree.release, tree.component)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with console.step(label), log.open("w") as log_file:
+            links = fetch_files(project, list(build_files))
+            built: dict[str, Path] = {}
+
+            def fill(staging: Path) -> None:
+                scratch = staging.parent / "scratch"
+                built["wheel"] = _build(source, scratch, staging, tree.source.version, backend, backend_path,
+                                        list(links.values()), log_file, label, log)
+
+            replace_dir(directory, fill)
+        path = directory / built["wheel"].name
+        wheel = TreeWheel(tree.component, path, sha256_file(path))
+        write_json(record, {"component": tree.component, **wheel.to_dict()})
+        return wheel
+
+
+def _build(source: Path, scratch: Path, out: Path, version: str, backend: str, backend_path: list[str] | None,
+           links: list[Path], log_file, label: str, log: Path) -> Path:
+    def fail(what: str) -> ImageBuildError:
+        return ImageBuildError(f"{label}: {what}", hint=f"the build's output is in {log}")
+
+    src, env_dir, link_dir = scratch / "src", scratch / "env", scratch / "links"
+    shutil.copytree(source, src, symlinks=True)
+    link_dir.mkdir()
+    for path in links:
+        os.symlink(path, link_dir / path.name)
+    python = env_dir / "bin" / "python"
+
+    def run(cmd: list[str], cwd: Path | str | None = None, extra: dict[str, str] | None = None) -> None:
+        log_file.write(f"$ {' '.join(str(c) for c in cmd)}\n")
+        log_file.flush()
+        env = {**os.environ, **(extra or {})}
+        for name in ("PYTHONPATH", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV"):
+            env.pop(name, None)
+        result = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                check=False)
+        if result.returncode != 0:
+            raise subprocess.CalledProcessError(result.returncode, cmd)
+
+    def install(requirements: list[str]) -> None:
+        if requirements:
+            run([uv_bin(), "pip", "install", "--quiet", "--no-index", "--find-links", link_dir, "--python", python,
+                 *requirements])
+
+    try:
+        run([uv_bin(), "venv", "--quiet", "--python", sys.executable, env_dir])
+        install(tree_build_requires(src))
+        hook_env = {"PBR_VERSION": version, "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH}
+        caller = BuildBackendHookCaller(str(src), backend, backend_path, python_executable=str(python),
+                                        runner=lambda cmd, cwd=None, extra_environ=None:
+                                        run(cmd, cwd, {**(extra_environ or {}), **hook_env}))
+        install(caller.get_requires_for_build_wheel())
+        metadata = scratch / "metadata"
+        metadata.mkdir()
+        name = caller.prepare_metadata_for_build_wheel(str(metadata))
+        out.mkdir()
+        wheel = out / caller.build_wheel(str(out), metadata_directory=str(metadata / name))
+    except subprocess.CalledProcessError:
+        raise fail("building the wheel of the patched tree failed") from None
+    except BackendUnavailable as exc:
+        log_file.write(f"{exc.traceback}\n")
+        raise fail(f"building the wheel of the patched tree failed: its build backend {backend!r} cannot be "
+                   f"imported (pyproject.toml [build-system])") from None
+    except Exception as exc:  # noqa: BLE001 - the hook caller's other errors (a hook the backend lacks, ...): the log has them
+        log_file.write(f"{exc!r}\n")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise fail(f"building the wheel of the patched tree failed: {type(exc).__name__} {first}".rstrip()) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _, _, _, tags = parse_wheel_filename(wheel.name)
+    if any(tag.abi != "none" or tag.platform != "any" for tag in tags):
+        raise fail(f"the tree builds a platform wheel ({wheel.name}); only pure-Python trees can be patched")
+    return wheel
