@@ -16,12 +16,13 @@ user runs it.  Prints:
   - with --all-services: the unique layer bytes of the release's six images
     together against the largest single image, before (each image with its
     own venv) and after (the shared release layer).
-Run: python bench/image_bench.py [--service keystone] [--all-services]
+Run: python bench/image_bench.py [--service keystone] [--all-services] [--keep DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -40,10 +41,18 @@ from changes import change_code  # noqa: E402
 
 
 
+STEP_LOGS: list[Path] = []
+
+
 def invoke(env: dict, *args: str) -> tuple[float, str]:
+    """Run the CLI; its stderr (the progress lines, with each step's time) is kept next to the work directory."""
     started = time.perf_counter()
     result = subprocess.run(["invoke", "-r", str(ROOT), *args], env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
+    log = Path(env["INVOKE_PIPELINE_WORKDIR"]).parent / "bench-logs" / f"{len(STEP_LOGS) + 1:02d}-{args[0]}.log"
+    log.parent.mkdir(exist_ok=True)
+    log.write_text(f"$ invoke {' '.join(args)}\n{result.stderr}total {seconds:.2f} s\n")
+    STEP_LOGS.append(log)
     if result.returncode != 0:
         raise SystemExit(f"invoke {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return seconds, result.stdout
@@ -97,12 +106,16 @@ def main() -> None:
     parser.add_argument("--service", default="keystone")
     parser.add_argument("--library", default="oslo.messaging")
     parser.add_argument("--all-services", action="store_true")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="work in DIR (new) and keep it: each command's progress lines are in DIR/bench-logs/")
     args = parser.parse_args()
     client = docker.from_env()
     out = Printer()
     out.append(f"{args.service} ({args.release}), library {args.library}")
 
-    with tempfile.TemporaryDirectory(prefix="image-bench-") as scratch:
+    if args.keep:
+        args.keep.mkdir(parents=True)  # a new directory: an old cache would make the cold figures warm
+    with contextlib.nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory(prefix="image-bench-") as scratch:
         base = Path(scratch)
         for name in ("releases", "patches", "overrides"):
             shutil.copytree(ROOT / name, base / name)

@@ -77,6 +77,10 @@ class Layout:
     def tree_wheel_log(self, release: str, component: str) -> Path:
         return self.release_out(release) / "wheels" / f"{component}.log"
 
+    def wheel_build_tree(self, release: str, component: str) -> Path:
+        """Where a patched tree's wheel is built: a copy of the tree that the backend may write in (pbr does)."""
+        return self.release_out(release) / "wheels" / component
+
     def service_dir(self, release: str, service: str) -> Path:
         return self.release_out(release) / service
 

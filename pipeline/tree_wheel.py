@@ -5,8 +5,10 @@ into one pure-Python wheel, and the cache of those wheels.  The build is the
 one uv makes when it installs from a tree (PEP 517: the metadata first, then
 the wheel from that metadata), in an isolated environment of the tree's own
 build requirements from the hash-checked package-file cache, with no index,
-on a scratch copy of the tree (pbr rewrites AUTHORS, ChangeLog and the
-egg-info where it builds), with ``PBR_VERSION`` reaching only this build and
+on a copy of the tree that the backend may write in (pbr rewrites AUTHORS,
+ChangeLog and the egg-info where it builds): ``<workdir>/<release>/wheels/
+<component>/``, made equal to the tree by content before each build, so a
+changed patch rewrites only the files it changed; with ``PBR_VERSION`` reaching only this build and
 ``SOURCE_DATE_EPOCH`` fixing the archive's timestamps: the same tree gives
 the same bytes.
 
@@ -26,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 import warnings
 from dataclasses import dataclass
@@ -47,6 +50,7 @@ from .files import (
     read_json,
     replace_dir,
     sha256_file,
+    sync_tree,
     write_json,
 )
 from .series import PreparedTree
@@ -116,32 +120,36 @@ def tree_wheel(project: Project, tree: PreparedTree, build_files: list[LockedFil
             links = fetch_files(project, list(build_files))
             built: dict[str, Path] = {}
 
-            def fill(staging: Path) -> None:
-                scratch = staging.parent / "scratch"
-                built["wheel"] = _build(source, scratch, staging, tree.source.version, backend, backend_path,
-                                        list(links.values()), log_file, label, log)
+            build_tree = layout.wheel_build_tree(tree.release, tree.component)
+            with locks.hold(layout.lock(f"{tree.release}-wheel-{tree.component}"), f"the build tree of {label}"):
+                sync_tree(source, build_tree)
 
-            replace_dir(directory, fill)
+                def fill(staging: Path) -> None:
+                    built["wheel"] = _build(build_tree, staging.parent / "scratch", staging, tree.source.version,
+                                            backend, backend_path, list(links.values()), log_file, label, log)
+
+                replace_dir(directory, fill)
         path = directory / built["wheel"].name
         wheel = TreeWheel(tree.component, path, sha256_file(path))
         write_json(record, {"component": tree.component, **wheel.to_dict()})
         return wheel
 
 
-def _build(source: Path, scratch: Path, out: Path, version: str, backend: str, backend_path: list[str] | None,
+def _build(src: Path, scratch: Path, out: Path, version: str, backend: str, backend_path: list[str] | None,
            links: list[Path], log_file, label: str, log: Path) -> Path:
     def fail(what: str) -> ImageBuildError:
         return ImageBuildError(f"{label}: {what}", hint=f"the build's output is in {log}")
 
-    src, env_dir, link_dir = scratch / "src", scratch / "env", scratch / "links"
-    shutil.copytree(source, src, symlinks=True)
-    link_dir.mkdir()
+    env_dir, link_dir = scratch / "env", scratch / "links"
+    link_dir.mkdir(parents=True)
     for path in links:
         os.symlink(path, link_dir / path.name)
     python = env_dir / "bin" / "python"
 
+    started = time.monotonic()
+
     def run(cmd: list[str], cwd: Path | str | None = None, extra: dict[str, str] | None = None) -> None:
-        log_file.write(f"$ {' '.join(str(c) for c in cmd)}\n")
+        log_file.write(f"[{time.monotonic() - started:6.2f}s] $ {' '.join(str(c) for c in cmd)}\n")
         log_file.flush()
         env = {**os.environ, **(extra or {})}
         for name in ("PYTHONPATH", "VIRTUAL_ENV", "PIP_REQUIRE_VIRTUALENV"):
@@ -180,6 +188,7 @@ def _build(source: Path, scratch: Path, out: Path, version: str, backend: str, b
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise fail(f"building the wheel of the patched tree failed: {type(exc).__name__} {first}".rstrip()) from None
     finally:
+        log_file.write(f"[{time.monotonic() - started:6.2f}s] built\n")
         shutil.rmtree(scratch, ignore_errors=True)
     _, _, _, tags = parse_wheel_filename(wheel.name)
     if any(tag.abi != "none" or tag.platform != "any" for tag in tags):

@@ -23,7 +23,7 @@ from pipeline import sbom as sbom_stage
 from pipeline import vex as vex_stage
 from pipeline.config import PROJECT_ROOT, Settings, load_project
 from pipeline.errors import ConfigError
-from pipeline.files import read_json, sha256_file
+from pipeline.files import read_json, sha256_file, sync_tree
 from pipeline.git import configure
 
 from conftest import Layout, free_port, invoke, make_patch, serve_registry
@@ -360,3 +360,39 @@ def test_tree_wheel_is_reproducible_and_a_damaged_one_is_built_again(tmp_path, u
     assert repaired.sha256 == first.sha256 == sha256_file(repaired.path)
     log = project.layout.tree_wheel_log("2025.2", "demo").read_text()
     assert "prepare_metadata_for_build_wheel" in log and "build_wheel" in log  # uv's order of hooks
+    # The build tree is left as the backend wrote it; junk a killed build might leave is removed before the next.
+    build_tree = project.layout.wheel_build_tree("2025.2", "demo")
+    assert (build_tree / "demo.egg-info").is_dir() or list(build_tree.glob("*.egg-info"))
+    (build_tree / "demo" / "leftover.py").write_text("raise SystemExit('stale')\n")
+    (build_tree / "demo" / "core.py").write_text("broken")
+    repaired.path.unlink()
+    rebuilt = build_stage.wheel_of(project, tree, target)
+    assert rebuilt.sha256 == first.sha256 and not (build_tree / "demo" / "leftover.py").exists()
+
+
+def test_sync_tree_makes_an_exact_copy_writing_only_what_differs(tmp_path):
+    source, dest = tmp_path / "source", tmp_path / "dest"
+    (source / "pkg" / "sub").mkdir(parents=True)
+    (source / "pkg" / "a.py").write_text("a = 1\n")
+    (source / "pkg" / "sub" / "b.py").write_text("b = 2\n")
+    (source / "run.sh").write_text("#!/bin/sh\n")
+    (source / "run.sh").chmod(0o755)
+    (source / "link").symlink_to("pkg/a.py")
+    (source / "dirlink").symlink_to("pkg")
+    assert sync_tree(source, dest) == 5
+    assert sync_tree(source, dest) == 0  # nothing differs: nothing written
+    # What a build leaves, and entries whose kind changed on either side.
+    (dest / "build" / "lib").mkdir(parents=True)
+    (dest / "build" / "lib" / "x.py").write_text("")
+    (dest / "pkg" / "a.py").write_text("a = 3\n")
+    (dest / "run.sh").chmod(0o644)
+    (dest / "link").unlink()
+    (dest / "link").write_text("not a link")
+    shutil.rmtree(source / "pkg" / "sub")
+    (source / "pkg" / "sub").write_text("now a file")
+    assert sync_tree(source, dest) == 3
+    listing = sorted(str(p.relative_to(dest)) for p in dest.rglob("*"))
+    assert listing == ["dirlink", "link", "pkg", "pkg/a.py", "pkg/sub", "run.sh"]
+    assert (dest / "pkg" / "a.py").read_text() == "a = 1\n" and (dest / "pkg" / "sub").read_text() == "now a file"
+    assert (dest / "link").is_symlink() and str((dest / "link").readlink()) == "pkg/a.py"
+    assert (dest / "dirlink").is_symlink() and (dest / "run.sh").stat().st_mode & 0o777 == 0o755
