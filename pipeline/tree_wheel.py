@@ -177,6 +177,7 @@ def _build(src: Path, scratch: Path, out: Path, version: str, backend: str, back
         name = caller.prepare_metadata_for_build_wheel(str(metadata))
         out.mkdir()
         wheel = out / caller.build_wheel(str(out), metadata_directory=str(metadata / name))
+        log_file.write(f"[{time.monotonic() - started:6.2f}s] built {wheel.name}\n")
     except subprocess.CalledProcessError:
         raise fail("building the wheel of the patched tree failed") from None
     except BackendUnavailable as exc:
@@ -188,7 +189,6 @@ def _build(src: Path, scratch: Path, out: Path, version: str, backend: str, back
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise fail(f"building the wheel of the patched tree failed: {type(exc).__name__} {first}".rstrip()) from None
     finally:
-        log_file.write(f"[{time.monotonic() - started:6.2f}s] built\n")
         shutil.rmtree(scratch, ignore_errors=True)
     _, _, _, tags = parse_wheel_filename(wheel.name)
     if any(tag.abi != "none" or tag.platform != "any" for tag in tags):
