@@ -114,7 +114,9 @@ def main() -> None:
     out.append(f"{args.service} ({args.release}), library {args.library}")
 
     if args.keep:
-        args.keep.mkdir(parents=True)  # a new directory: an old cache would make the cold figures warm
+        if args.keep.exists():  # a new directory: an old cache would make the cold figures warm
+            raise SystemExit(f"--keep {args.keep}: the directory exists; name a new one")
+        args.keep.mkdir(parents=True)
     with contextlib.nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory(prefix="image-bench-") as scratch:
         base = Path(scratch)
         for name in ("releases", "patches", "overrides"):
