@@ -333,13 +333,18 @@ def prepare(project: Project, component: Component, source: SourceRecord) -> tup
     stamp.clear()
     applied: list[AppliedPatch] = []
 
+    def check_out(tree: Path) -> None:
+        applied.extend(apply_series(project, component, source, patches, tree, source.commit, commit=True))
+        head = applied[-1].commit if applied else source.commit
+        text("checkout", "--quiet", "-f", "-B", "patched", head, cwd=tree)
+        text("clean", "--quiet", "-f", "-d", "-x", cwd=tree)
+
     def build(staging: Path) -> None:
         clone_pristine(project, source, staging)
-        applied.extend(apply_series(project, component, source, patches, staging, source.commit, commit=True))
-        head = applied[-1].commit if applied else source.commit
-        text("checkout", "--quiet", "-f", "-B", "patched", head, cwd=staging)
+        check_out(staging)
 
-    replace_dir(dest, build)  # a failure leaves the previous prepared tree untouched
+    if not _update_in_place(dest, source.commit, check_out, applied):
+        replace_dir(dest, build)  # a failure leaves the previous prepared tree untouched
     prepared = PreparedTree(
         component=component.name, release=component.release, tree=layout.rel(dest), base_commit=source.commit,
         head=text("rev-parse", "HEAD", cwd=dest).strip(),
@@ -348,6 +353,27 @@ def prepare(project: Project, component: Component, source: SourceRecord) -> tup
     )
     stamp.record(inputs, asdict(prepared))
     return prepared, f"{len(applied)} patch(es) applied"
+
+
+def _update_in_place(tree: Path, base: str, check_out: Callable[[Path], None], applied: list) -> bool:
+    """Move an earlier prepared tree of the same base to the new series; False where it must be made anew.
+
+    The series is applied in a private index, so a patch that fails leaves
+    the tree as it was; only then does git check out the new head, writing
+    the files that differ, not all of them (nova has 10,000).  Anything git
+    cannot do here (no such tree, another base, the lock file of a checkout
+    that was killed) falls back to a fresh clone; the stamp, cleared before,
+    makes a tree that was left half-way be redone by the next run.
+    """
+    if not (tree / ".git").is_dir():
+        return False
+    try:
+        git("cat-file", "-e", f"{base}^{{commit}}", cwd=tree)
+        check_out(tree)
+    except GitError:
+        applied.clear()
+        return False
+    return True
 
 
 def patch(project: Project, release: str, names: list[str] | tuple[str, ...] = (), jobs: int = 1) -> list[PreparedTree]:

@@ -83,11 +83,40 @@ def test_kill_during_fetch_then_rerun(heavy):
     assert sources["components"]["heavy"]["ref"] == "3.0.1"
 
 
-def test_kill_during_patch_keeps_the_previous_tree(heavy):
+def test_a_changed_series_moves_the_prepared_tree_in_place(heavy):
+    upstream, layout = heavy
+    assert invoke(layout, "patch", "--release", "2025.2").returncode == 0
+    tree = layout.root / "build" / "patched" / "2025.2" / "heavy"
+    untouched = (tree / "heavy" / "data" / "blob0.bin").stat().st_ino
+    layout.add_patch("heavy", "2025.2", "0001-x.patch", make_patch(
+        upstream.path, lambda r: (r / "README").write_text("patched\n"), "Patch"))
+    assert invoke(layout, "patch", "--release", "2025.2").returncode == 0
+    assert (tree / "README").read_text() == "patched\n"
+    assert (tree / "heavy" / "data" / "blob0.bin").stat().st_ino == untouched  # only what the series changes is written
+    assert run_git(tree, "status", "--porcelain", "--ignored") == ""
+
+
+def test_kill_during_an_in_place_update_is_repaired_by_the_next_run(heavy):
+    upstream, layout = heavy
+    assert invoke(layout, "patch", "--release", "2025.2").returncode == 0
+    tree = layout.root / "build" / "patched" / "2025.2" / "heavy"
+    # A rename of every blob: small patch, long checkout (32 MB written), so the kill lands inside it.
+    layout.add_patch("heavy", "2025.2", "0001-move.patch", make_patch(
+        upstream.path, lambda r: run_git(r, "mv", "heavy/data", "heavy/moved"), "Move the data", "Jane Fixer <jane@fix.example>", "-M"))
+    assert kill_when(start(layout, "patch", "--release", "2025.2"), lambda: (tree / ".git" / "index.lock").exists())
+    result = invoke(layout, "patch", "--release", "2025.2")
+    assert result.returncode == 0, result.stderr
+    assert not (tree / "heavy" / "data").exists() and len(list((tree / "heavy" / "moved").iterdir())) == 40
+    assert run_git(tree, "status", "--porcelain", "--ignored") == ""
+    assert no_staging_left(layout.root / "build")
+
+
+def test_kill_during_a_fresh_prepared_tree_keeps_the_previous_one(heavy):
     upstream, layout = heavy
     assert invoke(layout, "patch", "--release", "2025.2").returncode == 0
     patched = layout.root / "build" / "patched" / "2025.2"
     head = run_git(patched / "heavy", "rev-parse", "HEAD")
+    (patched / "heavy" / ".git" / "index.lock").touch()  # what a killed checkout leaves: the tree is made anew
     layout.add_patch("heavy", "2025.2", "0001-x.patch", make_patch(
         upstream.path, lambda r: (r / "README").write_text("patched\n"), "Patch"))
     assert kill_when(start(layout, "patch", "--release", "2025.2"), staging_in(patched))
