@@ -213,7 +213,8 @@ def recall(count: int) -> None:
             breaking += 1
             hits += 1
             selected_total += len(selected)
-            print(f"  caught  {rel}:{mutation.line} ({len(selected)} of {len(all_tests)} test modules, {ran} tests)", flush=True)
+            how = f"{ran} tests ran" if ran else "no test started: the module no longer imports, or the run hung"
+            print(f"  caught  {rel}:{mutation.line} ({len(selected)} of {len(all_tests)} test modules; {how})", flush=True)
         elif breaks(tree, venv, mutation, None)[0]:
             breaking += 1
             print(f"  MISSED  {rel}:{mutation.line} ({len(selected)} modules selected)", flush=True)

@@ -334,7 +334,7 @@ def prepare(project: Project, component: Component, source: SourceRecord) -> tup
     applied: list[AppliedPatch] = []
 
     def check_out(tree: Path) -> None:
-        applied.extend(apply_series(project, component, source, patches, tree, source.commit, commit=True))
+        applied[:] = apply_series(project, component, source, patches, tree, source.commit, commit=True)
         head = applied[-1].commit if applied else source.commit
         text("checkout", "--quiet", "-f", "-B", "patched", head, cwd=tree)
         text("clean", "--quiet", "-f", "-d", "-x", cwd=tree)
@@ -343,7 +343,7 @@ def prepare(project: Project, component: Component, source: SourceRecord) -> tup
         clone_pristine(project, source, staging)
         check_out(staging)
 
-    if not _update_in_place(dest, source.commit, check_out, applied):
+    if not _update_in_place(dest, source.commit, check_out):
         replace_dir(dest, build)  # a failure leaves the previous prepared tree untouched
     prepared = PreparedTree(
         component=component.name, release=component.release, tree=layout.rel(dest), base_commit=source.commit,
@@ -355,7 +355,7 @@ def prepare(project: Project, component: Component, source: SourceRecord) -> tup
     return prepared, f"{len(applied)} patch(es) applied"
 
 
-def _update_in_place(tree: Path, base: str, check_out: Callable[[Path], None], applied: list) -> bool:
+def _update_in_place(tree: Path, base: str, check_out: Callable[[Path], None]) -> bool:
     """Move an earlier prepared tree of the same base to the new series; False where it must be made anew.
 
     The series is applied in a private index, so a patch that fails leaves
@@ -371,7 +371,6 @@ def _update_in_place(tree: Path, base: str, check_out: Callable[[Path], None], a
         git("cat-file", "-e", f"{base}^{{commit}}", cwd=tree)
         check_out(tree)
     except GitError:
-        applied.clear()
         return False
     return True
 
