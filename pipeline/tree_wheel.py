@@ -1,14 +1,14 @@
 """The wheel of a patched tree, built on the build host: what the tree's image layer installs.
 
 Owns turning a patched tree (a service or a library at its prepared head)
-into one pure-Python wheel, and the cache of those wheels.  The build is the
-one uv makes when it installs from a tree (PEP 517: the metadata first, then
-the wheel from that metadata), in an isolated environment of the tree's own
-build requirements from the hash-checked package-file cache, with no index,
-on a copy of the tree that the backend may write in (pbr rewrites AUTHORS,
-ChangeLog and the egg-info where it builds): ``<workdir>/<release>/wheels/
-<component>/``, made equal to the tree by content before each build, so a
-changed patch rewrites only the files it changed; with ``PBR_VERSION`` reaching only this build and
+into one pure-Python wheel, and the cache of those wheels.  The build is a
+PEP 517 wheel build, as uv makes when it installs from a tree, in an
+isolated environment of the tree's own build requirements from the
+hash-checked package-file cache, with no index, on a copy of the tree that
+the backend may write in (pbr rewrites AUTHORS, ChangeLog and the egg-info
+where it builds): ``<workdir>/<release>/wheels/<component>/``, made equal to
+the tree by content before each build, so a changed patch rewrites only the
+files it changed; with ``PBR_VERSION`` reaching only this build and
 ``SOURCE_DATE_EPOCH`` fixing the archive's timestamps: the same tree gives
 the same bytes.
 
@@ -172,11 +172,10 @@ def _build(src: Path, scratch: Path, out: Path, version: str, backend: str, back
                                         runner=lambda cmd, cwd=None, extra_environ=None:
                                         run(cmd, cwd, {**(extra_environ or {}), **hook_env}))
         install(caller.get_requires_for_build_wheel())
-        metadata = scratch / "metadata"
-        metadata.mkdir()
-        name = caller.prepare_metadata_for_build_wheel(str(metadata))
         out.mkdir()
-        wheel = out / caller.build_wheel(str(out), metadata_directory=str(metadata / name))
+        # No separate metadata hook first: the backend writes the same metadata into the wheel
+        # (same bytes, measured on keystone), and each hook is one more start of the backend.
+        wheel = out / caller.build_wheel(str(out))
         log_file.write(f"[{time.monotonic() - started:6.2f}s] built {wheel.name}\n")
     except subprocess.CalledProcessError:
         raise fail("building the wheel of the patched tree failed") from None

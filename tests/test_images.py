@@ -359,7 +359,7 @@ def test_tree_wheel_is_reproducible_and_a_damaged_one_is_built_again(tmp_path, u
     repaired = build_stage.wheel_of(project, tree, target)
     assert repaired.sha256 == first.sha256 == sha256_file(repaired.path)
     log = project.layout.tree_wheel_log("2025.2", "demo").read_text()
-    assert "prepare_metadata_for_build_wheel" in log and "build_wheel" in log  # uv's order of hooks
+    assert "build_wheel" in log and "prepare_metadata_for_build_wheel" not in log  # one start of the backend fewer
     # The build tree is left as the backend wrote it; junk a killed build might leave is removed before the next.
     build_tree = project.layout.wheel_build_tree("2025.2", "demo")
     assert (build_tree / "demo.egg-info").is_dir() or list(build_tree.glob("*.egg-info"))
