@@ -96,6 +96,28 @@ def test_smoke(built, engine, service):
     assert run_in(engine, image, f"python -c \"{code}\"").strip() == f"{SITE}/{service}/version.py"
 
 
+WHEEL_MAKER = """
+import zipfile
+with zipfile.ZipFile("/tmp/needy-1.0-py3-none-any.whl", "w") as wheel:
+    wheel.writestr("needy/__init__.py", "VALUE = 1\\n")
+    wheel.writestr("needy-1.0.dist-info/METADATA", "Metadata-Version: 2.1\\nName: needy\\nVersion: 1.0\\nRequires-Dist: absent-dependency>=2\\n")
+    wheel.writestr("needy-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n")
+    wheel.writestr("needy-1.0.dist-info/RECORD", "")
+"""
+
+
+def test_the_check_stage_sees_what_uv_pip_check_reads_and_catches_a_missing_dependency(built, engine):
+    """venv-layer keeps METADATA and WHEEL of each added distribution for the check: not RECORD, which a code change alters."""
+    _, results = built
+    script = (f"python3 -c '{WHEEL_MAKER}' && venv-layer --move /layer uv pip install -q --no-deps --no-index "
+              "/tmp/needy-1.0-py3-none-any.whl && (cd /layer-meta && find . -type f | sort) && cp -a /layer-meta/. / "
+              "&& uv pip check 2>&1; echo rc=$?")
+    out = run_in(engine, results["keystone"].record["bases"]["build"], script)
+    site = "./var/lib/openstack/lib/python3.11/site-packages/needy-1.0.dist-info"
+    assert out.splitlines()[:2] == [f"{site}/METADATA", f"{site}/WHEEL"]
+    assert "requires `absent-dependency>=2`, but it's not installed" in out and out.rstrip().endswith("rc=1")
+
+
 def test_images_share_the_release_layers_and_add_only_their_own(built, engine):
     project, results = built
     layers = {s: engine.api.inspect_image(r.record["image_id"])["RootFS"]["Layers"] for s, r in results.items()}
