@@ -80,8 +80,9 @@ def read_inventory(client, image_id: str) -> Inventory:
 
 
 def preload() -> threading.Thread:
-    """Import the schema validator in the background (about 2 s of jsonschema start-up) while images build."""
-    thread = threading.Thread(target=lambda: __import__("cyclonedx.validation.json"), daemon=True)
+    """Import cyclonedx in the background while images build: its model, writer and schema validator take 1.3 s."""
+    modules = ("cyclonedx.model.bom", "cyclonedx.model.component", "cyclonedx.output.json", "cyclonedx.validation.json")
+    thread = threading.Thread(target=lambda: [__import__(m) for m in modules], daemon=True)
     thread.start()
     return thread
 
@@ -209,11 +210,44 @@ def build_bom(record: dict, inventory: Inventory):
     return bom
 
 
+def _ascii_iri_references_as_uri_references() -> None:
+    """Check an ASCII ``iri-reference`` with the URI grammar first: a regex instead of a parser.
+
+    RFC 3987 only adds non-ASCII characters (ucschar, iprivate) to RFC 3986's
+    grammar, so an ASCII string is an IRI reference exactly when it is a URI
+    reference.  jsonschema checks IRIs with an Earley parser (rfc3987-syntax):
+    about 0.6 s of the 0.7 s it takes to validate one image's SBOM, whose
+    external references are all ASCII URLs.  What the URI check refuses still
+    goes to the parser, so nothing it accepted is refused now (and a URL with
+    an IPv6 literal and a port, which rfc3987-syntax 1.1 refuses, is accepted).
+    """
+    from jsonschema import Draft7Validator  # the checker cyclonedx's validators use
+
+    checkers = Draft7Validator.FORMAT_CHECKER.checkers
+    if "uri-reference" not in checkers or "iri-reference" not in checkers \
+            or getattr(checkers["iri-reference"][0], "ascii_fast_path", False):
+        return
+    (iri, iri_raises), (uri, uri_raises) = checkers["iri-reference"], checkers["uri-reference"]
+
+    def iri_reference(instance: object) -> bool:
+        if isinstance(instance, str) and instance.isascii():
+            try:
+                if uri(instance):
+                    return True
+            except uri_raises:
+                pass
+        return iri(instance)
+
+    iri_reference.ascii_fast_path = True
+    checkers["iri-reference"] = (iri_reference, iri_raises)
+
+
 def render(bom) -> str:
     from cyclonedx.output.json import JsonV1Dot6
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
 
+    _ascii_iri_references_as_uri_references()
     text = JsonV1Dot6(bom).output_as_string(indent=2)
     error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
     if error is not None:

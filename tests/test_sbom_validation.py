@@ -1,0 +1,55 @@
+"""The SBOM's schema check of IRI references: the quick ASCII path answers as the full IRI parser does."""
+
+from __future__ import annotations
+
+import pytest
+from jsonschema import Draft7Validator
+
+from pipeline import sbom
+
+REFERENCES = [
+    "https://files.pythonhosted.org/packages/06/9a/cb7e/keystone-28.0.0.tar.gz",
+    "https://review.opendev.org/c/openstack/nova/+/912345",
+    "https://bugs.launchpad.net/nova/+bug/2054321",
+    "git+https://opendev.org/openstack/keystone@2025.2#egg=keystone",
+    "urn:cve:CVE-2024-40767",
+    "patches/nova/2025.2/0001-fix.patch",
+    "//host/path?q=1#frag",
+    "",
+    "http://[::1]:8080/x",
+    "ht tp://example.org/",  # a space: neither
+    "http://exa mple.org/",
+    "http://[::1/",  # an unclosed IPv6 literal
+    "http://example.org/%zz",  # a bad percent escape
+    "a b",
+]
+
+
+def test_ascii_iri_references_get_the_answer_of_the_iri_parser():
+    checker = Draft7Validator.FORMAT_CHECKER
+    full = {ref: checker.conforms(ref, "iri-reference") for ref in REFERENCES}
+    sbom._ascii_iri_references_as_uri_references()
+    sbom._ascii_iri_references_as_uri_references()  # once is enough: no wrapper around the wrapper
+    assert getattr(checker.checkers["iri-reference"][0], "ascii_fast_path", False)
+    quick = {ref: checker.conforms(ref, "iri-reference") for ref in REFERENCES}
+    ipv6 = "http://[::1]:8080/x"  # valid (RFC 3986 3.2.2); rfc3987-syntax 1.1's parser refuses it
+    assert quick == {**full, ipv6: True}
+    assert [ref for ref, ok in quick.items() if not ok] == REFERENCES[-5:]
+    assert checker.conforms("https://exämple.org/päth", "iri-reference")  # non-ASCII: the IRI parser still decides
+    assert not checker.conforms("https://exämple.org/ päth", "iri-reference")
+
+
+@pytest.mark.parametrize("bad", ["ht tp://files.example/x.tar.gz", "http://[::1/x"])
+def test_an_sbom_with_a_bad_url_is_still_refused(bad):
+    from cyclonedx.model import ExternalReference, ExternalReferenceType, XsUri
+    from cyclonedx.model.bom import Bom
+    from cyclonedx.model.component import Component
+
+    bom = Bom()
+    component = Component(name="demo", version="1.0")
+    component.external_references.add(ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri("https://ok.example/x")))
+    bom.components.add(component)
+    assert '"https://ok.example/x"' in sbom.render(bom)
+    component.external_references.add(ExternalReference(type=ExternalReferenceType.WEBSITE, url=XsUri(bad)))
+    with pytest.raises(sbom.SbomError, match="not valid CycloneDX 1.6"):
+        sbom.render(bom)
