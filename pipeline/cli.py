@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import gc
 import os
 import signal
 import sys
@@ -121,7 +122,11 @@ def entry(func: F) -> F:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _terminate)
         try:
-            return func(*args, **kwargs)
+            result = func(*args, **kwargs)
+            # The task is done: the collections of interpreter shutdown would walk every object
+            # left (cyclonedx's and jsonschema's alone take 0.3 s); frozen ones are skipped.
+            gc.freeze()
+            return result
         except Exit:
             raise
         except PipelineError as error:
