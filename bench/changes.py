@@ -17,11 +17,21 @@ CODE_CHANGES = {  # component: (old text, new text, mark)
 }
 
 
-def change_code(patches: Path, component: str, release: str) -> tuple[Path, str]:
-    """Make the code change in ``patches/<component>/<release>``'s first patch; return that patch and the mark."""
+_ORIGINAL: dict[Path, str] = {}
+
+
+def change_code(patches: Path, component: str, release: str, variant: int = 0) -> tuple[Path, str]:
+    """Make the code change in ``patches/<component>/<release>``'s first patch; return that patch and the mark.
+
+    Each ``variant`` is another change of the same line (its mark gets the
+    number), made on the patch as it was before the first change: a bench
+    can take several samples of one kind of change.
+    """
     patch = sorted((patches / component / release).glob("*.patch"))[0]
     old, new, mark = CODE_CHANGES[component]
-    text = patch.read_text()
+    if variant:
+        new, mark = new.replace(mark, f"{mark}-{variant}"), f"{mark}-{variant}"
+    text = _ORIGINAL.setdefault(patch, patch.read_text())
     if old not in text:
         raise SystemExit(f"{patch}: the bench's code change no longer applies (no line {old.strip()!r})")
     patch.write_text(text.replace(old, new, 1))
