@@ -218,7 +218,7 @@ def _ascii_iri_references_as_uri_references() -> None:
     reference.  jsonschema checks IRIs with an Earley parser (rfc3987-syntax):
     about 0.6 s of the 0.7 s it takes to validate one image's SBOM, whose
     external references are all ASCII URLs.  What the URI check refuses still
-    goes to the parser, so nothing it accepted is refused now (and a URL with
+    goes to the parser, so nothing the parser accepted is refused now (and a URL with
     an IPv6 literal and a port, which rfc3987-syntax 1.1 refuses, is accepted).
     """
     from jsonschema import Draft7Validator  # the checker cyclonedx's validators use
