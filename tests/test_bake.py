@@ -58,16 +58,18 @@ def test_bake_target_is_the_docker_py_plan(baked):
     layout, record, target = baked
     workdir = layout.root / "build"
     inputs = read_json(workdir / "2025.2" / "demo" / "build-inputs.json")
-    assert target["tags"] == record["tags"] and target["labels"] == record["labels"] == inputs["labels"]
+    assert target["labels"] == record["labels"] == inputs["labels"]
     context = Path(target["context"])
     assert (context / target["dockerfile"]).read_text() == (workdir / "2025.2" / "demo" / "Dockerfile").read_text()
-    # Base images by tag instead of ID: the same images.
+    # Base images by tag instead of ID: the same images.  (Before the tags, which hash all of these:
+    # a failure then names the input that differs.)
     engine = docker.APIClient(version="auto")
     for arg in ("BUILD_BASE", "RELEASE_BUILD", "RELEASE_BASE"):
         assert not target["args"][arg].startswith("sha256:")
-        assert engine.inspect_image(target["args"][arg])["Id"] == inputs["buildargs"][arg]
+        assert (arg, engine.inspect_image(target["args"][arg])["Id"]) == (arg, inputs["buildargs"][arg])
     assert {k: v for k, v in target["args"].items() if k not in ("BUILD_BASE", "RELEASE_BUILD", "RELEASE_BASE")} == \
         {k: v for k, v in inputs["buildargs"].items() if k not in ("BUILD_BASE", "RELEASE_BUILD", "RELEASE_BASE")}
+    assert target["tags"] == record["tags"]
     # Named contexts: real directories, one per stage that docker-py feeds from a context image.
     contexts = target["contexts"]
     assert set(contexts) == {"wheels", "service"}
