@@ -224,8 +224,7 @@ def _ascii_iri_references_as_uri_references() -> None:
     from jsonschema import Draft7Validator  # the checker cyclonedx's validators use
 
     checkers = Draft7Validator.FORMAT_CHECKER.checkers
-    if "uri-reference" not in checkers or "iri-reference" not in checkers \
-            or getattr(checkers["iri-reference"][0], "ascii_fast_path", False):
+    if "uri-reference" not in checkers or "iri-reference" not in checkers or hasattr(checkers["iri-reference"][0], "parser"):
         return
     (iri, iri_raises), (uri, uri_raises) = checkers["iri-reference"], checkers["uri-reference"]
 
@@ -238,7 +237,7 @@ def _ascii_iri_references_as_uri_references() -> None:
                 pass
         return iri(instance)
 
-    iri_reference.ascii_fast_path = True
+    iri_reference.parser = iri  # what it falls back to (and marks it as installed)
     checkers["iri-reference"] = (iri_reference, iri_raises)
 
 
