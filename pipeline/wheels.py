@@ -114,6 +114,10 @@ def uv_bin() -> str:
 def _run_uv(args: list[str], project: Project) -> subprocess.CompletedProcess:
     """uv on the host, with the network settings in its environment (credentials never on a command line)."""
     env = {**os.environ, **project.network.tool_env(), "UV_NO_PROGRESS": "1"}
+    # A lock for the image's Python makes uv fetch that interpreter from GitHub to build sdists' metadata.  Where
+    # GitHub is out of reach each attempt costs 5 s of retries, in every lock, before uv falls back to the host's
+    # Python anyway; an installed one (`uv python install`) is still used, and an operator's own setting stands.
+    env.setdefault("UV_PYTHON_DOWNLOADS", "never")
     cmd = [uv_bin(), *args]
     if project.settings.offline:
         cmd.append("--offline")
