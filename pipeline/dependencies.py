@@ -10,10 +10,13 @@ the release layer.  Results are stamped by their inputs.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from .config import Project
 from .errors import ConfigError
@@ -36,6 +39,47 @@ class ServiceLock:
 def _requirements(project: Project, tree: PreparedTree) -> list[Path]:
     path = project.layout.resolve(tree.tree) / "requirements.txt"
     return [path] if path.exists() else []
+
+
+# Marker variables Target does not know; a requirement that uses one is resolved, not judged here.
+_UNKNOWN_MARKER_VARIABLES = ("python_full_version", "implementation_version", "platform_release", "platform_version")
+_COMMENT = re.compile(r"(^|\s)#.*$")
+
+
+def _already_met(requirements: list[Path], packages: list[dict], target: Target) -> bool:
+    """Whether the resolved ``packages`` meet every line of ``requirements`` as they are.
+
+    Then a resolution with those lines added finds the same packages: each
+    one names a package already chosen, at a version it allows, and brings in
+    nothing new.  Anything this cannot judge from the names and versions
+    alone (extras, URLs, options, a marker on an unknown variable) counts as
+    not met, and is resolved.
+    """
+    try:
+        chosen = {canonicalize_name(p["name"]): Version(p["version"]) for p in packages}
+    except InvalidVersion:
+        return False
+    environment = target.marker_environment()
+    for path in requirements:
+        for line in path.read_text().splitlines():
+            text = _COMMENT.sub("", line).strip()
+            if not text:
+                continue
+            try:
+                requirement = Requirement(text)
+            except InvalidRequirement:
+                return False
+            if requirement.url or requirement.extras:
+                return False
+            if requirement.marker is not None:
+                if any(name in str(requirement.marker) for name in _UNKNOWN_MARKER_VARIABLES):
+                    return False
+                if not requirement.marker.evaluate(environment):
+                    continue
+            version = chosen.get(canonicalize_name(requirement.name))
+            if version is None or not requirement.specifier.contains(version, prereleases=True):
+                return False
+    return True
 
 
 def service_lock(project: Project, release: str, service: PreparedTree, libraries: dict[str, PreparedTree],
@@ -71,7 +115,11 @@ def service_lock(project: Project, release: str, service: PreparedTree, librarie
                                           if canonicalize_name(p["name"]) in by_pypi}]
         if found == needed:
             break
+        newly = [r for n in found if n not in needed for r in _requirements(project, libraries[n])]
+        met = set(needed) <= set(found) and _already_met(newly, packages, target)
         needed = found
+        if met:  # usually so (a patch seldom changes a library's requirements): one uv run saved
+            break
     else:
         raise ConfigError(f"{service.component} ({release}): the patched libraries' closure does not settle")
     built_here = set(by_pypi) | {canonicalize_name(settings.pypi_name(service.component))}

@@ -63,6 +63,12 @@ class Target:
     def uv_platform(self) -> str:
         return f"{self.arch}-manylinux_2_{self.glibc}"
 
+    def marker_environment(self) -> dict[str, str]:
+        """The PEP 508 marker variables known for the image's Python (not its patch level: no python_full_version)."""
+        return {"python_version": self.python, "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+                "platform_machine": self.arch, "implementation_name": "cpython",
+                "platform_python_implementation": "CPython"}
+
     def tags(self) -> list[Tag]:
         major, minor = (int(p) for p in self.python.split("."))
         platforms = []

@@ -1,12 +1,21 @@
-"""Service locks on real upstream input: the shipped 2025.2 series, its upper-constraints and PyPI."""
+"""Service locks on real upstream input: the shipped 2025.2 series, its upper-constraints and PyPI.
+
+A service's lock is resolved again with a patched library's requirements
+added once the library turns up in its closure, unless the first resolution
+already meets every one of them; these tests compare the lock with what
+that second resolution gives.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from pipeline import constraints as constraints_stage
 from pipeline import locks, series
-from pipeline.wheels import Target, _run_uv
+from pipeline.dependencies import _already_met, service_lock
+from pipeline.wheels import Target, _run_uv, compile_lock, locked_files
 
 from test_images import cache, shipped  # noqa: F401 - cache: the session's package cache
 
@@ -21,6 +30,58 @@ def release(tmp_path, cache):  # noqa: F811
         trees = {t.component: t for t in series.patch(project, "2025.2", ("keystone", "nova", "oslo.messaging"), 3)}
         constraints_stage.build(project, "2025.2")
     return project, trees, project.layout.effective_constraints("2025.2").read_text()
+
+
+def requirements(project, tree) -> Path:
+    return project.layout.resolve(tree.tree) / "requirements.txt"
+
+
+def second_round(project, trees, constraints: str, service: str) -> set[str]:
+    """What the service's lock is with oslo.messaging's requirements resolved with its own."""
+    library = trees["oslo.messaging"]
+    packages = compile_lock(project, [requirements(project, trees[service]), requirements(project, library)],
+                            constraints + f"oslo.messaging=={library.source.version}\n", TARGET, service, "")
+    return {f.pin for f in locked_files(packages, TARGET) if f.name not in ("oslo-messaging", service)}
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("service", ["keystone", "nova"])
+def test_lock_is_what_resolving_with_the_library_requirements_gives(release, service):
+    project, trees, constraints = release
+    lock = service_lock(project, "2025.2", trees[service], {"oslo.messaging": trees["oslo.messaging"]},
+                        constraints, TARGET)
+    assert lock.libraries == ("oslo.messaging",)
+    assert {f.pin for f in lock.files} == second_round(project, trees, constraints, service)
+
+
+@pytest.mark.network
+def test_a_requirement_the_library_patch_adds_reaches_the_lock(release):
+    project, trees, constraints = release
+    with requirements(project, trees["oslo.messaging"]).open("a") as added:
+        added.write("tabulate>=0.8.0 # MIT\n")  # pinned by upper-constraints, needed by nothing keystone has
+    lock = service_lock(project, "2025.2", trees["keystone"], {"oslo.messaging": trees["oslo.messaging"]},
+                        constraints, TARGET)
+    pins = {f.pin for f in lock.files}
+    assert any(pin.startswith("tabulate==") for pin in pins)
+    assert pins == second_round(project, trees, constraints, "keystone")
+
+
+PACKAGES = [{"name": "PyRoute2", "version": "0.9.4"}, {"name": "oslo.config", "version": "10.0.0"}]
+
+
+@pytest.mark.parametrize("lines, met", [
+    ("# a comment\n\npyroute2>=0.7.3;sys_platform!='win32' # Apache-2.0 (+ dual licensed GPL2)\n", True),
+    ("oslo_config>=9.0 # Apache-2.0\nwmi;sys_platform=='win32'\n", True),  # another spelling; not for Linux
+    ("oslo.config>=10.1\n", False),  # the version chosen is too old
+    ("oslo.config>=9.0\nsix>=1.0\n", False),  # a package not chosen
+    ("oslo.config[fixtures]>=9.0\n", False),  # extras: not judged
+    ("-r other-requirements.txt\n", False),
+    ("pyroute2; python_full_version >= '3.11.4'\n", False),  # the image's patch level is unknown here
+])
+def test_already_met_judges_only_what_names_and_versions_decide(tmp_path, lines, met):
+    path = tmp_path / "requirements.txt"
+    path.write_text(lines)
+    assert _already_met([path], PACKAGES, TARGET) is met
 
 
 @pytest.mark.network
