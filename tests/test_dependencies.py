@@ -22,10 +22,10 @@ from test_images import cache, shipped  # noqa: F401 - cache: the session's pack
 TARGET = Target("3.11", "x86_64", 36)
 
 
-@pytest.fixture
-def release(tmp_path, cache):  # noqa: F811
+@pytest.fixture(scope="module")
+def release(tmp_path_factory, cache):  # noqa: F811
     """The shipped configuration of 2025.2, with keystone, nova and oslo.messaging patched."""
-    project = shipped(tmp_path / "build", cache)
+    project = shipped(tmp_path_factory.mktemp("locks") / "build", cache)
     with locks.hold(project.layout.lock("2025.2"), "test"):
         trees = {t.component: t for t in series.patch(project, "2025.2", ("keystone", "nova", "oslo.messaging"), 3)}
         constraints_stage.build(project, "2025.2")
@@ -57,13 +57,17 @@ def test_lock_is_what_resolving_with_the_library_requirements_gives(release, ser
 @pytest.mark.network
 def test_a_requirement_the_library_patch_adds_reaches_the_lock(release):
     project, trees, constraints = release
-    with requirements(project, trees["oslo.messaging"]).open("a") as added:
-        added.write("tabulate>=0.8.0 # MIT\n")  # pinned by upper-constraints, needed by nothing keystone has
-    lock = service_lock(project, "2025.2", trees["keystone"], {"oslo.messaging": trees["oslo.messaging"]},
-                        constraints, TARGET)
-    pins = {f.pin for f in lock.files}
-    assert any(pin.startswith("tabulate==") for pin in pins)
-    assert pins == second_round(project, trees, constraints, "keystone")
+    path = requirements(project, trees["oslo.messaging"])
+    original = path.read_text()
+    try:
+        path.write_text(original + "tabulate>=0.8.0 # MIT\n")  # pinned by upper-constraints; nothing keystone has needs it
+        lock = service_lock(project, "2025.2", trees["keystone"], {"oslo.messaging": trees["oslo.messaging"]},
+                            constraints, TARGET)
+        pins = {f.pin for f in lock.files}
+        assert any(pin.startswith("tabulate==") for pin in pins)
+        assert pins == second_round(project, trees, constraints, "keystone")
+    finally:
+        path.write_text(original)  # the module's other tests lock the shipped tree
 
 
 PACKAGES = [{"name": "PyRoute2", "version": "0.9.4"}, {"name": "oslo.config", "version": "10.0.0"}]
