@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -59,6 +60,16 @@ def invoke(env: dict, *args: str) -> tuple[float, str]:
     if result.returncode != 0:
         raise SystemExit(f"invoke {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return seconds, result.stdout
+
+
+def cold_breakdown(progress: str) -> str:
+    """Where a build's time went, from its progress lines ("<step>: done (12.3s)")."""
+    steps = [(m[1], float(m[2])) for m in re.finditer(r"^(\S.*?): done \((\d+(?:\.\d+)?)s\)$", progress, re.M)]
+    def total(prefix: str) -> float:
+        return sum(seconds for step, seconds in steps if step.startswith(prefix))
+    wheels = [seconds for step, seconds in steps if step.startswith("wheel ")]
+    return (f"dependency locks {total('dependencies of'):.1f} s, release layers {total('release level'):.1f} s, "
+            f"tree wheels {max(wheels, default=0):.1f} s (built side by side), service image {total('image '):.1f} s")
 
 
 def bare_install(requirements: list[str], target_tree: Path | None = None, version: str = "") -> float:
@@ -136,6 +147,7 @@ def main() -> None:
                   if layer["name"].startswith("release level") or layer["name"] == "dependencies"]
         bare = bare_install(locked)
         out.append(f"  cold build (--force, bases present, cold caches)   {cold:7.1f} s")
+        out.append(f"    of which {cold_breakdown(STEP_LOGS[-1].read_text())}")
         out.append(f"  bare uv pip install of the same {len(locked)} pins      {bare:7.1f} s   ratio {cold / bare:.2f} (target <= 3)")
 
         seconds, stdout = invoke(env, *build)
