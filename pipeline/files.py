@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -114,29 +115,41 @@ def replace_dir(dest: Path, build: Callable[[Path], None]) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def sync_tree(source: Path, dest: Path) -> int:
-    """Make ``dest`` an exact copy of ``source`` (files, modes, symlinks, nothing else); return files written.
+@dataclass(frozen=True)
+class TreeSync:
+    """What a sync changed in the copy, as paths relative to it."""
+
+    written: tuple[str, ...]
+    removed: tuple[str, ...]
+
+
+def sync_tree(source: Path, dest: Path, keep: tuple[str, ...] = ()) -> TreeSync:
+    """Make ``dest`` an exact copy of ``source`` (files, modes, symlinks, nothing else).
 
     Only what differs is written, by content: a tree that is made again
     whole (a prepared tree is) but changed in two files costs two writes and
     reads of the rest, not a copy of every file.  A sync that was killed
     leaves a tree the next sync repairs, since nothing is trusted but content.
+    Top-level names in ``keep`` that ``source`` lacks are left as they are.
     """
-    written = 0
-    wanted: set[str] = set()
+    written: list[str] = []
+    removed: list[str] = []
+    kept = {name for name in keep if not os.path.lexists(source / name)}
+    wanted: set[str] = set(kept)
     dest.mkdir(parents=True, exist_ok=True)
     for directory, dirs, files in os.walk(source):
         rel = os.path.relpath(directory, source)
         out = dest / rel if rel != "." else dest
         for name in [*dirs, *files]:
             src, dst = Path(directory, name), out / name
-            wanted.add(os.path.normpath(os.path.join(rel, name)))
+            path = os.path.normpath(os.path.join(rel, name))
+            wanted.add(path)
             if src.is_symlink():
                 target = os.readlink(src)
                 if not (dst.is_symlink() and os.readlink(dst) == target):
                     remove(dst)
                     os.symlink(target, dst)
-                    written += 1
+                    written.append(path)
             elif src.is_dir():
                 if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
                     remove(dst)
@@ -147,17 +160,21 @@ def sync_tree(source: Path, dest: Path) -> int:
                 if not (dst.exists() and _same_bytes(src, dst)):
                     dst.unlink(missing_ok=True)
                     shutil.copyfile(src, dst)
-                    written += 1
+                    written.append(path)
             mode = src.lstat().st_mode & 0o7777
             if not src.is_symlink() and dst.lstat().st_mode & 0o7777 != mode:
                 os.chmod(dst, mode)
         dirs[:] = [d for d in dirs if not Path(directory, d).is_symlink()]
     for directory, dirs, files in os.walk(dest, topdown=False):
         rel = os.path.relpath(directory, dest)
+        if rel.split(os.sep)[0] in kept:
+            continue
         for name in [*files, *dirs]:
-            if os.path.normpath(os.path.join(rel, name)) not in wanted:
+            path = os.path.normpath(os.path.join(rel, name))
+            if path not in wanted:
                 remove(Path(directory, name))
-    return written
+                removed.append(path)
+    return TreeSync(tuple(written), tuple(removed))
 
 
 def _same_bytes(a: Path, b: Path) -> bool:

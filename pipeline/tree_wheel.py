@@ -8,9 +8,10 @@ hash-checked package-file cache, with no index, on a copy of the tree that
 the backend may write in (pbr rewrites AUTHORS, ChangeLog and the egg-info
 where it builds): ``<workdir>/<release>/wheels/<component>/``, made equal to
 the tree by content before each build, so a changed patch rewrites only the
-files it changed; with ``PBR_VERSION`` reaching only this build and
-``SOURCE_DATE_EPOCH`` fixing the archive's timestamps: the same tree gives
-the same bytes.
+files it changed (and setuptools, whose build directory stays when it can
+only hold what the next build makes, copies only those); with
+``PBR_VERSION`` reaching only this build and ``SOURCE_DATE_EPOCH`` fixing the
+archive's timestamps: the same tree gives the same bytes.
 
 Building here rather than in the image build spares a code change the copy
 of the whole tree into a layer and a build environment inside a container;
@@ -45,9 +46,11 @@ from . import console, locks
 from .config import Project
 from .errors import ImageBuildError
 from .files import (
+    TreeSync,
     clean_staging,
     hash_inputs,
     read_json,
+    remove,
     replace_dir,
     sha256_file,
     sync_tree,
@@ -63,6 +66,9 @@ warnings.filterwarnings("ignore", category=BuildBackendWarning)
 WHEEL_FORMAT = 1  # bump when the way a wheel is built changes: every cached wheel is then rebuilt
 DEFAULT_BACKEND = "setuptools.build_meta:__legacy__"  # PEP 517's fallback for a tree without [build-system]
 REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the oldest time a zip archive can hold
+SETUPTOOLS_BUILD = "build"  # setuptools' build directory in the build tree, kept between builds
+BUILD_COMPLETE = ".openstack-patches-complete"  # in it: the last build there finished
+BUILD_CONFIGURATION = frozenset({"setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in"})
 
 
 @dataclass(frozen=True)
@@ -122,17 +128,52 @@ def tree_wheel(project: Project, tree: PreparedTree, build_files: list[LockedFil
 
             build_tree = layout.wheel_build_tree(tree.release, tree.component)
             with locks.hold(layout.lock(f"{tree.release}-wheel-{tree.component}"), f"the build tree of {label}"):
-                sync_tree(source, build_tree)
+                incremental = _keep_or_clear_build_dir(
+                    source, build_tree, sync_tree(source, build_tree, keep=(SETUPTOOLS_BUILD,)))
 
                 def fill(staging: Path) -> None:
                     built["wheel"] = _build(build_tree, staging.parent / "scratch", staging, tree.source.version,
                                             backend, backend_path, list(links.values()), log_file, label, log)
 
                 replace_dir(directory, fill)
+                if incremental and (build_tree / SETUPTOOLS_BUILD).is_dir():
+                    (build_tree / SETUPTOOLS_BUILD / BUILD_COMPLETE).touch()
         path = directory / built["wheel"].name
         wheel = TreeWheel(tree.component, path, sha256_file(path))
         write_json(record, {"component": tree.component, **wheel.to_dict()})
         return wheel
+
+
+def _keep_or_clear_build_dir(source: Path, build_tree: Path, sync: TreeSync) -> bool:
+    """Keep setuptools' build directory from the last build if it can only hold what this build makes.
+
+    setuptools copies a source file into ``build/lib`` only when it is newer
+    than its copy there, and the sync has just rewritten exactly the files
+    that changed: a code change then copies those, not keystone's 1200 files.
+    The directory goes (and the build copies everything) when the last build
+    in it did not finish (no marker: a file may be half written), when the
+    tree lost a file it may hold a copy of (the copy would ship), or when the
+    build configuration changed (what is copied may differ).  Returns False,
+    with nothing kept or marked, for a tree that has a ``build`` of its own.
+    """
+    if os.path.lexists(source / SETUPTOOLS_BUILD):
+        return False
+    build_dir = build_tree / SETUPTOOLS_BUILD
+    marker = build_dir / BUILD_COMPLETE
+    held: set[str] = set()
+    if marker.exists():
+        for directory, _, files in os.walk(build_dir):
+            rel = os.path.relpath(directory, build_dir)
+            held.update(os.path.normpath(os.path.join(rel, name)) for name in files)
+    # A removed file's copy sits at the same path below build/lib, less the package directory's
+    # prefix (``src/`` for a src layout): any tail of the path that build/ holds counts.
+    lost = any(os.path.join("lib", *parts[i:]) in held
+               for parts in (path.split(os.sep) for path in sync.removed) for i in range(len(parts)))
+    if not marker.exists() or lost or any(path in BUILD_CONFIGURATION for path in sync.written):
+        remove(build_dir)
+    else:
+        marker.unlink()  # until this build finishes
+    return True
 
 
 def _build(src: Path, scratch: Path, out: Path, version: str, backend: str, backend_path: list[str] | None,

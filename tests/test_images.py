@@ -392,6 +392,58 @@ def test_tree_wheel_is_reproducible_and_a_damaged_one_is_built_again(tmp_path, u
     assert rebuilt.sha256 == first.sha256 and not (build_tree / "demo" / "leftover.py").exists()
 
 
+def test_a_code_change_copies_only_the_changed_files_and_gives_the_wheel_a_fresh_build_gives(tmp_path, upstream, cache):
+    """setuptools' build directory stays between builds when it can only hold what the next build makes."""
+    import dataclasses
+    import zipfile
+
+    from pipeline import series
+    from pipeline.wheels import Target
+
+    layout = demo_layout(tmp_path, upstream, cache)
+    project = layout.project()
+    tree = next(p for p in series.patch(project, "2025.2", (), 1) if p.component == "demo")
+    target = Target.of("3.11", "x86_64", "bookworm")
+    source = project.layout.resolve(tree.tree)
+    build_lib = project.layout.wheel_build_tree("2025.2", "demo") / "build" / "lib" / "demo"
+
+    def wheel_at(head: str):
+        # Another head, as a changed patch gives: the tree's files are edited in place.
+        return build_stage.wheel_of(project, dataclasses.replace(tree, head=head), target)
+
+    def from_scratch(head: str) -> str:
+        wheel = wheel_at(head)
+        shutil.rmtree(wheel.directory)
+        wheel.directory.with_suffix(".json").unlink()
+        shutil.rmtree(build_lib.parent.parent)
+        return wheel_at(head).sha256
+
+    wheel_at("1" * 40)
+    unchanged = (build_lib / "__init__.py").stat().st_ino
+    (source / "demo" / "core.py").write_text((source / "demo" / "core.py").read_text() + "\nCHANGED = 1\n")
+    (source / "demo" / "extra.py").write_text("EXTRA = 1\n")  # a file added: the build directory stays
+    changed = wheel_at("2" * 40)
+    assert (build_lib / "__init__.py").stat().st_ino == unchanged  # not copied again
+    assert "CHANGED = 1" in (build_lib / "core.py").read_text()
+    with zipfile.ZipFile(changed.path) as archive:
+        assert "CHANGED = 1" in archive.read("demo/core.py").decode() and "demo/extra.py" in archive.namelist()
+    assert from_scratch("2" * 40) == changed.sha256
+
+    (source / "demo" / "extra.py").unlink()  # a file lost: its copy must not ship
+    removed = wheel_at("3" * 40)
+    with zipfile.ZipFile(removed.path) as archive:
+        assert "demo/extra.py" not in archive.namelist()
+    assert from_scratch("3" * 40) == removed.sha256
+
+    # A build killed in it leaves no marker: the next one starts from an empty build directory.
+    (build_lib.parent.parent / ".openstack-patches-complete").unlink()
+    (build_lib / "core.py").write_text("half written")
+    (source / "README").write_text("changed\n")
+    again = wheel_at("4" * 40)
+    with zipfile.ZipFile(again.path) as archive:
+        assert "CHANGED = 1" in archive.read("demo/core.py").decode()
+
+
 def test_sync_tree_makes_an_exact_copy_writing_only_what_differs(tmp_path):
     source, dest = tmp_path / "source", tmp_path / "dest"
     (source / "pkg" / "sub").mkdir(parents=True)
@@ -401,8 +453,8 @@ def test_sync_tree_makes_an_exact_copy_writing_only_what_differs(tmp_path):
     (source / "run.sh").chmod(0o755)
     (source / "link").symlink_to("pkg/a.py")
     (source / "dirlink").symlink_to("pkg")
-    assert sync_tree(source, dest) == 5
-    assert sync_tree(source, dest) == 0  # nothing differs: nothing written
+    assert len(sync_tree(source, dest).written) == 5
+    assert sync_tree(source, dest).written == ()  # nothing differs: nothing written
     # What a build leaves, and entries whose kind changed on either side.
     (dest / "build" / "lib").mkdir(parents=True)
     (dest / "build" / "lib" / "x.py").write_text("")
@@ -412,7 +464,13 @@ def test_sync_tree_makes_an_exact_copy_writing_only_what_differs(tmp_path):
     (dest / "link").write_text("not a link")
     shutil.rmtree(source / "pkg" / "sub")
     (source / "pkg" / "sub").write_text("now a file")
-    assert sync_tree(source, dest) == 3
+    (dest / "kept").mkdir()
+    (dest / "kept" / "y.py").write_text("")
+    sync = sync_tree(source, dest, keep=("kept", "pkg"))  # a kept name the source has is synced like any other
+    assert sorted(sync.written) == ["link", "pkg/a.py", "pkg/sub"]
+    assert sorted(sync.removed) == ["build", "build/lib", "build/lib/x.py"]
+    assert (dest / "kept" / "y.py").exists()
+    shutil.rmtree(dest / "kept")
     listing = sorted(str(p.relative_to(dest)) for p in dest.rglob("*"))
     assert listing == ["dirlink", "link", "pkg", "pkg/a.py", "pkg/sub", "run.sh"]
     assert (dest / "pkg" / "a.py").read_text() == "a = 1\n" and (dest / "pkg" / "sub").read_text() == "now a file"
