@@ -62,6 +62,35 @@ def invoke(env: dict, *args: str) -> tuple[float, str]:
     return seconds, result.stdout
 
 
+ENSURE_BASES = """
+import sys
+from invoke import Config
+from pipeline.bases import ensure_bases
+from pipeline.build import target_of
+from pipeline.cli import project_from
+from pipeline.engine import connect
+
+config = Config(project_location=sys.argv[1])
+config.load_project()
+config.load_shell_env()
+project = project_from(type("Context", (), {"config": config})())
+release = project.release(sys.argv[2])
+client = connect(project.settings)
+ensure_bases(client, project, release, target_of(client, release))
+"""
+
+
+def ensure_bases(env: dict, base: Path, release: str) -> None:
+    """The runtime and build bases the cold build assumes present, built now (with a cache and work directory
+    of their own, so the cold build's caches stay empty) if the engine lacks them: a cold figure is the
+    layers above the bases, as an operator's every build after the first is."""
+    own = {**env, "INVOKE_PIPELINE_WORKDIR": str(base / "bases" / "build"), "INVOKE_PIPELINE_CACHE_DIR": str(base / "bases" / "cache")}
+    result = subprocess.run([sys.executable, "-c", ENSURE_BASES, str(ROOT), release], env=own, cwd=ROOT,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"the bases of {release} could not be built:\n{result.stderr[-2000:]}")
+
+
 def cold_breakdown(progress: str) -> str:
     """Where a build's time went, from its progress lines ("<step>: done (12.3s)")."""
     steps = [(m[1], float(m[2])) for m in re.finditer(r"^(\S.*?): done \((\d+(?:\.\d+)?)s\)$", progress, re.M)]
@@ -141,6 +170,7 @@ def main() -> None:
                "INVOKE_PIPELINE_CACHE_DIR": str(base / "cache"), "UV_CACHE_DIR": str(base / "uv-cache")}
         build = ["build", "--release", args.release, "--service", args.service, "--format", "json"]
         invoke(env, "patch", "--release", args.release)  # sources in place: not part of the image figures
+        ensure_bases(env, base, args.release)
         cold, _ = invoke(env, *build, "--force")
         record = json.loads((base / "build" / args.release / args.service / "image.json").read_text())
         locked = [p for layer in record["layers"] for p in layer["packages"]
