@@ -131,56 +131,76 @@ def sync_tree(source: Path, dest: Path, keep: tuple[str, ...] = ()) -> TreeSync:
     reads of the rest, not a copy of every file.  A sync that was killed
     leaves a tree the next sync repairs, since nothing is trusted but content.
     Top-level names in ``keep`` that ``source`` lacks are left as they are.
+    ``removed`` names every path whose entry in ``dest`` was deleted (gone
+    from ``source``, or replaced: another kind, another link target), with
+    everything that was below it.
     """
     written: list[str] = []
     removed: list[str] = []
     kept = {name for name in keep if not os.path.lexists(source / name)}
-    wanted: set[str] = set(kept)
     dest.mkdir(parents=True, exist_ok=True)
-    for directory, dirs, files in os.walk(source):
-        rel = os.path.relpath(directory, source)
-        out = dest / rel if rel != "." else dest
-        for name in [*dirs, *files]:
-            src, dst = Path(directory, name), out / name
-            path = os.path.normpath(os.path.join(rel, name))
-            wanted.add(path)
-            if src.is_symlink():
-                target = os.readlink(src)
-                if not (dst.is_symlink() and os.readlink(dst) == target):
-                    remove(dst)
-                    os.symlink(target, dst)
+
+    def delete(entry: os.DirEntry, path: str) -> None:
+        if entry.is_dir(follow_symlinks=False):
+            for directory, dirs, files in os.walk(entry.path, topdown=False):
+                rel = os.path.relpath(directory, dest)
+                removed.extend(os.path.join(rel, name) for name in [*files, *dirs])
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+        removed.append(path)
+
+    def sync(src_dir: str, dst_dir: str, rel: str) -> None:
+        # One scandir a side: an entry's kind comes with it, so a file costs one stat a side.
+        with os.scandir(dst_dir) as listing:
+            present = {entry.name: entry for entry in listing}
+        with os.scandir(src_dir) as listing:
+            entries = list(listing)
+        for entry in entries:
+            path = os.path.join(rel, entry.name) if rel else entry.name
+            dst_path = os.path.join(dst_dir, entry.name)
+            old = present.pop(entry.name, None)
+            if entry.is_symlink():
+                target = os.readlink(entry.path)
+                if old is not None and not (old.is_symlink() and os.readlink(old.path) == target):
+                    delete(old, path)
+                    old = None
+                if old is None:
+                    os.symlink(target, dst_path)
                     written.append(path)
-            elif src.is_dir():
-                if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
-                    remove(dst)
-                dst.mkdir(exist_ok=True)
+                continue
+            mode = entry.stat(follow_symlinks=False).st_mode & 0o7777
+            if entry.is_dir(follow_symlinks=False):
+                if old is not None and not old.is_dir(follow_symlinks=False):
+                    delete(old, path)
+                    old = None
+                if old is None:
+                    os.mkdir(dst_path)
+                sync(entry.path, dst_path, path)
             else:
-                if dst.is_symlink() or dst.is_dir():
-                    remove(dst)
-                if not (dst.exists() and _same_bytes(src, dst)):
-                    dst.unlink(missing_ok=True)
-                    shutil.copyfile(src, dst)
+                if old is not None and not old.is_file(follow_symlinks=False):
+                    delete(old, path)
+                    old = None
+                elif old is not None and not _same_bytes(entry, old):
+                    os.unlink(old.path)  # a new inode: whoever reads (or links) the old file keeps its bytes whole
+                    old = None
+                if old is None:
+                    shutil.copyfile(entry.path, dst_path)
                     written.append(path)
-            mode = src.lstat().st_mode & 0o7777
-            if not src.is_symlink() and dst.lstat().st_mode & 0o7777 != mode:
-                os.chmod(dst, mode)
-        dirs[:] = [d for d in dirs if not Path(directory, d).is_symlink()]
-    for directory, dirs, files in os.walk(dest, topdown=False):
-        rel = os.path.relpath(directory, dest)
-        if rel.split(os.sep)[0] in kept:
-            continue
-        for name in [*files, *dirs]:
-            path = os.path.normpath(os.path.join(rel, name))
-            if path not in wanted:
-                remove(Path(directory, name))
-                removed.append(path)
+            if old is None or old.stat(follow_symlinks=False).st_mode & 0o7777 != mode:
+                os.chmod(dst_path, mode)
+        for name, old in present.items():
+            if not (rel == "" and name in kept):
+                delete(old, os.path.join(rel, name) if rel else name)
+
+    sync(str(source), str(dest), "")
     return TreeSync(tuple(written), tuple(removed))
 
 
-def _same_bytes(a: Path, b: Path) -> bool:
-    if a.stat().st_size != b.stat().st_size:
+def _same_bytes(a: os.DirEntry, b: os.DirEntry) -> bool:
+    if a.stat(follow_symlinks=False).st_size != b.stat(follow_symlinks=False).st_size:
         return False
-    with a.open("rb") as first, b.open("rb") as second:
+    with open(a.path, "rb") as first, open(b.path, "rb") as second:
         while True:
             chunk = first.read(1 << 20)
             if chunk != second.read(1 << 20):

@@ -468,7 +468,8 @@ def test_sync_tree_makes_an_exact_copy_writing_only_what_differs(tmp_path):
     (dest / "kept" / "y.py").write_text("")
     sync = sync_tree(source, dest, keep=("kept", "pkg"))  # a kept name the source has is synced like any other
     assert sorted(sync.written) == ["link", "pkg/a.py", "pkg/sub"]
-    assert sorted(sync.removed) == ["build", "build/lib", "build/lib/x.py"]
+    # Removed: what the source lacks, and each replaced entry with what was below it.
+    assert sorted(sync.removed) == ["build", "build/lib", "build/lib/x.py", "link", "pkg/sub", "pkg/sub/b.py"]
     assert (dest / "kept" / "y.py").exists()
     shutil.rmtree(dest / "kept")
     listing = sorted(str(p.relative_to(dest)) for p in dest.rglob("*"))
