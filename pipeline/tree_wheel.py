@@ -4,7 +4,8 @@ Owns turning a patched tree (a service or a library at its prepared head)
 into one pure-Python wheel, and the cache of those wheels.  The build is a
 PEP 517 wheel build, as uv makes when it installs from a tree, in an
 isolated environment of the tree's own build requirements from the
-hash-checked package-file cache, with no index, on a copy of the tree that
+hash-checked package-file cache, with no index (made once per set of
+requirement files under ``<cache>/build-envs/``), on a copy of the tree that
 the backend may write in (pbr rewrites AUTHORS, ChangeLog and the egg-info
 where it builds): ``<workdir>/<release>/wheels/<component>/``, made equal to
 the tree by content before each build, so a changed patch rewrites only the
@@ -25,6 +26,7 @@ directory that the next one removes.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -35,7 +37,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import parse_wheel_filename
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
 from pyproject_hooks import (
     BackendUnavailable,
     BuildBackendHookCaller,
@@ -68,6 +71,8 @@ DEFAULT_BACKEND = "setuptools.build_meta:__legacy__"  # PEP 517's fallback for a
 REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the oldest time a zip archive can hold
 SETUPTOOLS_BUILD = "build"  # setuptools' build directory in the build tree, kept between builds
 BUILD_COMPLETE = ".openstack-patches-complete"  # in it: the last build there finished
+BUILD_ENV_FORMAT = 1  # bump when the way a build environment is made changes
+BUILD_ENV_COMPLETE = ".openstack-patches-complete"
 BUILD_CONFIGURATION = frozenset({"setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in"})
 
 
@@ -132,8 +137,8 @@ def tree_wheel(project: Project, tree: PreparedTree, build_files: list[LockedFil
                     source, build_tree, sync_tree(source, build_tree, keep=(SETUPTOOLS_BUILD,)))
 
                 def fill(staging: Path) -> None:
-                    built["wheel"] = _build(build_tree, staging.parent / "scratch", staging, tree.source.version,
-                                            backend, backend_path, list(links.values()), log_file, label, log)
+                    built["wheel"] = _build(project, build_tree, staging, tree.source.version,
+                                            backend, backend_path, build_files, links, log_file, label, log)
 
                 replace_dir(directory, fill)
                 if incremental and (build_tree / SETUPTOOLS_BUILD).is_dir():
@@ -176,16 +181,10 @@ def _keep_or_clear_build_dir(source: Path, build_tree: Path, sync: TreeSync) -> 
     return True
 
 
-def _build(src: Path, scratch: Path, out: Path, version: str, backend: str, backend_path: list[str] | None,
-           links: list[Path], log_file, label: str, log: Path) -> Path:
+def _build(project: Project, src: Path, out: Path, version: str, backend: str,
+           backend_path: list[str] | None, build_files, links: dict, log_file, label: str, log: Path) -> Path:
     def fail(what: str) -> ImageBuildError:
         return ImageBuildError(f"{label}: {what}", hint=f"the build's output is in {log}")
-
-    env_dir, link_dir = scratch / "env", scratch / "links"
-    link_dir.mkdir(parents=True)
-    for path in links:
-        os.symlink(path, link_dir / path.name)
-    python = env_dir / "bin" / "python"
 
     started = time.monotonic()
 
@@ -200,24 +199,29 @@ def _build(src: Path, scratch: Path, out: Path, version: str, backend: str, back
         if result.returncode != 0:
             raise subprocess.CalledProcessError(result.returncode, cmd)
 
-    def install(requirements: list[str]) -> None:
-        if requirements:
-            run([uv_bin(), "pip", "install", "--quiet", "--no-index", "--find-links", link_dir, "--python", python,
-                 *requirements])
-
     try:
-        run([uv_bin(), "venv", "--quiet", "--python", sys.executable, env_dir])
-        install(tree_build_requires(src))
-        hook_env = {"PBR_VERSION": version, "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH}
-        caller = BuildBackendHookCaller(str(src), backend, backend_path, python_executable=str(python),
+        requires = tree_build_requires(src)
+        env_dir = build_env(project, requires, build_files, links, run)
+        # The shared environment is never written after it is made: no byte code from the hooks' imports.
+        hook_env = {"PBR_VERSION": version, "SOURCE_DATE_EPOCH": REPRODUCIBLE_EPOCH, "PYTHONDONTWRITEBYTECODE": "1"}
+
+        caller = BuildBackendHookCaller(str(src), backend, backend_path, python_executable=str(env_dir / "bin" / "python"),
                                         runner=lambda cmd, cwd=None, extra_environ=None:
                                         run(cmd, cwd, {**(extra_environ or {}), **hook_env}))
-        install(caller.get_requires_for_build_wheel())
+        # What the tree declares is installed by construction, extras and all.
+        missing = [r for r in unmet(caller.get_requires_for_build_wheel(), env_dir) if r not in requires]
+        if missing:
+            raise ImageBuildError(f"{label}: its build backend asks for {', '.join(missing)}, which the tree's declared "
+                                  f"build requirements do not provide",
+                                  hint="declare them in the patched tree's pyproject.toml [build-system] requires "
+                                       "(or setup.py setup_requires)")
         out.mkdir()
         # No separate metadata hook first: the backend writes the same metadata into the wheel
         # (same bytes, measured on keystone), and each hook is one more start of the backend.
         wheel = out / caller.build_wheel(str(out))
         log_file.write(f"[{time.monotonic() - started:6.2f}s] built {wheel.name}\n")
+    except ImageBuildError:
+        raise
     except subprocess.CalledProcessError:
         raise fail("building the wheel of the patched tree failed") from None
     except BackendUnavailable as exc:
@@ -228,9 +232,57 @@ def _build(src: Path, scratch: Path, out: Path, version: str, backend: str, back
         log_file.write(f"{exc!r}\n")
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise fail(f"building the wheel of the patched tree failed: {type(exc).__name__} {first}".rstrip()) from None
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     _, _, _, tags = parse_wheel_filename(wheel.name)
     if any(tag.abi != "none" or tag.platform != "any" for tag in tags):
         raise fail(f"the tree builds a platform wheel ({wheel.name}); only pure-Python trees can be patched")
     return wheel
+
+
+def build_env(project: Project, requires: list[str], build_files, links: dict, run) -> Path:
+    """The isolated environment of a tree's declared build requirements, made once per set of inputs.
+
+    Keyed by the host's Python, the build requirement files and the
+    requirements installed from them, under ``<cache>/build-envs/``, with
+    its byte code compiled when it is made: a build after a code change
+    neither makes an environment nor compiles setuptools again.  It is
+    complete once its marker exists (a killed make leaves no marker, and
+    the next one starts it again); nothing writes in it after that.
+    """
+    layout = project.layout
+    key = hash_inputs([BUILD_ENV_FORMAT, sys.executable, list(sys.version_info[:3]),
+                       sorted(f.sha256 for f in build_files), sorted(requires)])[:32]
+    env_dir = layout.build_envs() / key
+    if (env_dir / BUILD_ENV_COMPLETE).exists():
+        return env_dir
+    with locks.hold(layout.cache_lock(f"build-env-{key}"), "a build environment of the patched trees"):
+        if (env_dir / BUILD_ENV_COMPLETE).exists():
+            return env_dir
+        remove(env_dir)
+        env_dir.parent.mkdir(parents=True, exist_ok=True)
+        run([uv_bin(), "venv", "--quiet", "--python", sys.executable, env_dir])
+        if requires:
+            link_dir = env_dir / "links"  # what uv's --find-links reads: the build requirement files
+            link_dir.mkdir()
+            for path in links.values():
+                os.symlink(path, link_dir / path.name)
+            run([uv_bin(), "pip", "install", "--quiet", "--no-index", "--compile-bytecode", "--find-links", link_dir,
+                 "--python", env_dir / "bin" / "python", *requires])
+            shutil.rmtree(link_dir)
+        (env_dir / BUILD_ENV_COMPLETE).touch()
+    return env_dir
+
+
+def unmet(requirements: list[str], env_dir: Path) -> list[str]:
+    """The requirements that the environment's installed distributions do not meet (an extra counts as unmet)."""
+    site = next(env_dir.glob("lib/python*/site-packages"), None)
+    installed = {canonicalize_name(d.metadata["Name"]): d.version
+                 for d in importlib.metadata.distributions(path=[str(site)] if site else [])}
+    missing = []
+    for text in requirements:
+        requirement = Requirement(text)
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue  # evaluated for this interpreter: the environment's own
+        version = installed.get(canonicalize_name(requirement.name))
+        if requirement.extras or version is None or not requirement.specifier.contains(version, prereleases=True):
+            missing.append(text)
+    return missing

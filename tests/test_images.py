@@ -444,6 +444,63 @@ def test_a_code_change_copies_only_the_changed_files_and_gives_the_wheel_a_fresh
         assert "CHANGED = 1" in archive.read("demo/core.py").decode()
 
 
+def test_the_build_environment_is_made_once_and_again_after_a_killed_make(tmp_path, upstream, cache):
+    """A code change builds in the environment the last build made; the wheel is the one a new environment gives."""
+    import dataclasses
+
+    from pipeline import series
+    from pipeline.tree_wheel import BUILD_ENV_COMPLETE, unmet
+    from pipeline.wheels import Target
+
+    layout = demo_layout(tmp_path, upstream, cache)
+    project = layout.project()
+    tree = next(p for p in series.patch(project, "2025.2", (), 1) if p.component == "demo")
+    target = Target.of("3.11", "x86_64", "bookworm")
+    log = project.layout.tree_wheel_log("2025.2", "demo")
+    envs = project.layout.build_envs()
+    shutil.rmtree(envs, ignore_errors=True)  # the session's cache may hold it: this test makes it
+
+    def wheel_at(head: str):  # heads of this test alone: the session's cache holds other tests' wheels
+        return build_stage.wheel_of(project, dataclasses.replace(tree, head=head * 20), target)
+
+    def files(directory: Path) -> list[str]:
+        return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+
+    first = wheel_at("e1")
+    assert " venv " in log.read_text()
+    (env,) = envs.iterdir()
+    assert (env / BUILD_ENV_COMPLETE).exists() and list(env.rglob("setuptools/__pycache__/*.pyc"))
+    made = files(env)
+    second = wheel_at("e2")
+    assert " venv " not in log.read_text() and files(env) == made  # used as it was: nothing written in it
+    assert second.sha256 == first.sha256  # same tree content, another head
+
+    # A make killed half-way leaves no marker: the next build makes the environment again, from nothing.
+    (env / BUILD_ENV_COMPLETE).unlink()
+    (env / "half-written").write_text("")
+    third = wheel_at("e3")
+    assert " venv " in log.read_text() and files(env) == made and third.sha256 == first.sha256
+
+    assert unmet(["setuptools", "setuptools>=1", "no-such-dist", "setuptools<1", "setuptools[core]",
+                  "no-such-dist; python_version < '3'"], env) == ["no-such-dist", "setuptools<1", "setuptools[core]"]
+
+
+def test_a_backend_that_asks_for_an_undeclared_requirement_gets_a_clear_message(tmp_path, upstream, cache):
+    layout = demo_layout(tmp_path, upstream, cache)
+    backend = ("from setuptools.build_meta import *\n\n\n"
+               "def get_requires_for_build_wheel(config_settings=None):\n    return ['no-such-dist>=1']\n")
+    layout.add_patch("demo", "2025.2", "0001-backend.patch", make_patch(upstream.path, lambda r: (
+        (r / "in_tree_backend.py").write_text(backend),
+        (r / "pyproject.toml").write_text((r / "pyproject.toml").read_text().replace(
+            'build-backend = "setuptools.build_meta"', 'build-backend = "in_tree_backend"\nbackend-path = ["."]'))),
+        "in-tree backend"))
+    result = invoke(layout, "build", "--release", "2025.2", "--service", "demo")
+    assert result.returncode == 42 and "Traceback" not in result.stderr, result.stderr
+    assert ("wheel demo (2025.2): its build backend asks for no-such-dist>=1, which the tree's declared build "
+            "requirements do not provide") in result.stderr
+    assert "[build-system] requires" in result.stderr
+
+
 def test_sync_tree_makes_an_exact_copy_writing_only_what_differs(tmp_path):
     source, dest = tmp_path / "source", tmp_path / "dest"
     (source / "pkg" / "sub").mkdir(parents=True)
