@@ -34,6 +34,7 @@ import sys
 import time
 import tomllib
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,9 +71,8 @@ WHEEL_FORMAT = 1  # bump when the way a wheel is built changes: every cached whe
 DEFAULT_BACKEND = "setuptools.build_meta:__legacy__"  # PEP 517's fallback for a tree without [build-system]
 REPRODUCIBLE_EPOCH = "315532800"  # 1980-01-01, the oldest time a zip archive can hold
 SETUPTOOLS_BUILD = "build"  # setuptools' build directory in the build tree, kept between builds
-BUILD_COMPLETE = ".openstack-patches-complete"  # in it: the last build there finished
+BUILD_COMPLETE = ".openstack-patches-complete"  # in setuptools' build/ or a build environment: it was finished
 BUILD_ENV_FORMAT = 1  # bump when the way a build environment is made changes
-BUILD_ENV_COMPLETE = ".openstack-patches-complete"
 BUILD_CONFIGURATION = frozenset({"setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in"})
 
 
@@ -181,8 +181,8 @@ def _keep_or_clear_build_dir(source: Path, build_tree: Path, sync: TreeSync) -> 
     return True
 
 
-def _build(project: Project, src: Path, out: Path, version: str, backend: str,
-           backend_path: list[str] | None, build_files, links: dict, log_file, label: str, log: Path) -> Path:
+def _build(project: Project, src: Path, out: Path, version: str, backend: str, backend_path: list[str] | None,
+           build_files: Sequence[LockedFile], links: dict[str, Path], log_file, label: str, log: Path) -> Path:
     def fail(what: str) -> ImageBuildError:
         return ImageBuildError(f"{label}: {what}", hint=f"the build's output is in {log}")
 
@@ -238,7 +238,8 @@ def _build(project: Project, src: Path, out: Path, version: str, backend: str,
     return wheel
 
 
-def build_env(project: Project, requires: list[str], build_files, links: dict, run) -> Path:
+def build_env(project: Project, requires: list[str], build_files: Sequence[LockedFile], links: dict[str, Path],
+              run: Callable[[list], None]) -> Path:
     """The isolated environment of a tree's declared build requirements, made once per set of inputs.
 
     Keyed by the host's Python, the build requirement files and the
@@ -252,10 +253,10 @@ def build_env(project: Project, requires: list[str], build_files, links: dict, r
     key = hash_inputs([BUILD_ENV_FORMAT, sys.executable, list(sys.version_info[:3]),
                        sorted(f.sha256 for f in build_files), sorted(requires)])[:32]
     env_dir = layout.build_envs() / key
-    if (env_dir / BUILD_ENV_COMPLETE).exists():
+    if (env_dir / BUILD_COMPLETE).exists():
         return env_dir
     with locks.hold(layout.cache_lock(f"build-env-{key}"), "a build environment of the patched trees"):
-        if (env_dir / BUILD_ENV_COMPLETE).exists():
+        if (env_dir / BUILD_COMPLETE).exists():
             return env_dir
         remove(env_dir)
         env_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -268,7 +269,7 @@ def build_env(project: Project, requires: list[str], build_files, links: dict, r
             run([uv_bin(), "pip", "install", "--quiet", "--no-index", "--compile-bytecode", "--find-links", link_dir,
                  "--python", env_dir / "bin" / "python", *requires])
             shutil.rmtree(link_dir)
-        (env_dir / BUILD_ENV_COMPLETE).touch()
+        (env_dir / BUILD_COMPLETE).touch()
     return env_dir
 
 

@@ -449,7 +449,7 @@ def test_the_build_environment_is_made_once_and_again_after_a_killed_make(tmp_pa
     import dataclasses
 
     from pipeline import series
-    from pipeline.tree_wheel import BUILD_ENV_COMPLETE, unmet
+    from pipeline.tree_wheel import BUILD_COMPLETE, unmet
     from pipeline.wheels import Target
 
     layout = demo_layout(tmp_path, upstream, cache)
@@ -469,14 +469,14 @@ def test_the_build_environment_is_made_once_and_again_after_a_killed_make(tmp_pa
     first = wheel_at("e1")
     assert " venv " in log.read_text()
     (env,) = envs.iterdir()
-    assert (env / BUILD_ENV_COMPLETE).exists() and list(env.rglob("setuptools/__pycache__/*.pyc"))
+    assert (env / BUILD_COMPLETE).exists() and list(env.rglob("setuptools/__pycache__/*.pyc"))
     made = files(env)
     second = wheel_at("e2")
     assert " venv " not in log.read_text() and files(env) == made  # used as it was: nothing written in it
     assert second.sha256 == first.sha256  # same tree content, another head
 
     # A make killed half-way leaves no marker: the next build makes the environment again, from nothing.
-    (env / BUILD_ENV_COMPLETE).unlink()
+    (env / BUILD_COMPLETE).unlink()
     (env / "half-written").write_text("")
     third = wheel_at("e3")
     assert " venv " in log.read_text() and files(env) == made and third.sha256 == first.sha256
