@@ -119,8 +119,9 @@ HANG_SECONDS = 900  # five times oslo.messaging's whole suite on this machine
 CONFIRM_FIRST = 10  # failures re-run first without the mutation; the rest only if all of these fail again
 
 
-def run_tests(tree: Path, venv: Path, selector: str | None = None, ids: set[str] | None = None) -> tuple[set[str] | None, int]:
-    """(ids of the tests that failed, or None when the run broke before any test ran or hung; tests run)."""
+def run_tests(tree: Path, venv: Path, selector: str | None = None,
+              ids: set[str] | None = None) -> tuple[set[str] | None, int, bool]:
+    """(ids of the tests that failed, or None when the run broke before any test ran or hung; tests run; hung)."""
     env = {**os.environ, "VIRTUAL_ENV": str(venv), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
     args = [str(venv / "bin" / "stestr"), "run", "--subunit"]
     with tempfile.NamedTemporaryFile("w", suffix=".txt") as listing:
@@ -137,15 +138,15 @@ def run_tests(tree: Path, venv: Path, selector: str | None = None, ids: set[str]
         except subprocess.TimeoutExpired:  # a mutation that makes a test wait forever breaks it
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            return None, 0
+            return None, 0, True
     from pipeline.testapply import SUBUNIT_SCRIPT
 
     parsed = subprocess.run([str(venv / "bin" / "python"), "-c", SUBUNIT_SCRIPT], input=stdout,
                             capture_output=True, env=env, check=False)
     cases = json.loads(parsed.stdout or b"[]")
     if proc.returncode != 0 and not cases:
-        return None, 0
-    return {c["id"] for c in cases if c["status"] in ("fail", "uxsuccess")}, len(cases)
+        return None, 0, False
+    return {c["id"] for c in cases if c["status"] in ("fail", "uxsuccess")}, len(cases), False
 
 
 @contextlib.contextmanager
@@ -160,8 +161,8 @@ def mutated(mutation: Mutation) -> Iterator[None]:
         mutation.path.write_text(original)
 
 
-def breaks(tree: Path, venv: Path, mutation: Mutation, selector: str | None) -> tuple[bool, int]:
-    """Whether the mutation makes a test fail (of ``selector``, else of the whole suite), and the tests run.
+def breaks(tree: Path, venv: Path, mutation: Mutation, selector: str | None) -> tuple[bool, str]:
+    """Whether the mutation makes a test fail (of ``selector``, else of the whole suite), and how that showed.
 
     A failure counts only if that test passes again without the mutation: a
     test that fails either way (a timing-dependent one on a busy machine)
@@ -169,18 +170,19 @@ def breaks(tree: Path, venv: Path, mutation: Mutation, selector: str | None) -> 
     (the mutated module no longer imports) or hangs is the mutation's doing.
     """
     with mutated(mutation):
-        failed, ran = run_tests(tree, venv, selector)
+        failed, ran, hung = run_tests(tree, venv, selector)
     if failed is None:
-        return True, ran
+        return True, (f"the run hung: ended after {HANG_SECONDS} s" if hung
+                      else "no test started: the mutated module no longer imports")
     if not failed:
-        return False, ran
+        return False, f"{ran} tests ran"
     ordered = sorted(failed)
     for chunk in (set(ordered[:CONFIRM_FIRST]), set(ordered[CONFIRM_FIRST:])):  # a few usually settle it
         if chunk:
-            again, _ = run_tests(tree, venv, ids=chunk)
+            again, _, _ = run_tests(tree, venv, ids=chunk)
             if chunk - (again or set()):
-                return True, ran
-    return False, ran
+                return True, f"{ran} tests ran"
+    return False, f"{ran} tests ran"
 
 
 def breaks_unselected(tree: Path, venv: Path, mutation: Mutation, unselected: set[str] | None) -> bool:
@@ -219,12 +221,11 @@ def recall(count: int) -> None:
         attempts += 1
         rel = str(mutation.path.relative_to(tree))
         selected = graph.impacted([rel])
-        caught, ran = breaks(tree, venv, mutation, selector_regex(selected)) if selected else (False, 0)
+        caught, how = breaks(tree, venv, mutation, selector_regex(selected)) if selected else (False, "")
         if caught:
             breaking += 1
             hits += 1
             selected_total += len(selected)
-            how = f"{ran} tests ran" if ran else "no test started: the module no longer imports, or the run hung"
             print(f"  caught  {rel}:{mutation.line} ({len(selected)} of {len(all_tests)} test modules; {how})", flush=True)
         elif breaks_unselected(tree, venv, mutation, set(all_tests) - set(selected) if selected else None):
             breaking += 1
