@@ -21,7 +21,7 @@ from . import constraints as constraints_stage
 from .bases import BaseImages, ensure_bases
 from .config import Project, Release
 from .constraints import ConstraintsRecord
-from .dependencies import service_lock
+from .dependencies import release_locks
 from .engine import connect, engine_info
 from .errors import ConfigError, PipelineError, UnknownComponentError
 from .files import remove
@@ -84,12 +84,9 @@ def prepare_release(project: Project, rel: Release, services: list[str], client,
         bases = ensure_bases(client, project, rel, target)
         libraries = {name: prepared[name] for name in rel.libraries}
 
-        def lock_of(service: str):
-            return service_lock(project, rel.name, prepared[service], libraries, constraints_text, target)
-
         with console.step(f"dependencies of {len(rel.services)} services ({rel.name})"):
-            with ThreadPoolExecutor(max_workers=max(2, jobs)) as pool:
-                service_locks = dict(zip(rel.services, pool.map(lock_of, rel.services)))
+            service_locks = release_locks(project, rel.name, [prepared[s] for s in rel.services], libraries,
+                                          constraints_text, target, max(2, jobs))
         layers = ensure_release_layers(client, project, rel, bases, list(service_locks.values()), target, force)
         users = {s: (s, *service_locks[s].libraries) for s in services}
 

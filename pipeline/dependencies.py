@@ -11,6 +11,7 @@ the release layer.  Results are stamped by their inputs.
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .config import Project
 from .errors import ConfigError
 from .series import PreparedTree
 from .stamps import Stamp
-from .wheels import LockedFile, Target, compile_lock, locked_files
+from .wheels import LockedFile, Target, compile_lock, fill_index_cache, locked_files
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,9 @@ def _already_met(requirements: list[Path], packages: list[dict], target: Target)
     return True
 
 
-def service_lock(project: Project, release: str, service: PreparedTree, libraries: dict[str, PreparedTree],
-                 constraints_text: str, target: Target) -> ServiceLock:
-    """The service's lock, resolved only when its inputs changed."""
-    settings = project.settings
-    order = [name for name in project.release(release).refs if name in libraries]
+def _lock_stamp(project: Project, release: str, service: PreparedTree, libraries: dict[str, PreparedTree],
+                constraints_text: str, target: Target) -> tuple[Stamp, dict]:
+    """The stamp of the service's lock, and the inputs it is current for."""
     inputs = {
         "service": [service.component, service.source.version,
                     "".join(p.read_text() for p in _requirements(project, service))],
@@ -94,23 +93,64 @@ def service_lock(project: Project, release: str, service: PreparedTree, librarie
                       for n, t in libraries.items()},
         "constraints": constraints_text, "target": asdict(target), "index": project.network.index_public,
     }
-    stamp = Stamp(project.layout.stamp("lock", release, service.component))
+    return Stamp(project.layout.stamp("lock", release, service.component)), inputs
+
+
+def _library_pins(project: Project, libraries: dict[str, PreparedTree]) -> str:
+    """Each library at its upstream version, so a closure matches what gets installed (an unreleased .dev
+    version is not on the index and stays unpinned)."""
+    return "".join(f"{project.settings.pypi_name(n)}=={t.source.version}\n" for n, t in libraries.items()
+                   if ".dev" not in t.source.version)
+
+
+def release_locks(project: Project, release: str, services: list[PreparedTree], libraries: dict[str, PreparedTree],
+                  constraints_text: str, target: Target, workers: int) -> dict[str, ServiceLock]:
+    """Every service's lock, resolved side by side.
+
+    When more than one must be resolved, one resolution of all the
+    services' and libraries' requirements together fills uv's cache with
+    every index page they read (``fill_index_cache``), and each lock then
+    resolves from the cache: on this site six online resolutions of 2025.2
+    cost 22 s, that one 5 s and each lock after it 0.2 s.  The services of a
+    release are co-installable by construction (upper-constraints pins one
+    version of each package), so they resolve together; when they do not,
+    each lock is resolved online as it would be alone.
+    """
+    def is_stale(service: PreparedTree) -> bool:
+        stamp, inputs = _lock_stamp(project, release, service, libraries, constraints_text, target)
+        return not stamp.current(inputs)
+
+    stale = [s for s in services if is_stale(s)]
+    from_cache = len(stale) > 1 and not project.settings.offline and fill_index_cache(
+        project, [r for tree in [*stale, *libraries.values()] for r in _requirements(project, tree)],
+        constraints_text + _library_pins(project, libraries), target)
+
+    def lock_of(service: PreparedTree) -> ServiceLock:
+        return service_lock(project, release, service, libraries, constraints_text, target, from_cache)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return {s.component: lock for s, lock in zip(services, pool.map(lock_of, services))}
+
+
+def service_lock(project: Project, release: str, service: PreparedTree, libraries: dict[str, PreparedTree],
+                 constraints_text: str, target: Target, from_cache: bool = False) -> ServiceLock:
+    """The service's lock, resolved only when its inputs changed (``from_cache``: see ``compile_lock``)."""
+    settings = project.settings
+    order = [name for name in project.release(release).refs if name in libraries]
+    stamp, inputs = _lock_stamp(project, release, service, libraries, constraints_text, target)
     cached = stamp.current(inputs)
     if cached:
         return ServiceLock.from_dict(cached)
 
     by_pypi = {canonicalize_name(settings.pypi_name(n)): n for n in libraries}
-    # Resolve as if each library were at its upstream version, so the closure matches what gets installed;
-    # an unreleased (.dev) version is not on the index and stays unpinned.
-    pins = "".join(f"{settings.pypi_name(n)}=={t.source.version}\n" for n, t in libraries.items()
-                   if ".dev" not in t.source.version)
+    pins = _library_pins(project, libraries)
     hint = f"adjust overrides/{release}/constraints.txt (an override may conflict with another pin)"
     needed: list[str] = []
     packages: list[dict] = []
     for _ in range(len(libraries) + 1):  # each round can only add libraries
         reqs = _requirements(project, service) + [r for n in needed for r in _requirements(project, libraries[n])]
         packages = compile_lock(project, reqs, constraints_text + pins, target,
-                                f"{service.component} ({release})", hint)
+                                f"{service.component} ({release})", hint, from_cache)
         found = [n for n in order if n in {by_pypi[canonicalize_name(p["name"])] for p in packages
                                           if canonicalize_name(p["name"]) in by_pypi}]
         if found == needed:

@@ -117,7 +117,7 @@ def uv_bin() -> str:
             return found
 
 
-def _run_uv(args: list[str], project: Project) -> subprocess.CompletedProcess:
+def _run_uv(args: list[str], project: Project, offline: bool = False) -> subprocess.CompletedProcess:
     """uv on the host, with the network settings in its environment (credentials never on a command line)."""
     env = {**os.environ, **project.network.tool_env(), "UV_NO_PROGRESS": "1"}
     # A lock for the image's Python makes uv fetch that interpreter from GitHub to build sdists' metadata.  Where
@@ -125,16 +125,13 @@ def _run_uv(args: list[str], project: Project) -> subprocess.CompletedProcess:
     # Python anyway; an installed one (`uv python install`) is still used, and an operator's own setting stands.
     env.setdefault("UV_PYTHON_DOWNLOADS", "never")
     cmd = [uv_bin(), *args]
-    if project.settings.offline:
+    if offline or project.settings.offline:
         cmd.append("--offline")
     return subprocess.run(cmd, capture_output=True, text=True, env=env)
 
 
-def compile_lock(project: Project, requirements: list[Path], constraints: str | None, target: Target,
-                 what: str, hint: str) -> list[dict]:
-    """``uv pip compile`` to pylock.toml: the resolved packages, each with its files."""
-    if not requirements:
-        return []
+def _compile(project: Project, requirements: list[Path], constraints: str | None, target: Target,
+             offline: bool) -> tuple[subprocess.CompletedProcess, list[dict]]:
     with tempfile.TemporaryDirectory(prefix="lock-") as scratch:
         args = ["pip", "compile", "--quiet", "--no-header", "--format", "pylock.toml", "--output-file",
                 str(Path(scratch) / "pylock.toml"), "--python-version", target.python,
@@ -143,13 +140,43 @@ def compile_lock(project: Project, requirements: list[Path], constraints: str | 
             (Path(scratch) / "constraints.txt").write_text(constraints)
             args += ["-c", str(Path(scratch) / "constraints.txt")]
         args += [str(r) for r in requirements]
-        result = _run_uv(args, project)
+        result = _run_uv(args, project, offline)
         if result.returncode != 0:
-            detail = "\n    ".join(redact(result.stderr).strip().splitlines()[-10:])
-            offline = " (offline: the resolver has no cached index data for these packages)" if project.settings.offline else ""
-            raise ConfigError(f"{what}: dependencies cannot be resolved{offline}:\n    {detail}", hint=hint)
-        data = tomllib.loads((Path(scratch) / "pylock.toml").read_text())
-    return data.get("packages", [])
+            return result, []
+        return result, tomllib.loads((Path(scratch) / "pylock.toml").read_text()).get("packages", [])
+
+
+def fill_index_cache(project: Project, requirements: list[Path], constraints: str, target: Target) -> bool:
+    """Fetch into uv's cache, in one resolution, the index pages that resolving any part of ``requirements`` reads.
+
+    An index that sends no cache headers (this site's proxy to PyPI, many
+    private mirrors) makes uv fetch every page again in every resolution;
+    after this, ``compile_lock(..., from_cache=True)`` reads them from the
+    cache.  Whether it worked (a set that does not resolve as a whole fills
+    nothing useful, and the locks are then resolved online one by one).
+    """
+    return bool(requirements) and _compile(project, requirements, constraints, target, offline=False)[0].returncode == 0
+
+
+def compile_lock(project: Project, requirements: list[Path], constraints: str | None, target: Target,
+                 what: str, hint: str, from_cache: bool = False) -> list[dict]:
+    """``uv pip compile`` to pylock.toml: the resolved packages, each with its files.
+
+    ``from_cache``: the index pages were fetched moments ago (``fill_index_cache``), so the resolution reads
+    them from uv's cache, and goes online only if it needs one that is not there.
+    """
+    if not requirements:
+        return []
+    if from_cache and not project.settings.offline:
+        result, packages = _compile(project, requirements, constraints, target, offline=True)
+        if result.returncode == 0:
+            return packages
+    result, packages = _compile(project, requirements, constraints, target, offline=False)
+    if result.returncode != 0:
+        detail = "\n    ".join(redact(result.stderr).strip().splitlines()[-10:])
+        offline = " (offline: the resolver has no cached index data for these packages)" if project.settings.offline else ""
+        raise ConfigError(f"{what}: dependencies cannot be resolved{offline}:\n    {detail}", hint=hint)
+    return packages
 
 
 def choose_file(package: dict, target: Target, ranking: dict[Tag, int]) -> LockedFile:

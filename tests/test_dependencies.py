@@ -3,7 +3,8 @@
 A service's lock is resolved again with a patched library's requirements
 added once the library turns up in its closure, unless the first resolution
 already meets every one of them; these tests compare the lock with what
-that second resolution gives.
+that second resolution gives.  The locks of a release read the index once
+(one resolution of them all fills uv's cache) and give the same locks.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 from pipeline import constraints as constraints_stage
 from pipeline import locks, series
-from pipeline.dependencies import _already_met, service_lock
+from pipeline.dependencies import _already_met, release_locks, service_lock
 from pipeline.wheels import Target, _run_uv, compile_lock, locked_files
 
 from test_images import cache, shipped  # noqa: F401 - cache: the session's package cache
@@ -98,3 +99,47 @@ def test_a_lock_for_another_python_does_not_fetch_an_interpreter(release, tmp_pa
     assert result.returncode == 0, result.stderr
     assert "six==" in result.stdout
     assert "Fetching requested Python" not in result.stderr
+
+
+class UvCalls:
+    """Calls through to the real uv, noting for each run whether it was allowed the network."""
+
+    def __init__(self, monkeypatch) -> None:
+        from pipeline import wheels
+
+        self.offline: list[bool] = []
+        real = wheels._run_uv
+
+        def run(args, project, offline=False):
+            self.offline.append(offline)
+            return real(args, project, offline)
+
+        monkeypatch.setattr(wheels, "_run_uv", run)
+
+
+@pytest.mark.network
+def test_release_locks_read_the_index_once_and_each_lock_is_what_resolving_it_alone_gives(release, tmp_path,
+                                                                                        monkeypatch):
+    project, trees, constraints = release
+    services = ["keystone", "nova"]
+    for service in services:  # the module's other tests may have locked them already
+        project.layout.stamp("lock", "2025.2", service).unlink(missing_ok=True)
+    expected = {s: second_round(project, trees, constraints, s) for s in services}
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))  # nothing cached yet
+    calls = UvCalls(monkeypatch)
+    got = release_locks(project, "2025.2", [trees[s] for s in services], {"oslo.messaging": trees["oslo.messaging"]},
+                        constraints, TARGET, 2)
+    assert {s: {f.pin for f in lock.files} for s, lock in got.items()} == expected
+    assert calls.offline[0] is False and all(calls.offline[1:]), calls.offline  # one online run fills the cache
+
+
+@pytest.mark.network
+def test_a_lock_from_the_cache_goes_online_when_a_page_is_not_there(release, tmp_path, monkeypatch):
+    project, trees, constraints = release
+    expected = compile_lock(project, [requirements(project, trees["keystone"])], constraints, TARGET, "keystone", "")
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))  # empty: the offline run cannot resolve
+    calls = UvCalls(monkeypatch)
+    got = compile_lock(project, [requirements(project, trees["keystone"])], constraints, TARGET, "keystone", "",
+                       from_cache=True)
+    assert got == expected
+    assert calls.offline == [True, False]
