@@ -87,7 +87,6 @@ def prepare_release(project: Project, rel: Release, services: list[str], client,
         with console.step(f"dependencies of {len(rel.services)} services ({rel.name})"):
             service_locks = release_locks(project, rel.name, [prepared[s] for s in rel.services], libraries,
                                           constraints_text, target, max(2, jobs))
-        layers = ensure_release_layers(client, project, rel, bases, list(service_locks.values()), target, force)
         users = {s: (s, *service_locks[s].libraries) for s in services}
 
         def wheel(name: str) -> TreeWheel:
@@ -101,7 +100,10 @@ def prepare_release(project: Project, rel: Release, services: list[str], client,
 
         trees = list(dict.fromkeys(n for names in users.values() for n in names))
         with ThreadPoolExecutor(max_workers=max(2, jobs)) as pool:
-            wheels = dict(zip(trees, pool.map(wheel, trees)))
+            # The wheels are built on the host while the engine builds the release layers (they need nothing of them).
+            building = [pool.submit(wheel, name) for name in trees]
+            layers = ensure_release_layers(client, project, rel, bases, list(service_locks.values()), target, force)
+            wheels = {name: future.result() for name, future in zip(trees, building)}
         plans = {}
         for service in services:
             plans[service] = plan_service(project, rel.name, prepared[service], libraries, service_locks[service],
