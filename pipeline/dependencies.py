@@ -111,7 +111,7 @@ def release_locks(project: Project, release: str, services: list[PreparedTree], 
     services' and libraries' requirements together fills uv's cache with
     every index page they read (``fill_index_cache``), and each lock then
     resolves from the cache: on this site six online resolutions of 2025.2
-    cost 22 s, that one 5 s and each lock after it 0.2 s.  The services of a
+    cost 22 s, that one 4-5 s and each lock after it 0.2 s.  The services of a
     release are co-installable by construction (upper-constraints pins one
     version of each package), so they resolve together; when they do not,
     each lock is resolved online as it would be alone.
