@@ -102,7 +102,8 @@ def prepare_release(project: Project, rel: Release, services: list[str], client,
         with ThreadPoolExecutor(max_workers=max(2, jobs)) as pool:
             # The wheels are built on the host while the engine builds the release layers (they need nothing of them).
             building = [pool.submit(wheel, name) for name in trees]
-            layers = ensure_release_layers(client, project, rel, bases, list(service_locks.values()), target, force)
+            layers = ensure_release_layers(client, project, rel, bases, list(service_locks.values()), services,
+                                           target, force)
             wheels = {name: future.result() for name, future in zip(trees, building)}
         plans = {}
         for service in services:

@@ -52,13 +52,16 @@ class ReleaseLayers:
 
 
 def ensure_release_layers(client, project: Project, rel: Release, bases: BaseImages, locks: list[ServiceLock],
-                          target: Target, force: bool = False) -> ReleaseLayers:
+                          services: list[str], target: Target, force: bool = False) -> ReleaseLayers:
+    """The levels that the images of ``services`` stack, built where the engine lacks them."""
     settings = project.settings
+    chain = shared_levels(locks)
+    depth = 1 + max((i for i, level in enumerate(chain) if set(services) & set(level.services)), default=0)
     log_dir = project.layout.release_layer_dir(rel.name)
     template = find_dockerfile(project, rel.name, ["release-layer"]).read_text()
     parent_build, parent_runtime, parent_key = bases.build_id, bases.runtime_id, ""
     levels: list[ReleaseLevel] = []
-    for index, shared in enumerate(shared_levels(locks)):
+    for index, shared in enumerate(chain[:depth]):
         dockerfile = render(template, [], {"first": index == 0, "later": index > 0})
         wheels = wheel_set(project, shared.files, target)
         requirements = requirements_text(shared.files)

@@ -179,6 +179,18 @@ def test_rerun_makes_no_build_call(built):
     assert [r.record["image_id"] for r in again.values()] == [r.record["image_id"] for r in results.values()]
 
 
+def test_a_build_stacks_only_the_release_levels_of_its_services(built):
+    project, results = built
+    record = project.layout.release_layer_dir("2025.2") / "layers.json"
+    both = json.loads(record.read_text())["levels"]
+    assert all("nova" in level["services"] for level in both)  # nova is in every group: its build made them all
+    again = build(load_project(project.settings), ["keystone"])["keystone"]
+    assert (again.action, again.build_calls) == ("up to date", 0)
+    alone = json.loads(record.read_text())["levels"]
+    assert alone == [level for level in both if "keystone" in level["services"]] and 0 < len(alone) < len(both)
+    assert alone[-1]["image_id"] == again.record["bases"]["release_layer_id"]
+
+
 # --- SBOM, VEX, manifest -------------------------------------------------------------------
 
 
