@@ -7,6 +7,7 @@ mark (a string literal in the new code) finds it.
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 CODE_CHANGES = {  # component: (old text, new text, mark)
@@ -18,6 +19,9 @@ CODE_CHANGES = {  # component: (old text, new text, mark)
 
 
 _ORIGINAL: dict[Path, str] = {}
+# Every change of a bench run is new to the engine and the wheel cache: a change an earlier run made would find
+# its layers cached there and be timed as a cache hit.
+RUN_TOKEN = secrets.token_hex(4)
 
 
 def change_code(patches: Path, component: str, release: str, variant: int = 0) -> tuple[Path, str]:
@@ -25,12 +29,13 @@ def change_code(patches: Path, component: str, release: str, variant: int = 0) -
 
     Each ``variant`` is another change of the same line (its mark gets the
     number), made on the patch as it was before the first change: a bench
-    can take several samples of one kind of change.
+    can take several samples of one kind of change.  The mark also holds
+    this run's token, so no change repeats one of an earlier run.
     """
     patch = sorted((patches / component / release).glob("*.patch"))[0]
     old, new, mark = CODE_CHANGES[component]
-    if variant:
-        new, mark = new.replace(mark, f"{mark}-{variant}"), f"{mark}-{variant}"
+    unique = f"{mark}-{RUN_TOKEN}-{variant}" if variant else f"{mark}-{RUN_TOKEN}"
+    new, mark = new.replace(mark, unique), unique
     text = _ORIGINAL.setdefault(patch, patch.read_text())
     if old not in text:
         raise SystemExit(f"{patch}: the bench's code change no longer applies (no line {old.strip()!r})")
