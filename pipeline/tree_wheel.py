@@ -209,7 +209,8 @@ def _build(project: Project, src: Path, out: Path, version: str, backend: str, b
                                         runner=lambda cmd, cwd=None, extra_environ=None:
                                         run(cmd, cwd, {**(extra_environ or {}), **hook_env}))
         # What the tree declares is installed by construction, extras and all.
-        missing = [r for r in unmet(caller.get_requires_for_build_wheel(), env_dir) if r not in requires]
+        asked = backend_requires(project.layout.tree_wheels(), caller, src, env_dir, backend, backend_path)
+        missing = [r for r in unmet(asked, env_dir) if r not in requires]
         if missing:
             raise ImageBuildError(f"{label}: its build backend asks for {', '.join(missing)}, which the tree's declared "
                                   f"build requirements do not provide",
@@ -236,6 +237,31 @@ def _build(project: Project, src: Path, out: Path, version: str, backend: str, b
     if any(tag.abi != "none" or tag.platform != "any" for tag in tags):
         raise fail(f"the tree builds a platform wheel ({wheel.name}); only pure-Python trees can be patched")
     return wheel
+
+
+def backend_requires(cache: Path, caller: BuildBackendHookCaller, tree: Path, env_dir: Path, backend: str,
+                     backend_path: list[str] | None) -> list[str]:
+    """What the backend asks for to build a wheel of ``tree``, asked once per build configuration.
+
+    The hook is one start of the backend (a quarter of a second for a pbr
+    tree, which runs setup.py for it); its answer comes from the build
+    configuration, which a code change leaves alone.  The cache key holds
+    every file at the top of the tree (setup.py, setup.cfg, pyproject.toml,
+    and whatever files a setup.py might read there), every file of an
+    in-tree backend (``backend-path``), the backend and its environment, so
+    a patch to any of them asks again.
+    """
+    files = [Path(entry.path) for entry in os.scandir(tree) if entry.is_file(follow_symlinks=False)]
+    files += [path for entry in backend_path or [] for path in (tree / entry).rglob("*") if path.is_file()]
+    inputs = sorted({(str(path.relative_to(tree)), sha256_file(path)) for path in files})
+    key = hash_inputs([WHEEL_FORMAT, str(env_dir), backend, backend_path, inputs])[:32]
+    record = cache / f"backend-requires-{key}.json"
+    answer = read_json(record)
+    if isinstance(answer, list) and all(isinstance(item, str) for item in answer):
+        return answer
+    answer = list(caller.get_requires_for_build_wheel())
+    write_json(record, answer)
+    return answer
 
 
 def build_env(project: Project, requires: list[str], build_files: Sequence[LockedFile], links: dict[str, Path],

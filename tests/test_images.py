@@ -436,6 +436,8 @@ def test_a_code_change_copies_only_the_changed_files_and_gives_the_wheel_a_fresh
     (source / "demo" / "core.py").write_text((source / "demo" / "core.py").read_text() + "\nCHANGED = 1\n")
     (source / "demo" / "extra.py").write_text("EXTRA = 1\n")  # a file added: the build directory stays
     changed = wheel_at("2" * 40)
+    log = project.layout.tree_wheel_log("2025.2", "demo")
+    assert "get_requires_for_build_wheel" not in log.read_text()  # the configuration is as it was: asked once
     assert (build_lib / "__init__.py").stat().st_ino == unchanged  # not copied again
     assert "CHANGED = 1" in (build_lib / "core.py").read_text()
     with zipfile.ZipFile(changed.path) as archive:
@@ -455,6 +457,7 @@ def test_a_code_change_copies_only_the_changed_files_and_gives_the_wheel_a_fresh
     again = wheel_at("4" * 40)
     with zipfile.ZipFile(again.path) as archive:
         assert "CHANGED = 1" in archive.read("demo/core.py").decode()
+    assert "get_requires_for_build_wheel" in log.read_text()  # a file at the top of the tree changed: asked again
 
 
 def test_the_build_environment_is_made_once_and_again_after_a_killed_make(tmp_path, upstream, cache):
