@@ -16,4 +16,5 @@ RUN set -eux; \
 COPY uv venv-layer /usr/local/bin/
 ENV UV_NO_CACHE=1 UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy UV_COMPILE_BYTECODE=1 UV_NO_PROGRESS=1 \
     VIRTUAL_ENV=/var/lib/openstack OPENSTACK_PATCHES_PYTHON=/usr/bin/python${PYTHON_VERSION}
+RUN venv-layer --venv
 WORKDIR /build
