@@ -11,7 +11,8 @@ user runs it.  Prints:
     the same line), each against its target (10 % / 20 % of cold, or the bare
     `uv pip install --no-deps` of that one package plus 3 s), with the layers
     the new image shares with the previous one and the bytes it changes, and
-    a check that the change is in the image;
+    a check that the change is in the image, and where the middle sample's
+    time went (each step, the engine's RUN and COPY steps, start-up);
   - the final image size against runtime base + venv (+5 %), and the runtime
     base against the installed size of its Debian packages (its dead weight);
   - with --all-services: the unique layer bytes of the release's six images
@@ -91,14 +92,36 @@ def ensure_bases(env: dict, base: Path, release: str) -> None:
         raise SystemExit(f"the bases of {release} could not be built:\n{result.stderr[-2000:]}")
 
 
+def step_times(progress: str) -> list[tuple[str, float]]:
+    """Each finished step of a build's progress lines ("<step>: <status> (12.3s)"), with its seconds."""
+    return [(m[1], float(m[2])) for m in re.finditer(r"^(\S.*?): [^:\n]+ \((\d+(?:\.\d+)?)s\)$", progress, re.M)]
+
+
 def cold_breakdown(progress: str) -> str:
-    """Where a build's time went, from its progress lines ("<step>: done (12.3s)")."""
-    steps = [(m[1], float(m[2])) for m in re.finditer(r"^(\S.*?): done \((\d+(?:\.\d+)?)s\)$", progress, re.M)]
+    """Where a cold build's time went, from its progress lines."""
+    steps = step_times(progress)
     def total(prefix: str) -> float:
         return sum(seconds for step, seconds in steps if step.startswith(prefix))
     wheels = [seconds for step, seconds in steps if step.startswith("wheel ")]
     return (f"dependency locks {total('dependencies of'):.1f} s, release layers {total('release level'):.1f} s, "
             f"tree wheels {max(wheels, default=0):.1f} s (built side by side), service image {total('image '):.1f} s")
+
+
+def change_breakdown(progress: str, seconds: float, build_log: str) -> str:
+    """Where a rebuild's time went: its steps (the image's engine steps from its build log), and the rest."""
+    steps = dict(step_times(progress))
+    def total(prefix: str) -> float:
+        return sum(t for step, t in steps.items() if step.startswith(prefix))
+    marks = [(float(m[1]), m[2]) for m in re.finditer(r"^\[\s*(\d+\.\d+)s\] Step \d+/\d+ : (\w+)", build_log, re.M)]
+    engine: dict[str, float] = {}
+    for (at, instruction), (after, _) in zip(marks, marks[1:]):  # the last step (LABEL) has no end mark
+        engine[instruction] = engine.get(instruction, 0.0) + after - at
+    patches = [t for step, t in steps.items() if step.startswith("patch ")]  # side by side: the longest counts
+    parts = {"patch": max(patches, default=0.0), "wheel": total("wheel "), "image": total("image "), "sbom": total("sbom ")}
+    rest = seconds - sum(parts.values())
+    return (", ".join(f"{name} {t:.1f} s" for name, t in parts.items())
+            + f" (engine steps: RUN {engine.get('RUN', 0):.1f} s, COPY {engine.get('COPY', 0):.1f} s)"
+            + f", start-up and the rest {rest:.1f} s")
 
 
 def bare_install(requirements: list[str], target_tree: Path | None = None, version: str = "") -> float:
@@ -185,13 +208,15 @@ def main() -> None:
         out.append(f"  no-change rerun                                     {seconds:7.2f} s   ({calls}, {seconds / cold:.1%} of cold)")
 
         for component, share in ((args.service, 0.10), (args.library, 0.20)):
-            seconds_each, shared_each, present_each = [], [], []
+            seconds_each, shared_each, present_each, breakdowns = [], [], [], []
             for sample in range(1, args.samples + 1):  # each sample another code change of the same patch
                 patch, mark = change_code(base / "patches", component, args.release, sample)
                 previous = record["image_id"]
                 seconds, _ = invoke(env, *build)
                 record = json.loads((base / "build" / args.release / args.service / "image.json").read_text())
                 seconds_each.append(seconds)
+                build_log = (base / "build" / args.release / args.service / "build.log").read_text()
+                breakdowns.append(change_breakdown(STEP_LOGS[-1].read_text(), seconds, build_log))
                 shared_each.append(shared_and_changed(client, previous, record["image_id"]))
                 site = "/var/lib/openstack/lib/python3.11/site-packages"
                 present_each.append(mark in client.containers.run(
@@ -206,6 +231,8 @@ def main() -> None:
                        f"target {target:.1f} s (bare --no-deps install {single:.1f} s); "
                        f"{shared} of {total} layers shared, {changed / 1e6:.1f} MB new; "
                        f"change in image: {all(present_each)}")
+            middle = sorted(range(len(seconds_each)), key=seconds_each.__getitem__)[len(seconds_each) // 2]
+            out.append(f"    where sample {middle + 1}'s {seconds_each[middle]:.1f} s went: {breakdowns[middle]}")
 
         size = client.api.inspect_image(record["image_id"])["Size"]
         runtime = client.api.inspect_image(record["bases"]["runtime_id"])["Size"]
