@@ -4,7 +4,9 @@ Owns where the runtime base starts from (``base.image`` pulled, or a Debian
 root filesystem made with debootstrap on the host, trimmed like Debian's
 slim images and with Python and CA certificates installed and apt's caches
 removed *before* it is imported, so no later layer has to delete what
-every image would still ship), the two base Dockerfiles, and their tags:
+every image would still ship, and its byte code compiled again for the
+mtime its sources get in the archive, so Python uses it), the two base
+Dockerfiles, and their tags:
 each names a hash of its inputs (parent image ID, Dockerfile, arguments, uv
 binary), is built once per engine and never moved to another image.
 """
@@ -26,7 +28,7 @@ from .errors import BaseImageError, DiskFullError
 from .files import hash_inputs, sha256_bytes
 from .wheels import Target, uv_binary, uv_wheel
 
-ROOTFS_FORMAT = 2  # bump when the bootstrapped tree's contents change
+ROOTFS_FORMAT = 3  # bump when the bootstrapped tree's contents change
 
 # What Debian's slim images leave out, and what apt leaves behind.
 SLIM_DPKG_CFG = """\
@@ -67,6 +69,44 @@ def _trim_rootfs(rootfs: Path) -> None:
                 path.unlink()
 
 
+# Runs in the root filesystem (chroot) with its own Python: each .pyc there is compiled again from its
+# source, whose mtime is now the archive's, so that Python finds it current instead of compiling the module
+# at every import of every process (the byte code debootstrap's install wrote records the install's time).
+RECOMPILE_SCRIPT = r"""
+import importlib.util, os, py_compile, sys
+count = 0
+for top, _, files in os.walk("/usr"):
+    for name in files:
+        if not name.endswith(".pyc") or os.path.basename(top) != "__pycache__":
+            continue
+        cache = os.path.join(top, name)
+        try:
+            source = importlib.util.source_from_cache(cache)
+        except ValueError:
+            continue
+        if not os.path.isfile(source):
+            continue
+        os.utime(source, (0, 0))
+        level = name.split(".opt-")[1].split(".")[0] if ".opt-" in name else ""
+        py_compile.compile(source, cfile=cache, dfile=source, doraise=True, optimize=int(level) if level else 0,
+                           invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+        count += 1
+print(f"recompiled {count} byte-code files", file=sys.stderr)
+"""
+
+
+def _recompile_for_archive(rootfs: Path, python: str, log_path: Path) -> None:
+    """Make the root filesystem's byte code match the mtime its sources get in the archive (0)."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0", "LC_ALL": "C.UTF-8"}  # a fixed seed: the same bytes
+    command = [shutil.which("chroot") or "/usr/sbin/chroot", str(rootfs), f"/usr/bin/python{python}", "-c", RECOMPILE_SCRIPT]
+    with log_path.open("a") as log:
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if result.returncode != 0:
+        shutil.rmtree(rootfs.parent, ignore_errors=True)
+        raise BaseImageError(f"compiling the byte code of the bootstrapped root filesystem failed "
+                             f"(exit {result.returncode})", hint=f"its output is at the end of {log_path}")
+
+
 def bootstrap_rootfs(project: Project, rel: Release, log_path: Path) -> Path:
     """A trimmed Debian root filesystem with Python and CA certificates, as a tar file to import."""
     base = rel.base
@@ -100,6 +140,7 @@ def bootstrap_rootfs(project: Project, rel: Release, log_path: Path) -> Path:
     (rootfs / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True, exist_ok=True)
     (rootfs / "etc/dpkg/dpkg.cfg.d/openstack-patches-slim").write_text(SLIM_DPKG_CFG)
     _trim_rootfs(rootfs)
+    _recompile_for_archive(rootfs, rel.python, log_path)
     archive = scratch / "rootfs.tar"
     subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "--sort=name", "--mtime=@0", "-cf", str(archive), "."],
                    check=True)

@@ -94,6 +94,10 @@ def test_smoke(built, engine, service):
     code = (f"import marshal, {service}.version as m; "
             "print(marshal.loads(open(m.__cached__,'rb').read()[16:]).co_filename)")
     assert run_in(engine, image, f"python -c \"{code}\"").strip() == f"{SITE}/{service}/version.py"
+    # Every .pyc matches its source: none is compiled again at each import (stdlib and venv alike).
+    imports = run_in(engine, image, f"python -v -c 'import {service}.version, email.message, asyncio, json' 2>&1")
+    assert "email/__pycache__/message.cpython" in imports and "bytecode is stale" not in imports, \
+        [line for line in imports.splitlines() if "stale" in line][:5]
 
 
 WHEEL_MAKER = """
