@@ -144,7 +144,7 @@ def test_empty_engine_b_builds_the_same_inputs_from_the_cache(on_a, engine_b, ca
     assert result.returncode == 0, result.stderr
     assert f"engine: {engine_b.host} (TLS, server verified, client certificate from {engine_b.certs})" in result.stderr
     (row,) = json.loads(result.stdout)
-    assert row["result"] == "from the layer cache" and row["image_id"] == record["image_id"]
+    assert row["result"] == "from the layer cache" and row["image_id"] == record["image_id"], result.stderr
     # Nothing was built on B, everything was pulled: the same images, layer for layer.
     assert made_here(tmp_path) == []
     assert "layer cache: pull the build base" in result.stderr
