@@ -97,27 +97,31 @@ def step_times(progress: str) -> list[tuple[str, float]]:
     return [(m[1], float(m[2])) for m in re.finditer(r"^(\S.*?): [^:\n]+ \((\d+(?:\.\d+)?)s\)$", progress, re.M)]
 
 
+def total(steps: list[tuple[str, float]], prefix: str) -> float:
+    return sum(seconds for step, seconds in steps if step.startswith(prefix))
+
+
+def longest(steps: list[tuple[str, float]], prefix: str) -> float:
+    """Of steps that ran side by side, the one the command waited for."""
+    return max((seconds for step, seconds in steps if step.startswith(prefix)), default=0.0)
+
+
 def cold_breakdown(progress: str) -> str:
     """Where a cold build's time went, from its progress lines."""
     steps = step_times(progress)
-    def total(prefix: str) -> float:
-        return sum(seconds for step, seconds in steps if step.startswith(prefix))
-    wheels = [seconds for step, seconds in steps if step.startswith("wheel ")]
-    return (f"dependency locks {total('dependencies of'):.1f} s, release layers {total('release level'):.1f} s, "
-            f"tree wheels {max(wheels, default=0):.1f} s (built side by side), service image {total('image '):.1f} s")
+    return (f"dependency locks {total(steps, 'dependencies of'):.1f} s, release layers {total(steps, 'release level'):.1f} s, "
+            f"tree wheels {longest(steps, 'wheel '):.1f} s (built side by side), service image {total(steps, 'image '):.1f} s")
 
 
 def change_breakdown(progress: str, seconds: float, build_log: str) -> str:
     """Where a rebuild's time went: its steps (the image's engine steps from its build log), and the rest."""
-    steps = dict(step_times(progress))
-    def total(prefix: str) -> float:
-        return sum(t for step, t in steps.items() if step.startswith(prefix))
+    steps = step_times(progress)
     marks = [(float(m[1]), m[2]) for m in re.finditer(r"^\[\s*(\d+\.\d+)s\] Step \d+/\d+ : (\w+)", build_log, re.M)]
     engine: dict[str, float] = {}
     for (at, instruction), (after, _) in zip(marks, marks[1:]):  # the last step (LABEL) has no end mark
         engine[instruction] = engine.get(instruction, 0.0) + after - at
-    patches = [t for step, t in steps.items() if step.startswith("patch ")]  # side by side: the longest counts
-    parts = {"patch": max(patches, default=0.0), "wheel": total("wheel "), "image": total("image "), "sbom": total("sbom ")}
+    parts = {"patch": longest(steps, "patch "), "wheel": total(steps, "wheel "), "image": total(steps, "image "),
+             "sbom": total(steps, "sbom ")}
     rest = seconds - sum(parts.values())
     return (", ".join(f"{name} {t:.1f} s" for name, t in parts.items())
             + f" (engine steps: RUN {engine.get('RUN', 0):.1f} s, COPY {engine.get('COPY', 0):.1f} s)"
