@@ -110,7 +110,8 @@ def cold_breakdown(progress: str) -> str:
     """Where a cold build's time went, from its progress lines."""
     steps = step_times(progress)
     return (f"dependency locks {total(steps, 'dependencies of'):.1f} s, release layers {total(steps, 'release level'):.1f} s, "
-            f"tree wheels {longest(steps, 'wheel '):.1f} s (built side by side), service image {total(steps, 'image '):.1f} s")
+            f"tree wheels and their layers {longest(steps, 'wheel ') + longest(steps, 'layer '):.1f} s (made side by side), "
+            f"service image {total(steps, 'image '):.1f} s")
 
 
 def change_breakdown(progress: str, seconds: float, build_log: str) -> str:
@@ -120,11 +121,11 @@ def change_breakdown(progress: str, seconds: float, build_log: str) -> str:
     engine: dict[str, float] = {}
     for (at, instruction), (after, _) in zip(marks, marks[1:]):  # the last step (LABEL) has no end mark
         engine[instruction] = engine.get(instruction, 0.0) + after - at
-    parts = {"patch": longest(steps, "patch "), "wheel": total(steps, "wheel "), "image": total(steps, "image "),
-             "sbom": total(steps, "sbom ")}
+    parts = {"patch": longest(steps, "patch "), "wheel": total(steps, "wheel "), "layer": total(steps, "layer "),
+             "image": total(steps, "image "), "sbom": total(steps, "sbom ")}
     rest = seconds - sum(parts.values())
     return (", ".join(f"{name} {t:.1f} s" for name, t in parts.items())
-            + f" (engine steps: RUN {engine.get('RUN', 0):.1f} s, COPY {engine.get('COPY', 0):.1f} s)"
+            + " (engine steps: " + ", ".join(f"{step} {engine.get(step, 0):.1f} s" for step in ("RUN", "COPY", "ADD")) + ")"
             + f", start-up and the rest {rest:.1f} s")
 
 

@@ -2,10 +2,10 @@
 
 One target per service, from the very plan the docker-py path builds
 (``service_image.plan_service``): the same rendered Dockerfile (with its
-``dependencies.txt``) in a context directory, the same build arguments,
-labels and tags, and every named context as a real directory: the cache's
-directory of each patched tree's wheel, and each set of package files linked
-into a directory of its own.  A named context replaces the Dockerfile stage of the same name
+``dependencies.txt`` and the patched trees' layer archives) in a context
+directory, the same build arguments, labels and tags, and every named
+context (a set of package files) as a real directory, the files linked into
+it from the cache.  A named context replaces the Dockerfile stage of the same name
 (BuildKit's ``contexts``, buildah's ``--build-context``): the stage that
 docker-py feeds from a context image, so the ``CTX_*`` arguments stay as
 they are and are never resolved.
@@ -44,14 +44,16 @@ def _link(source: Path, dest: Path) -> None:
 def _target(project: Project, plan: ServicePlan, bases: dict[str, str]) -> dict:
     """One bake target: the plan's Dockerfile and arguments, its named contexts as directories."""
     directory = project.layout.bake_dir(plan.release, plan.service)
-    sets = [ctx for ctx in plan.contexts if ctx.directory is None]
-    paths = {ctx.stage: fetch_files(project, list(ctx.files)) for ctx in sets}
+    paths = {ctx.stage: fetch_files(project, list(ctx.files)) for ctx in plan.contexts}
 
     def fill(staging: Path) -> None:
         (staging / "context").mkdir(parents=True)
         (staging / "context" / "Dockerfile").write_text(plan.dockerfile)
         (staging / "context" / "dependencies.txt").write_text(plan.dependencies)
-        for ctx in sets:
+        for name, archive in plan.trees.items():
+            (staging / "context" / name).parent.mkdir(parents=True, exist_ok=True)
+            _link(archive, staging / "context" / name)
+        for ctx in plan.contexts:
             (staging / ctx.stage).mkdir()
             for path in paths[ctx.stage].values():
                 _link(path, staging / ctx.stage / path.name)
@@ -60,8 +62,7 @@ def _target(project: Project, plan: ServicePlan, bases: dict[str, str]) -> dict:
     return {
         "context": str(directory / "context"),
         "dockerfile": "Dockerfile",
-        "contexts": {ctx.stage: str(ctx.directory if ctx.directory is not None else directory / ctx.stage)
-                     for ctx in plan.contexts},
+        "contexts": {ctx.stage: str(directory / ctx.stage) for ctx in plan.contexts},
         "args": {**plan.buildargs, **bases},
         "labels": plan.labels,
         "tags": list(plan.tags),

@@ -37,6 +37,7 @@ from .service_image import (
     is_current,
     plan_service,
 )
+from .tree_layer import TreeLayer, tree_layer
 from .tree_wheel import TreeWheel, tree_wheel
 from .wheels import Target, wheel_set
 
@@ -71,6 +72,11 @@ def wheel_of(project: Project, tree: PreparedTree, target: Target) -> TreeWheel:
     return tree_wheel(project, tree, build_files)
 
 
+def layer_of(project: Project, tree: PreparedTree, target: Target) -> TreeLayer:
+    """The layer an image adds for a patched tree: its wheel, installed for the image's Python."""
+    return tree_layer(project, wheel_of(project, tree, target), target.python, tree.release)
+
+
 def prepare_release(project: Project, rel: Release, services: list[str], client, jobs: int = 1,
                     force: bool = False, contexts: bool = True) -> ReleaseInputs:
     """Everything the release's images share, and each requested service's plan (and context images)."""
@@ -89,9 +95,9 @@ def prepare_release(project: Project, rel: Release, services: list[str], client,
                                           constraints_text, target, max(2, jobs))
         users = {s: (s, *service_locks[s].libraries) for s in services}
 
-        def wheel(name: str) -> TreeWheel:
+        def layer(name: str) -> TreeLayer:
             try:
-                return wheel_of(project, prepared[name], target)
+                return layer_of(project, prepared[name], target)
             except PipelineError:  # the images that install this tree cannot be built: their records would lie
                 for service in (s for s, trees in users.items() if name in trees):
                     for path in [layout.image_record(rel.name, service), *downstream_outputs(project, rel.name, service)]:
@@ -100,15 +106,15 @@ def prepare_release(project: Project, rel: Release, services: list[str], client,
 
         trees = list(dict.fromkeys(n for names in users.values() for n in names))
         with ThreadPoolExecutor(max_workers=max(2, jobs)) as pool:
-            # The wheels are built on the host while the engine builds the release layers (they need nothing of them).
-            building = [pool.submit(wheel, name) for name in trees]
+            # The trees' layers are made on the host while the engine builds the release layers (they need nothing of them).
+            building = [pool.submit(layer, name) for name in trees]
             layers = ensure_release_layers(client, project, rel, bases, list(service_locks.values()), services,
                                            target, force)
-            wheels = {name: future.result() for name, future in zip(trees, building)}
+            tree_layers = {name: future.result() for name, future in zip(trees, building)}
         plans = {}
         for service in services:
             plans[service] = plan_service(project, rel.name, prepared[service], libraries, service_locks[service],
-                                          layers, bases, constraints, target, wheels)
+                                          layers, bases, constraints, target, tree_layers)
             if contexts and (force or is_current(client, project, plans[service]) is None):
                 ensure_contexts(client, project, plans[service])
     return ReleaseInputs(rel, prepared, constraints, bases, layers, plans, target)

@@ -129,27 +129,20 @@ def tag(client, image_id: str, ref: str) -> None:
 # --- build contexts ----------------------------------------------------------------------
 
 
-def context_tar(files: dict[str, bytes], trees: dict[str, Path] | None = None,
-                executables: frozenset[str] = frozenset()) -> io.BytesIO:
-    """A build context: in-memory files plus whole directories (ownership and mtimes normalised)."""
+def context_tar(files: dict[str, bytes | Path], executables: frozenset[str] = frozenset()) -> io.BytesIO:
+    """A build context: files given by their bytes or read from a path (ownership and mtimes normalised)."""
     buffer = io.BytesIO()
-
-    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        info.mtime = 0
-        return info
-
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, data in sorted(files.items()):
-            info = normalise(tarfile.TarInfo(name))
-            info.size = len(data)
+            info = tarfile.TarInfo(name)
             info.mode = 0o755 if name in executables else 0o644
-            tar.addfile(info, io.BytesIO(data))
-        for prefix, tree in sorted((trees or {}).items()):
-            for path in sorted(tree.rglob("*")):
-                arcname = str(Path(prefix) / path.relative_to(tree)) if prefix else str(path.relative_to(tree))
-                tar.add(path, arcname=arcname, recursive=False, filter=normalise)
+            if isinstance(data, Path):
+                info.size = data.stat().st_size
+                with data.open("rb") as handle:
+                    tar.addfile(info, handle)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
     buffer.seek(0)
     return buffer
 
@@ -273,11 +266,6 @@ def context_image(client, settings: Settings, name: str, digest: str, make_conte
 
     _, built = ensure_image(client, settings, ref, make, f"context {name}")
     return ref, built
-
-
-def tree_context(tree: Path) -> io.BytesIO:
-    """A tree as the tar stream of a context image."""
-    return context_tar({}, {"": tree})
 
 
 def run_container(client, image: str, command: list[str], what: str) -> bytes:

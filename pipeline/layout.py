@@ -164,6 +164,9 @@ class Layout:
     def tree_wheels(self) -> Path:
         return self.cache_dir / "tree-wheels"
 
+    def tree_layers(self) -> Path:
+        return self.cache_dir / "tree-layers"
+
     def build_envs(self) -> Path:
         return self.cache_dir / "build-envs"
 

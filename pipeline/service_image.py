@@ -1,9 +1,12 @@
 """Service images: the rendered Dockerfile, its inputs and the build record ``image.json``.
 
 Owns one service image of a release: its layers on the release layers (its
-own extra dependencies, each patched library, the patched service), the
-context images its build reads (package files, the wheels of the patched trees),
-tags (``<prefix>/<service>:<version>-p<patches>-<input hash>``, immutable,
+own extra dependencies, then each patched library and the patched service,
+each as the archive of its installed files and a byte-code layer), the build
+context (the Dockerfile, the service's extra requirements, the patched
+trees' layer archives) and the context image of the package files its
+dependency layer installs, tags
+(``<prefix>/<service>:<version>-p<patches>-<input hash>``, immutable,
 and ``:<release>``, moving), labels, and the record ``image.json``: written
 once, after a successful build, with everything later stages need (the
 source record of every component, every patch with the hash of its bytes
@@ -28,18 +31,18 @@ from .config import Project
 from .constraints import ConstraintsRecord
 from .dependencies import ServiceLock, requirements_text
 from .dockerfiles import LibrarySlot, find_dockerfile, render
-from .engine import context_image, context_tar, inspect, stream_build, tag, tree_context
+from .engine import context_image, context_tar, inspect, stream_build, tag
 from .errors import LayerCacheError
 from .files import hash_inputs, read_json, remove, write_atomic, write_json
 from .redact import public_url
 from .release_layer import ReleaseLayers
 from .series import PreparedTree
 from .stamps import input_hash, tool_id
-from .tree_wheel import TreeWheel
+from .tree_layer import TreeLayer
 from .wheels import LockedFile, Target, fetch_files, wheel_set, wheelhouse_context
 
 LABEL_NS = "io.openstack-patches"
-RECORD_FORMAT = 4
+RECORD_FORMAT = 5
 
 
 @dataclass
@@ -83,25 +86,22 @@ def _labels(project: Project, release: str, service: PreparedTree, libs: list[Pr
 
 @dataclass(frozen=True)
 class NamedContext:
-    """One named build context of a service image: a directory (a patched tree's wheel), or a set of package files.
+    """One named build context of a service image: a set of package files.
 
     docker-py gets it as a context image (``image``, tagged by ``digest``,
-    passed in the build argument ``arg``); BuildKit and buildah get the
-    directory as ``--build-context <stage>=DIR``, which replaces the stage of
-    that name in the Dockerfile.
+    passed in the build argument ``arg``); BuildKit and buildah get a
+    directory of the files as ``--build-context <stage>=DIR``, which replaces
+    the stage of that name in the Dockerfile.
     """
 
     stage: str  # the Dockerfile stage it stands for
     arg: str  # the CTX_* build argument naming its context image
     image: str  # the context image's name (<prefix>/context-<image>)
     digest: str
-    directory: Path | None = None
     files: tuple[LockedFile, ...] = ()
 
     def make(self, project: Project) -> io.BytesIO:
         """The context image's build context."""
-        if self.directory is not None:
-            return tree_context(self.directory)
         return wheelhouse_context(fetch_files(project, list(self.files)))
 
 
@@ -118,13 +118,14 @@ class ServicePlan:
     input_hash: str
     tags: tuple[str, str]  # immutable, moving
     contexts: list[NamedContext]
+    trees: dict[str, Path]  # files of the build context: path in the context -> a patched tree's layer archive
     record: dict[str, Any]  # the image record without image_id
 
 
 def plan_service(project: Project, release: str, service: PreparedTree, libraries: dict[str, PreparedTree],
                  lock: ServiceLock, layers: ReleaseLayers, bases: BaseImages, constraints: ConstraintsRecord,
-                 target: Target, tree_wheels: dict[str, TreeWheel]) -> ServicePlan:
-    """The plan of one service image; ``tree_wheels`` holds the wheel of the service and of each library it needs."""
+                 target: Target, tree_layers: dict[str, TreeLayer]) -> ServicePlan:
+    """The plan of one service image; ``tree_layers`` holds the layer of the service and of each library it needs."""
     settings, layout = project.settings, project.layout
     name = service.component
     libs = [libraries[n] for n in lock.libraries]
@@ -136,30 +137,34 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
     slots = [LibrarySlot(lib.component, lib.source.version) for lib in libs]
     patches = [asdict(p) for tree in [*libs, service] for p in tree.patches]
     labels = _labels(project, release, service, libs, base.image, constraints, patches)
-    dockerfile = render(find_dockerfile(project, release, [name, "service"]).read_text(), slots,
-                        {"dependencies": bool(extras)}) + label_instruction(labels)
+    trees = {"service": tree_layers[name], **{lib.component: tree_layers[lib.component] for lib in libs}}
+    template = find_dockerfile(project, release, [name, "service"])
+    dockerfile = render(template.read_text(), slots, {"dependencies": bool(extras)},
+                        {tree: layer.bytecode_instruction() for tree, layer in trees.items()},
+                        where=str(template)) + label_instruction(labels)
+    context_files = {f"trees/{tree}/{archive.name}": archive for tree, layer in trees.items()
+                     for archive in (layer.archive, layer.metadata_archive)}
     dependencies = requirements_text(extras)
     prefix = settings.image_prefix
 
-    contexts = [
-        NamedContext("wheels", "CTX_WHEELS", "wheels", wheels.digest, files=wheels.files),
-        NamedContext("service", "CTX_SERVICE", name, tree_wheels[name].sha256, directory=tree_wheels[name].directory),
-        *[NamedContext(lib.component, f"CTX_{slot.arg}", lib.component, tree_wheels[lib.component].sha256,
-                       directory=tree_wheels[lib.component].directory) for slot, lib in zip(slots, libs)],
-    ]
+    contexts = [NamedContext("wheels", "CTX_WHEELS", "wheels", wheels.digest, files=wheels.files)]
     buildargs = {
         "BUILD_BASE": bases.build_id, "RELEASE_BUILD": base.build_image_id, "RELEASE_BASE": base.image_id,
         **{ctx.arg: context_ref(settings, ctx.image, ctx.digest) for ctx in contexts},
     }
     digest = input_hash({"dockerfile": dockerfile, "dependencies": dependencies, "buildargs": buildargs,
+                         "trees": {tree: [layer.sha256, layer.metadata_sha256] for tree, layer in trees.items()},
                          "labels": labels, "record_format": RECORD_FORMAT})
     image_name = f"{prefix}/{name}"
     tags = (f"{image_name}:{service.source.version}-p{len(patches)}-{digest[:12]}", f"{image_name}:{release}")
     image_layers = [
         *[{"name": level.name, "image": level.image, "packages": [f.pin for f in level.files]} for level in chain],
         *([{"name": "dependencies", "packages": [f.pin for f in sorted(extras, key=lambda f: f.name)]}] if extras else []),
-        *[{"name": f"library {lib.component}", "packages": [f"{lib.component}=={lib.source.version}"]} for lib in libs],
+        *[layer for lib in libs for layer in (
+            {"name": f"library {lib.component}", "packages": [f"{lib.component}=={lib.source.version}"]},
+            {"name": f"library {lib.component} byte code", "packages": []})],
         {"name": "service", "packages": [f"{name}=={service.source.version}"]},
+        {"name": "service byte code", "packages": []},
     ]
     record = {
         "format": RECORD_FORMAT, "tool": tool_id(), "service": name, "release": release, "image": image_name,
@@ -167,7 +172,8 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
         "head": service.head, "head_date": service.head_date, "tree": service.tree,
         "sources": {tree.component: asdict(tree.source) for tree in [service, *libs]},
         "heads": {tree.component: tree.head for tree in [service, *libs]},
-        "wheels": {tree.component: tree_wheels[tree.component].to_dict() for tree in [service, *libs]},
+        "wheels": {tree.component: tree_layers[tree.component].wheel.to_dict() for tree in [service, *libs]},
+        "tree_layers": {tree.component: tree_layers[tree.component].to_dict() for tree in [service, *libs]},
         "dist_names": {tree.component: canonicalize_name(settings.pypi_name(tree.component)) for tree in [service, *libs]},
         "patches": patches,
         "libraries": {lib.component: {"version": lib.source.version, "head": lib.head, "patches": len(lib.patches)}
@@ -177,7 +183,8 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
         "constraints": constraints.to_dict(), "target": asdict(target),
         "build_log": layout.rel(layout.build_log(release, name)),
     }
-    return ServicePlan(name, release, dockerfile, dependencies, buildargs, labels, digest, tags, contexts, record)
+    return ServicePlan(name, release, dockerfile, dependencies, buildargs, labels, digest, tags, contexts,
+                       context_files, record)
 
 
 def label_instruction(labels: dict[str, str]) -> str:
@@ -238,7 +245,8 @@ def build_service(client, project: Project, plan: ServicePlan, force: bool = Fal
                               hint="the cache holds an image that was not made by this tool: remove that tag from it")
     action, calls = "from the layer cache", 0
     if image_id is None:
-        context = context_tar({"Dockerfile": plan.dockerfile.encode(), "dependencies.txt": plan.dependencies.encode()})
+        context = context_tar({"Dockerfile": plan.dockerfile.encode(), "dependencies.txt": plan.dependencies.encode(),
+                               **plan.trees})
         with console.step(f"image {name} ({release})"):
             image_id = stream_build(client, context, layout.build_log(release, name), f"{name} ({release})",
                                     buildargs=plan.buildargs, nocache=force)

@@ -72,13 +72,14 @@ def test_bake_target_is_the_docker_py_plan(baked):
     assert target["tags"] == record["tags"]
     # Named contexts: real directories, one per stage that docker-py feeds from a context image.
     contexts = target["contexts"]
-    assert set(contexts) == {"wheels", "service"}
-    # The service's context: the wheel built on the host from the patched tree, alone in its directory.
-    built = [p.name for p in Path(contexts["service"]).iterdir()]
-    assert built == [record["wheels"]["demo"]["file"]] and built[0].endswith("-py3-none-any.whl")
-    assert sha256_file(Path(contexts["service"]) / built[0]) == record["wheels"]["demo"]["sha256"]
+    assert set(contexts) == {"wheels"}
     assert [p.name.split("-")[0] for p in Path(contexts["wheels"]).iterdir()] == ["six"]  # its dependency layer's
-    assert [layer["name"] for layer in record["layers"]] == ["release level 0 (2 services)", "dependencies", "service"]
+    # The patched tree's layer: the archives the docker-py build sent, byte for byte, in the context.
+    trees = sorted(str(p.relative_to(context)) for p in (context / "trees").rglob("*") if p.is_file())
+    assert trees == ["trees/service/layer.tar", "trees/service/metadata.tar"]
+    assert sha256_file(context / "trees" / "service" / "layer.tar") == record["tree_layers"]["demo"]["sha256"]
+    assert [layer["name"] for layer in record["layers"]] == ["release level 0 (2 services)", "dependencies", "service",
+                                                             "service byte code"]
     # The package files are the hash-checked files of the cache, byte for byte.
     wheel_cache = Path(layout.settings_overrides["cache_dir"]) / "wheels"
     for path in Path(contexts["wheels"]).iterdir():

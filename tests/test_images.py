@@ -128,14 +128,16 @@ def test_images_share_the_release_layers_and_add_only_their_own(built, engine):
     for service, result in results.items():
         base = engine.api.inspect_image(result.record["bases"]["release_layer_id"])["RootFS"]["Layers"]
         assert layers[service][: len(base)] == base
-        assert len(layers[service]) == len(base) + 3  # its own dependencies, oslo.messaging, the service
+        # its own dependencies, oslo.messaging and the service, each of the two with its byte code
+        assert len(layers[service]) == len(base) + 5
     keystone = results["keystone"].record
     names = [layer["name"] for layer in keystone["layers"]]
     assert names == ["release level 0 (6 services)", "release level 1 (5 services)", "dependencies",
-                     "library oslo.messaging", "service"]
+                     "library oslo.messaging", "library oslo.messaging byte code", "service", "service byte code"]
     assert {layer["name"] for layer in results["nova"].record["layers"]} >= set(names[:2])
     keystone_only = set(layers["keystone"]) - set(layers["nova"])
-    assert len(keystone_only) == 2  # its own dependencies and itself; the release levels and oslo.messaging are shared
+    # its own dependencies, itself and its byte code; the release levels and oslo.messaging's two layers are shared
+    assert len(keystone_only) == 3
     level0 = {p.split("==")[0] for p in keystone["layers"][0]["packages"]}
     assert {"oslo-config", "sqlalchemy"} <= level0 and "pysaml2" not in level0  # keystone's own stays its own
     levels = json.loads((project.layout.release_layer_dir("2025.2") / "layers.json").read_text())["levels"]
@@ -377,6 +379,69 @@ def test_push_to_a_loopback_registry_and_a_failed_push(built, registry, engine):
     assert report.first_error().exit_code == 43
     assert not project.layout.push_record("2025.2", "keystone").exists()
     assert not [t for t in engine.api.inspect_image(result.record["image_id"])["RepoTags"] if t.startswith(closed)]
+
+
+def test_a_tree_layer_is_its_wheel_installed_into_the_image_venv(built):
+    """keystone's real wheel (scripts, data files, dist-info) as the archive its image ADDs: one owner, one mtime."""
+    import tarfile
+
+    from pipeline import series, tree_layer
+    from pipeline.wheels import Target
+
+    project, results = built
+    tree = next(p for p in series.patch(project, "2025.2", ("keystone",), 1) if p.component == "keystone")
+    layer = build_stage.layer_of(project, tree, Target.of("3.11", "x86_64", "bookworm"))
+    assert layer.to_dict() == results["keystone"].record["tree_layers"]["keystone"]  # what the image was built from
+    assert layer.compile == ("keystone",) and layer.dist_info == "keystone-28.0.0.dist-info"
+    with tarfile.open(layer.archive) as archive:
+        members = archive.getmembers()
+        files = {m.name: m for m in members}
+        assert [m.name for m in members] == sorted(files)
+        assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "", "", tree_layer.EPOCH)}
+        assert {m.mode for m in members if m.isdir()} == {0o755}
+        script = files["var/lib/openstack/bin/keystone-manage"]
+        assert script.mode == 0o755 and archive.extractfile(script).readline() == b"#!/var/lib/openstack/bin/python\n"
+        assert "var/lib/openstack/etc/keystone/sso_callback_template.html" in files  # a data file, under the venv
+        dist_info = f"{SITE[1:]}/keystone-28.0.0.dist-info"
+        assert archive.extractfile(files[f"{dist_info}/INSTALLER"]).read() == b"openstack-patches\n"
+        assert f"{dist_info}/REQUESTED" in files and f"{dist_info}/direct_url.json" not in files
+        recorded = {line.split(",")[0] for line in archive.extractfile(files[f"{dist_info}/RECORD"]).read().decode().splitlines()}
+        installed = {name for name, m in files.items() if m.isfile()}
+        prefix = SITE[1:] + "/"
+        assert {name.removeprefix(prefix) if name.startswith(prefix) else f"../../../{name.split('/', 3)[3]}"
+                for name in installed} == recorded
+        assert not [name for name in installed if "__pycache__" in name or name.endswith(".pyc")]  # the image compiles
+    with tarfile.open(layer.metadata_archive) as archive:
+        assert [m.name for m in archive.getmembers() if m.isfile()] == [f"{dist_info}/METADATA", f"{dist_info}/WHEEL"]
+    # The same wheel gives the same bytes; a damaged archive in the cache is made again.
+    shutil.rmtree(layer.directory)
+    assert build_stage.layer_of(project, tree, Target.of("3.11", "x86_64", "bookworm")) == layer
+    layer.archive.write_bytes(b"damaged")
+    assert build_stage.layer_of(project, tree, Target.of("3.11", "x86_64", "bookworm")) == layer
+    assert sha256_file(layer.archive) == layer.sha256
+
+
+def test_a_tree_s_layers_are_the_same_after_a_forced_rebuild_and_its_byte_code_layer_is_only_byte_code(
+        tmp_path, upstream, cache, engine):
+    import io
+    import tarfile
+
+    from pipeline import tree_layer
+
+    layout = demo_layout(tmp_path, upstream, cache)
+    first = build(layout.project(), ["demo"])["demo"]
+    again = build(layout.project(), ["demo"], force=True)["demo"]
+    assert again.action == "built"
+    layers = engine.api.inspect_image(first.record["image_id"])["RootFS"]["Layers"]
+    assert engine.api.inspect_image(again.record["image_id"])["RootFS"]["Layers"] == layers
+    saved = tarfile.open(fileobj=io.BytesIO(b"".join(engine.api.get_image(first.record["image_id"]))))
+    last = json.load(saved.extractfile("manifest.json"))[0]["Layers"][-1]  # the service's byte code
+    with tarfile.open(fileobj=saved.extractfile(last)) as layer:
+        members = layer.getmembers()
+    assert {m.mtime for m in members} == {tree_layer.EPOCH}
+    compiled = sorted(m.name for m in members if m.isfile())
+    assert compiled == [f"{SITE[1:]}/demo/__pycache__/{name}.cpython-311.pyc" for name in ("__init__", "core")]
+    assert not [m.name for m in members if not m.isdir() and not m.isfile()]  # no whiteout, no link
 
 
 def test_tree_wheel_is_reproducible_and_a_damaged_one_is_built_again(tmp_path, upstream, cache):

@@ -1,0 +1,202 @@
+"""The image layer of a patched tree: its wheel, installed into the image's venv, as archives a build ADDs.
+
+Owns turning the wheel of a patched tree (``tree_wheel``) into what a service
+image build adds for it: ``layer.tar``, every file the install writes at its
+path in the image (the package under site-packages, its dist-info, its
+entry-point scripts, its data files), and ``metadata.tar``, the dist-info's
+METADATA and WHEEL alone (what ``uv pip check`` reads).  The install is
+pypa/installer's, with the image venv's interpreter in the scripts'
+shebangs; every entry is owned by root, has one fixed mtime and a normal
+mode, in a fixed order: the same wheel gives the same bytes, so the same
+image layer on any engine, in any service image of the release.
+
+Byte code is not made here: only the image's own Python can make it.  The
+build step that follows each ``ADD`` (``bytecode_instruction``) compiles the
+tree's modules in place, with a fixed hash seed, and gives what it wrote the
+same fixed mtime, so that layer is reproducible too.
+
+Why not install in a build stage, as the release layers do: a stage costs a
+container, the commit of the installed files, and a ``COPY --from`` that
+copies and commits every file once more (on keystone: 2.9 s for the stage
+and 1.8 s for the copy, against 0.6 s for the ``ADD`` of the archive).
+Archives are content-addressed by their inputs under ``<cache>/tree-layers/``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import console, locks
+from .config import Project
+from .errors import ImageBuildError
+from .files import clean_staging, hash_inputs, read_json, replace_dir, sha256_file
+from .tree_wheel import REPRODUCIBLE_EPOCH, TreeWheel
+
+LAYER_FORMAT = 1  # bump when the archives' content or form changes: every cached layer is then made again
+VENV = "/var/lib/openstack"  # the image's venv (the release layers make it)
+INSTALLER = b"openstack-patches\n"  # PEP 376: who installed the distribution (uv's own layers say uv)
+EPOCH = int(REPRODUCIBLE_EPOCH)
+
+# Run by the image's Python after the ADD of a tree's layer: compile the tree's modules as uv would
+# (timestamp-checked .pyc; a file that does not compile is left without one; forked workers share the
+# fixed hash seed), then give what the step wrote (each .pyc, its __pycache__ and the directory above)
+# the archive's mtime.  Paths it did not write keep theirs: changing them would copy them into this
+# layer.  Temporary files go to /dev/shm, which no layer holds.
+BYTECODE_PROGRAM = """\
+import importlib.util, multiprocessing, os, py_compile, sys
+from concurrent.futures import ProcessPoolExecutor
+epoch, targets = int(sys.argv[1]), sys.argv[2:]
+sources = [t for t in targets if not os.path.isdir(t)]
+for target in (t for t in targets if os.path.isdir(t)):
+    sources += [os.path.join(top, name) for top, _, names in os.walk(target) for name in names if name.endswith(".py")]
+def compile_one(source):
+    py_compile.compile(source, doraise=False, quiet=2, invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+with ProcessPoolExecutor(mp_context=multiprocessing.get_context("fork")) as pool:
+    list(pool.map(compile_one, sources, chunksize=16))
+for source in sources:
+    compiled = importlib.util.cache_from_source(source)
+    for path in (compiled, os.path.dirname(compiled), os.path.dirname(source)):
+        if os.path.lexists(path) and os.lstat(path).st_mtime != epoch:
+            os.utime(path, (epoch, epoch), follow_symlinks=False)
+"""
+
+
+@dataclass(frozen=True)
+class TreeLayer:
+    wheel: TreeWheel  # what was installed
+    directory: Path  # layer.tar and metadata.tar, alone in their directory of the cache
+    sha256: str  # of layer.tar
+    metadata_sha256: str
+    dist_info: str  # e.g. keystone-28.0.0.dist-info
+    compile: tuple[str, ...]  # the site-packages entries whose modules the image compiles (packages, modules)
+    python: str  # the image's Python version ("3.11")
+
+    @property
+    def component(self) -> str:
+        return self.wheel.component
+
+    @property
+    def archive(self) -> Path:
+        return self.directory / "layer.tar"
+
+    @property
+    def metadata_archive(self) -> Path:
+        return self.directory / "metadata.tar"
+
+    @property
+    def site_packages(self) -> str:
+        return f"{VENV}/lib/python{self.python}/site-packages"
+
+    def bytecode_instruction(self) -> str:
+        """The Dockerfile step that compiles this layer's modules with the image's Python (see BYTECODE_PROGRAM)."""
+        command = ["env", "PYTHONHASHSEED=0", "TMPDIR=/dev/shm", f"{VENV}/bin/python", "-S", "-c", BYTECODE_PROGRAM,
+                   str(EPOCH), *(f"{self.site_packages}/{entry}" for entry in self.compile)]
+        return f"RUN {json.dumps(command)}"
+
+    def to_dict(self) -> dict:
+        return {"sha256": self.sha256, "metadata_sha256": self.metadata_sha256, "dist_info": self.dist_info,
+                "compile": list(self.compile)}
+
+
+def tree_layer(project: Project, wheel: TreeWheel, python: str, release: str) -> TreeLayer:
+    """The layer archives of ``wheel`` installed into the venv of an image with Python ``python``."""
+    import installer
+
+    layout = project.layout
+    key = hash_inputs([LAYER_FORMAT, wheel.sha256, python, VENV, EPOCH, installer.__version__])[:32]
+    root = layout.tree_layers()
+    directory = root / key
+    with locks.hold(layout.cache_lock(f"tree-layer-{key}"), f"the image layer of {wheel.component}"):
+        found = _cached(wheel, directory, python)
+        if found is not None:
+            return found
+        clean_staging(root, key)
+        with console.step(f"layer {wheel.component} ({release})"):
+            replace_dir(directory, lambda staging: _make(wheel, python, staging))
+        made = _cached(wheel, directory, python)
+        assert made is not None, directory  # just written whole
+        return made
+
+
+def _cached(wheel: TreeWheel, directory: Path, python: str) -> TreeLayer | None:
+    data = read_json(directory / "layer.json")
+    if not isinstance(data, dict) or not {"sha256", "metadata_sha256", "dist_info", "compile"} <= data.keys():
+        return None
+    layer = TreeLayer(wheel, directory, data["sha256"], data["metadata_sha256"], data["dist_info"],
+                      tuple(data["compile"]), python)
+    for path, digest in ((layer.archive, layer.sha256), (layer.metadata_archive, layer.metadata_sha256)):
+        if not path.is_file() or sha256_file(path) != digest:
+            return None  # a damaged cache entry is made again, never used
+    return layer
+
+
+def _make(wheel: TreeWheel, python: str, out: Path) -> None:
+    from installer import install
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.exceptions import InstallerError
+    from installer.sources import WheelFile
+
+    site = f"{VENV}/lib/python{python}/site-packages"
+    scheme = {"purelib": site, "platlib": site, "headers": f"{VENV}/include/site/python{python}",
+              "scripts": f"{VENV}/bin", "data": VENV}
+    tree = out / "tree"
+    tree.mkdir(parents=True)
+    destination = SchemeDictionaryDestination(scheme, interpreter=f"{VENV}/bin/python", script_kind="posix",
+                                              destdir=str(tree))
+    try:
+        with WheelFile.open(wheel.path) as source:
+            dist_info = source.dist_info_dir
+            install(source, destination, {"INSTALLER": INSTALLER, "REQUESTED": b""})
+    except (InstallerError, ValueError, OSError) as exc:  # a wheel installer refuses (bad RECORD, path outside)
+        raise ImageBuildError(f"wheel {wheel.component}: {wheel.path.name} cannot be installed into the image: {exc}",
+                              hint="the patched tree builds a wheel that is not valid: check its build log") from None
+    site_dir = tree / site.lstrip("/")
+    modules = sorted({entry.split("/", 1)[0] for entry in _walk(site_dir) if entry.endswith(".py")})
+    _write_archive(out / "layer.tar", tree, _walk(tree))
+    meta = [f"{site.lstrip('/')}/{dist_info}/{name}" for name in ("METADATA", "WHEEL")]
+    _write_archive(out / "metadata.tar", tree, meta)
+    (out / "layer.json").write_text(json.dumps({
+        "wheel": wheel.path.name, "wheel_sha256": wheel.sha256, "dist_info": dist_info, "compile": modules,
+        "sha256": sha256_file(out / "layer.tar"), "metadata_sha256": sha256_file(out / "metadata.tar"),
+    }, indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(tree)
+
+
+def _walk(root: Path) -> list[str]:
+    """Every file below ``root``, as a relative POSIX path, sorted."""
+    found = []
+    for top, dirs, files in os.walk(root):
+        dirs.sort()
+        found += [os.path.relpath(os.path.join(top, name), root) for name in files]
+    return sorted(found)
+
+
+def _write_archive(path: Path, tree: Path, files: list[str]) -> None:
+    """``files`` of ``tree`` and every directory above them, in order, owned by root, one mtime, normal modes."""
+    entries: dict[str, bool] = {}  # path -> is a directory
+    for name in files:
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            entries.setdefault("/".join(parts[:depth]), True)
+        entries[name] = False
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name in sorted(entries):
+            info = tarfile.TarInfo(name)
+            info.mtime = EPOCH
+            if entries[name]:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                archive.addfile(info)
+                continue
+            source = tree / name
+            executable = os.stat(source).st_mode & 0o111
+            info.size, info.mode = source.stat().st_size, 0o755 if executable else 0o644
+            with source.open("rb") as handle:
+                archive.addfile(info, handle)
+    path.write_bytes(buffer.getvalue())
