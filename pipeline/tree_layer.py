@@ -24,12 +24,11 @@ Archives are content-addressed by their inputs under ``<cache>/tree-layers/``.
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
-import os
-import shutil
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import console, locks
@@ -38,7 +37,7 @@ from .errors import ImageBuildError
 from .files import clean_staging, hash_inputs, read_json, replace_dir, sha256_file
 from .tree_wheel import REPRODUCIBLE_EPOCH, TreeWheel
 
-LAYER_FORMAT = 1  # bump when the archives' content or form changes: every cached layer is then made again
+LAYER_FORMAT = 2  # bump when the archives' content or form changes: every cached layer is then made again
 VENV = "/var/lib/openstack"  # the image's venv (the release layers make it)
 INSTALLER = b"openstack-patches\n"  # PEP 376: who installed the distribution (uv's own layers say uv)
 EPOCH = int(REPRODUCIBLE_EPOCH)
@@ -106,10 +105,9 @@ class TreeLayer:
 
 def tree_layer(project: Project, wheel: TreeWheel, python: str, release: str) -> TreeLayer:
     """The layer archives of ``wheel`` installed into the venv of an image with Python ``python``."""
-    import installer
-
     layout = project.layout
-    key = hash_inputs([LAYER_FORMAT, wheel.sha256, python, VENV, EPOCH, installer.__version__])[:32]
+    # installer's version from its metadata: importing it costs a no-change build 0.08 s
+    key = hash_inputs([LAYER_FORMAT, wheel.sha256, python, VENV, EPOCH, importlib.metadata.version("installer")])[:32]
     root = layout.tree_layers()
     directory = root / key
     with locks.hold(layout.cache_lock(f"tree-layer-{key}"), f"the image layer of {wheel.component}"):
@@ -138,17 +136,13 @@ def _cached(wheel: TreeWheel, directory: Path, python: str) -> TreeLayer | None:
 
 def _make(wheel: TreeWheel, python: str, out: Path) -> None:
     from installer import install
-    from installer.destinations import SchemeDictionaryDestination
     from installer.exceptions import InstallerError
     from installer.sources import WheelFile
 
     site = f"{VENV}/lib/python{python}/site-packages"
     scheme = {"purelib": site, "platlib": site, "headers": f"{VENV}/include/site/python{python}",
               "scripts": f"{VENV}/bin", "data": VENV}
-    tree = out / "tree"
-    tree.mkdir(parents=True)
-    destination = SchemeDictionaryDestination(scheme, interpreter=f"{VENV}/bin/python", script_kind="posix",
-                                              destdir=str(tree))
+    destination = _memory_destination()(scheme, interpreter=f"{VENV}/bin/python", script_kind="posix")
     try:
         with WheelFile.open(wheel.path) as source:
             dist_info = source.dist_info_dir
@@ -156,47 +150,70 @@ def _make(wheel: TreeWheel, python: str, out: Path) -> None:
     except (InstallerError, ValueError, OSError) as exc:  # a wheel installer refuses (bad RECORD, path outside)
         raise ImageBuildError(f"wheel {wheel.component}: {wheel.path.name} cannot be installed into the image: {exc}",
                               hint="the patched tree builds a wheel that is not valid: check its build log") from None
-    site_dir = tree / site.lstrip("/")
-    modules = sorted({entry.split("/", 1)[0] for entry in _walk(site_dir) if entry.endswith(".py")})
-    _write_archive(out / "layer.tar", tree, _walk(tree))
-    meta = [f"{site.lstrip('/')}/{dist_info}/{name}" for name in ("METADATA", "WHEEL")]
-    _write_archive(out / "metadata.tar", tree, meta)
+    files = {path.lstrip("/"): content for path, content in destination.files.items()}
+    prefix = site.lstrip("/") + "/"
+    modules = sorted({path[len(prefix):].split("/", 1)[0] for path in files
+                      if path.startswith(prefix) and path.endswith(".py")})
+    meta = {path: files[path] for path in (f"{prefix}{dist_info}/{name}" for name in ("METADATA", "WHEEL"))}
+    out.mkdir(parents=True)
+    (out / "layer.tar").write_bytes(_archive(files))
+    (out / "metadata.tar").write_bytes(_archive(meta))
     (out / "layer.json").write_text(json.dumps({
         "wheel": wheel.path.name, "wheel_sha256": wheel.sha256, "dist_info": dist_info, "compile": modules,
         "sha256": sha256_file(out / "layer.tar"), "metadata_sha256": sha256_file(out / "metadata.tar"),
     }, indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(tree)
 
 
-def _walk(root: Path) -> list[str]:
-    """Every file below ``root``, as a relative POSIX path, sorted."""
-    found = []
-    for top, dirs, files in os.walk(root):
-        dirs.sort()
-        found += [os.path.relpath(os.path.join(top, name), root) for name in files]
-    return sorted(found)
+def _memory_destination():
+    """installer's destination for a scheme of paths, keeping each file in memory (``files``: path ->
+    (bytes, executable)) instead of writing it: the archive is made from there, with no files on disk to
+    write, walk and read back (keystone: 0.4 s instead of 0.8 s)."""
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.records import Hash, RecordEntry
+    from installer.scripts import Script
+    from installer.utils import Scheme, copyfileobj_with_hashing
+
+    @dataclass
+    class MemoryDestination(SchemeDictionaryDestination):
+        files: dict[str, tuple[bytes, bool]] = field(default_factory=dict)
+
+        def write_to_fs(self, scheme, path, stream, is_executable):
+            target = str(self._path_with_destdir(scheme, path))  # refuses a path outside the scheme's directory
+            if target in self.files:
+                raise FileExistsError(f"File already exists: {target}")
+            buffer = io.BytesIO()
+            digest, size = copyfileobj_with_hashing(stream, buffer, self.hash_algorithm)
+            self.files[target] = (buffer.getvalue(), bool(is_executable))
+            return RecordEntry(path, Hash(self.hash_algorithm, digest), size)
+
+        def write_script(self, name, module, attr, section):  # the parent's reads the mode back from the disk
+            script_name, data = Script(name, module, attr, section).generate(self.interpreter, self.script_kind)
+            with io.BytesIO(data) as stream:
+                return self.write_to_fs(Scheme("scripts"), script_name, stream, is_executable=True)
+
+    return MemoryDestination
 
 
-def _write_archive(path: Path, tree: Path, files: list[str]) -> None:
-    """``files`` of ``tree`` and every directory above them, in order, owned by root, one mtime, normal modes."""
-    entries: dict[str, bool] = {}  # path -> is a directory
-    for name in files:
+def _archive(files: dict[str, tuple[bytes, bool]]) -> bytes:
+    """``files`` (relative path -> (bytes, executable)) and every directory above them, in order, owned by
+    root, with one mtime and normal modes."""
+    entries: dict[str, tuple[bytes, bool] | None] = {}  # None: a directory
+    for name, content in files.items():
         parts = name.split("/")
         for depth in range(1, len(parts)):
-            entries.setdefault("/".join(parts[:depth]), True)
-        entries[name] = False
+            entries.setdefault("/".join(parts[:depth]), None)
+        entries[name] = content
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
         for name in sorted(entries):
             info = tarfile.TarInfo(name)
             info.mtime = EPOCH
-            if entries[name]:
+            content = entries[name]
+            if content is None:
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
                 archive.addfile(info)
-                continue
-            source = tree / name
-            executable = os.stat(source).st_mode & 0o111
-            info.size, info.mode = source.stat().st_size, 0o755 if executable else 0o644
-            with source.open("rb") as handle:
-                archive.addfile(info, handle)
-    path.write_bytes(buffer.getvalue())
+            else:
+                data, executable = content
+                info.size, info.mode = len(data), 0o755 if executable else 0o644
+                archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
