@@ -4,7 +4,8 @@ Every time is the whole `invoke build --release R --service S` command as a
 user runs it.  Prints:
   - a cold build (`--force`, bases present; empty package-file cache and an
     empty uv cache) and a bare `uv pip install` of the same locked set into a
-    fresh venv with an equally cold cache, and their ratio;
+    fresh venv with an equally cold cache, and their ratio; and the same bare
+    install compiling the byte code an image ships (`--compile-bytecode`);
   - a no-change rerun (and its build calls);
   - a rebuild after a real code change in one service patch, and in one
     library patch (the median of --samples changes, each one a new change of
@@ -12,7 +13,7 @@ user runs it.  Prints:
     `uv pip install --no-deps` of that one package plus 3 s), with the layers
     the new image shares with the previous one and the bytes it changes, and
     a check that the change is in the image, and where the middle sample's
-    time went (each step, the engine's RUN and COPY steps, start-up);
+    time went (each step, the engine's RUN, COPY and ADD steps, start-up);
   - the final image size against runtime base + venv (+5 %), and the runtime
     base against the installed size of its Debian packages (its dead weight);
   - with --all-services: the unique layer bytes of the release's six images
@@ -129,8 +130,10 @@ def change_breakdown(progress: str, seconds: float, build_log: str) -> str:
             + f", start-up and the rest {rest:.1f} s")
 
 
-def bare_install(requirements: list[str], target_tree: Path | None = None, version: str = "") -> float:
-    """A fresh venv and an empty uv cache: install the pins (or one tree, --no-deps) and time it."""
+def bare_install(requirements: list[str], target_tree: Path | None = None, version: str = "",
+                 compile_bytecode: bool = False) -> float:
+    """A fresh venv and an empty uv cache: install the pins (or one tree, --no-deps) and time it
+    (with ``compile_bytecode``, with the byte code an image ships)."""
     from pipeline.wheels import uv_bin
 
     with tempfile.TemporaryDirectory(prefix="bare-") as scratch:
@@ -142,7 +145,8 @@ def bare_install(requirements: list[str], target_tree: Path | None = None, versi
             cmd = [uv_bin(), "pip", "install", "-q", "--no-deps", str(target_tree)]
         else:
             (Path(scratch) / "req.txt").write_text("\n".join(requirements) + "\n")
-            cmd = [uv_bin(), "pip", "install", "-q", "--no-deps", "-r", str(Path(scratch) / "req.txt")]
+            cmd = [uv_bin(), "pip", "install", "-q", "--no-deps", "-r", str(Path(scratch) / "req.txt"),
+                   *(["--compile-bytecode"] if compile_bytecode else [])]
         started = time.perf_counter()
         subprocess.run(cmd, check=True, env=env)
         return time.perf_counter() - started
@@ -204,9 +208,12 @@ def main() -> None:
         locked = [p for layer in record["layers"] for p in layer["packages"]
                   if layer["name"].startswith("release level") or layer["name"] == "dependencies"]
         bare = bare_install(locked)
+        compiled = bare_install(locked, compile_bytecode=True)
         out.append(f"  cold build (--force, bases present, cold caches)   {cold:7.1f} s")
         out.append(f"    of which {cold_breakdown(STEP_LOGS[-1].read_text())}")
         out.append(f"  bare uv pip install of the same {len(locked)} pins      {bare:7.1f} s   ratio {cold / bare:.2f} (target <= 3)")
+        out.append(f"    the same with the byte code an image ships      {compiled:7.1f} s   ({compiled / bare:.2f} x the bare "
+                   f"install; cold build {cold / compiled:.2f} x this)")
 
         seconds, stdout = invoke(env, *build)
         calls = json.loads(stdout)[0]["result"]

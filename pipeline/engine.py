@@ -12,12 +12,16 @@ one's result.  docker-py is imported here only, when a task needs the engine.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import io
 import re
+import sys
 import tarfile
 import threading
 import weakref
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,7 @@ def connect(settings: Settings):
     naming a remote engine, every image, build and container of the run is
     there, not on this host.
     """
+    _defer_paramiko()
     import docker
 
     engine = settings.engine
@@ -74,6 +79,24 @@ def connect(settings: Settings):
                      f"data root {info['root']})")
         _clients[engine.host] = client
         return client
+
+
+class _DeferredModule(types.ModuleType):
+    """A module imported on its first use (an attribute asked of it), then used through this stand-in."""
+
+    def __getattr__(self, name: str):
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+def _defer_paramiko() -> None:
+    """docker-py imports paramiko whenever it is imported, for the ssh:// connections it would make
+    itself; this tool has the ssh binary make them (``use_ssh_client``), so paramiko goes unused and
+    importing it cost every command that talks to an engine 0.18 s of its start.  (importlib's
+    LazyLoader does not help: the import statement itself reads the module's ``__spec__``.)"""
+    if "paramiko" not in sys.modules and importlib.util.find_spec("paramiko") is not None:
+        sys.modules["paramiko"] = _DeferredModule("paramiko")
 
 
 def _engine_environ(engine: Engine) -> dict[str, str]:
