@@ -34,10 +34,10 @@ from pathlib import Path
 from . import console, locks
 from .config import Project
 from .errors import ImageBuildError
-from .files import clean_staging, hash_inputs, read_json, replace_dir, sha256_file
+from .files import clean_staging, hash_inputs, read_json, replace_dir, sha256_bytes
 from .tree_wheel import REPRODUCIBLE_EPOCH, TreeWheel
 
-LAYER_FORMAT = 2  # bump when the archives' content or form changes: every cached layer is then made again
+LAYER_FORMAT = 3  # bump when the archives' content or form changes: every cached layer is then made again
 VENV = "/var/lib/openstack"  # the image's venv (the release layers make it)
 INSTALLER = b"openstack-patches\n"  # PEP 376: who installed the distribution (uv's own layers say uv)
 EPOCH = int(REPRODUCIBLE_EPOCH)
@@ -123,15 +123,24 @@ def tree_layer(project: Project, wheel: TreeWheel, python: str, release: str) ->
 
 
 def _cached(wheel: TreeWheel, directory: Path, python: str) -> TreeLayer | None:
+    """The cache entry, if whole: its archives as they were written (a damaged or replaced one is made again,
+    never used).  Their size and mtime tell, not their hash: hashing every archive again cost a no-change
+    `build --all` 0.15 s, and a file written again has a new mtime."""
     data = read_json(directory / "layer.json")
-    if not isinstance(data, dict) or not {"sha256", "metadata_sha256", "dist_info", "compile"} <= data.keys():
+    if not isinstance(data, dict) or not {"sha256", "metadata_sha256", "dist_info", "compile", "stat"} <= data.keys():
         return None
     layer = TreeLayer(wheel, directory, data["sha256"], data["metadata_sha256"], data["dist_info"],
                       tuple(data["compile"]), python)
-    for path, digest in ((layer.archive, layer.sha256), (layer.metadata_archive, layer.metadata_sha256)):
-        if not path.is_file() or sha256_file(path) != digest:
-            return None  # a damaged cache entry is made again, never used
+    if _stat(layer) != data["stat"]:
+        return None
     return layer
+
+
+def _stat(layer: TreeLayer) -> list[list[int]] | None:
+    try:
+        return [[(st := path.stat()).st_size, st.st_mtime_ns] for path in (layer.archive, layer.metadata_archive)]
+    except FileNotFoundError:
+        return None
 
 
 def _make(wheel: TreeWheel, python: str, out: Path) -> None:
@@ -154,13 +163,19 @@ def _make(wheel: TreeWheel, python: str, out: Path) -> None:
     prefix = site.lstrip("/") + "/"
     modules = sorted({path[len(prefix):].split("/", 1)[0] for path in files
                       if path.startswith(prefix) and path.endswith(".py")})
-    meta = {path: files[path] for path in (f"{prefix}{dist_info}/{name}" for name in ("METADATA", "WHEEL"))}
+    meta = {path: files[path] for path in (f"{prefix}{dist_info}/{name}" for name in ("METADATA", "WHEEL"))
+            if path in files}
+    if len(meta) != 2:
+        raise ImageBuildError(f"wheel {wheel.component}: {wheel.path.name} has no {dist_info}/METADATA or WHEEL",
+                              hint="the patched tree builds a wheel that is not valid: check its build log")
+    archives = {"layer.tar": _archive(files), "metadata.tar": _archive(meta)}
     out.mkdir(parents=True)
-    (out / "layer.tar").write_bytes(_archive(files))
-    (out / "metadata.tar").write_bytes(_archive(meta))
+    for name, data in archives.items():
+        (out / name).write_bytes(data)
+    made = TreeLayer(wheel, out, sha256_bytes(archives["layer.tar"]), sha256_bytes(archives["metadata.tar"]),
+                     dist_info, tuple(modules), python)
     (out / "layer.json").write_text(json.dumps({
-        "wheel": wheel.path.name, "wheel_sha256": wheel.sha256, "dist_info": dist_info, "compile": modules,
-        "sha256": sha256_file(out / "layer.tar"), "metadata_sha256": sha256_file(out / "metadata.tar"),
+        "wheel": wheel.path.name, "wheel_sha256": wheel.sha256, **made.to_dict(), "stat": _stat(made),
     }, indent=2, sort_keys=True) + "\n")
 
 
