@@ -12,7 +12,6 @@ one's result.  docker-py is imported here only, when a task needs the engine.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import io
 import re
