@@ -28,6 +28,7 @@ import importlib.metadata
 import io
 import json
 import tarfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,9 +156,13 @@ def _make(wheel: TreeWheel, python: str, out: Path) -> None:
     try:
         with WheelFile.open(wheel.path) as source:
             dist_info = source.dist_info_dir
+            source.validate_record()  # what RECORD says of every file is what the layer will hold
             install(source, destination, {"INSTALLER": INSTALLER, "REQUESTED": b""})
-    except (InstallerError, ValueError, OSError) as exc:  # a wheel installer refuses (bad RECORD, path outside)
-        raise ImageBuildError(f"wheel {wheel.component}: {wheel.path.name} cannot be installed into the image: {exc}",
+    except (InstallerError, ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:  # a wheel installer refuses
+        issues = [issue.replace(f"In {wheel.path}, ", "") for issue in getattr(exc, "issues", None) or [str(exc)]]
+        more = f" (and {len(issues) - 3} more)" if len(issues) > 3 else ""
+        raise ImageBuildError(f"wheel {wheel.component}: {wheel.path.name} cannot be installed into the image: "
+                              f"{'; '.join(issues[:3])}{more}",
                               hint="the patched tree builds a wheel that is not valid: check its build log") from None
     files = {path.lstrip("/"): content for path, content in destination.files.items()}
     prefix = site.lstrip("/") + "/"
