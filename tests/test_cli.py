@@ -63,29 +63,40 @@ def test_internal_error_is_one_line_and_a_log(tmp_path):
 
 @pytest.fixture
 def slow_server():
+    """A server that answers nothing for 60 s; ``asked`` is set once a request is in."""
+    asked = threading.Event()
+
     class Slow(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
-            time.sleep(30)
+            asked.set()
+            time.sleep(60)
 
         def log_message(self, *args):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield f"http://127.0.0.1:{server.server_address[1]}", asked
     server.shutdown()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_exits_130_with_a_message(layout, slow_server, sig):
+    url, asked = slow_server
     layout.release("2025.2", {"demo": "1.0.0"})
-    env = {**layout.invoke_env(), "INVOKE_PIPELINE_CONSTRAINTS_URL": f"{slow_server}/{{release}}"}
+    env = {**layout.invoke_env(), "INVOKE_PIPELINE_CONSTRAINTS_URL": f"{url}/{{release}}"}
     proc = subprocess.Popen(["invoke", "-r", str(REPO_ROOT), "constraints", "--release", "2025.2"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(2)
+    # Interrupted in the middle of a step (the download), however long the start took on a busy machine.
+    assert asked.wait(timeout=60), "the download never started"
     os.killpg(proc.pid, sig)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and "error: interrupted" in err and "Traceback" not in err
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"still running 30 s after the signal; its stderr:\n{err}")
+    assert proc.returncode == 130 and "error: interrupted" in err and "Traceback" not in err, err
 
 
 @contextlib.contextmanager
