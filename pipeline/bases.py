@@ -124,9 +124,15 @@ def bootstrap_rootfs(project: Project, rel: Release, log_path: Path) -> Path:
     rootfs = scratch / "rootfs"
     env = {**os.environ, **project.network.proxy_env()}
     packages = f"python{rel.python},ca-certificates"
-    with log_path.open("w") as log:
-        result = subprocess.run(["debootstrap", "--variant=minbase", f"--include={packages}", base.debian_suite,
-                                 str(rootfs), base.debian_mirror], stdout=log, stderr=subprocess.STDOUT, env=env)
+    for attempt in (1, 2):
+        with log_path.open("w" if attempt == 1 else "a") as log:
+            result = subprocess.run(["debootstrap", "--variant=minbase", f"--include={packages}", base.debian_suite,
+                                     str(rootfs), base.debian_mirror], stdout=log, stderr=subprocess.STDOUT, env=env)
+        # A mirror or proxy that drops one download fails the whole bootstrap (seen on a CI run): once more.
+        if result.returncode == 0 or attempt == 2 or "Couldn't download" not in log_path.read_text(errors="replace"):
+            break
+        console.note(f"debootstrap could not download a package from {base.debian_mirror}; trying once more")
+        shutil.rmtree(rootfs, ignore_errors=True)
     if result.returncode != 0:
         shutil.rmtree(scratch, ignore_errors=True)
         tail = "\n    ".join(log_path.read_text(errors="replace").splitlines()[-5:])
