@@ -24,6 +24,7 @@ Archives are content-addressed by their inputs under ``<cache>/tree-layers/``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import io
 import json
@@ -116,11 +117,10 @@ def tree_layer(project: Project, wheel: TreeWheel, python: str, release: str) ->
         if found is not None:
             return found
         clean_staging(root, key)
+        made: list[TreeLayer] = []
         with console.step(f"layer {wheel.component} ({release})"):
-            replace_dir(directory, lambda staging: _make(wheel, python, staging))
-        made = _cached(wheel, directory, python)
-        assert made is not None, directory  # just written whole
-        return made
+            replace_dir(directory, lambda staging: made.append(_make(wheel, python, staging)))
+        return dataclasses.replace(made[0], directory=directory)
 
 
 def _cached(wheel: TreeWheel, directory: Path, python: str) -> TreeLayer | None:
@@ -144,7 +144,7 @@ def _stat(layer: TreeLayer) -> list[list[int]] | None:
         return None
 
 
-def _make(wheel: TreeWheel, python: str, out: Path) -> None:
+def _make(wheel: TreeWheel, python: str, out: Path) -> TreeLayer:
     from installer import install
     from installer.exceptions import InstallerError
     from installer.sources import WheelFile
@@ -182,6 +182,7 @@ def _make(wheel: TreeWheel, python: str, out: Path) -> None:
     (out / "layer.json").write_text(json.dumps({
         "wheel": wheel.path.name, "wheel_sha256": wheel.sha256, **made.to_dict(), "stat": _stat(made),
     }, indent=2, sort_keys=True) + "\n")
+    return made
 
 
 def _memory_destination():
