@@ -85,8 +85,11 @@ def test_interrupt_exits_130_with_a_message(layout, slow_server, sig):
     url, asked = slow_server
     layout.release("2025.2", {"demo": "1.0.0"})
     env = {**layout.invoke_env(), "INVOKE_PIPELINE_CONSTRAINTS_URL": f"{url}/{{release}}"}
+    # SIGINT as a terminal would deliver it: a test run started in the background (`.ci/run &`) has it
+    # ignored, and so would the command (Python leaves an inherited "ignore" alone).
     proc = subprocess.Popen(["invoke", "-r", str(REPO_ROOT), "constraints", "--release", "2025.2"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Interrupted in the middle of a step (the download), however long the start took on a busy machine.
     assert asked.wait(timeout=60), "the download never started"
     os.killpg(proc.pid, sig)
