@@ -39,6 +39,7 @@ FROM ${RELEASE_BUILD} AS check
 ADD trees/service/metadata.tar /
 RUN uv pip check
 
+# The byte-code steps write into the venv's root-owned directories; the image runs as openstack again.
 FROM ${RELEASE_BASE}
 USER root
 #@if dependencies COPY --from=layer-dependencies /layer/ /
