@@ -62,3 +62,33 @@ def test_an_sbom_with_a_bad_url_is_still_refused(bad):
     component.external_references.add(ExternalReference(type=ExternalReferenceType.WEBSITE, url=XsUri(bad)))
     with pytest.raises(sbom.SbomError, match="not valid CycloneDX 1.6"):
         sbom.render(bom)
+
+
+def test_the_iri_grammar_is_loaded_only_for_a_non_ascii_reference():
+    """rfc3987-syntax builds its parsers at import (1.4 s): a fresh process validating ASCII URLs never loads them."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from pipeline import sbom
+sbom.preload().join()
+from cyclonedx.model import ExternalReference, ExternalReferenceType, XsUri
+from cyclonedx.model.bom import Bom
+from cyclonedx.model.component import Component
+bom = Bom()
+component = Component(name="demo", version="1.0")
+component.external_references.add(ExternalReference(type=ExternalReferenceType.DISTRIBUTION, url=XsUri("https://ok.example/x")))
+bom.components.add(component)
+sbom.render(bom)
+loaded = "rfc3987_syntax.syntax_helpers" in sys.modules
+component.external_references.add(ExternalReference(type=ExternalReferenceType.WEBSITE, url=XsUri("ht tp://exämple.org/päth")))
+try:
+    sbom.render(bom)
+    refused = False
+except sbom.SbomError:
+    refused = True
+print(loaded, refused, "rfc3987_syntax.syntax_helpers" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True", "True"]
