@@ -3,16 +3,15 @@
 # Lines starting with `#@library ` form a block repeated once per patched
 # library the service depends on ({lib}, {lib_arg}, {lib_version} filled in);
 # `#@if dependencies ` lines are kept when the service needs packages beyond
-# the release layers; a `#@bytecode <tree>` line becomes the step that
-# compiles the byte code of the tree's modules with the image's own Python.
+# the release layers.
 #
 # The patched trees (the service, each patched library) come as archives in
 # the build context, `trees/<tree>/layer.tar`: each tree's wheel, built and
-# installed into the venv's layout on the build host, every file with one
-# fixed mtime.  `ADD` unpacks one into the image as one layer; the step after
-# it adds the byte code as another.  Both are reproducible, so a service
-# patch rebuilds and re-ships only the service's two layers, and the images
-# of a release share each library's.
+# installed into the venv's layout on the build host, with the byte code of
+# its modules made by the image's own Python, every file with one fixed
+# mtime.  `ADD` unpacks one into the image as one layer, reproducibly, so a
+# service patch rebuilds and re-ships only the service's layer, and the
+# images of a release share each library's.
 #
 # The service's own dependencies (package files from PyPI) are installed in
 # a build stage with venv-layer, which keeps exactly the files the install
@@ -39,12 +38,7 @@ FROM ${RELEASE_BUILD} AS check
 ADD trees/service/metadata.tar /
 RUN uv pip check
 
-# The byte-code steps write into the venv's root-owned directories; the image runs as openstack again.
 FROM ${RELEASE_BASE}
-USER root
 #@if dependencies COPY --from=layer-dependencies /layer/ /
 #@library ADD trees/{lib}/layer.tar /
-#@library #@bytecode {lib}
 ADD trees/service/layer.tar /
-#@bytecode service
-USER openstack

@@ -19,6 +19,7 @@ from typing import Any
 from . import console, dag, locks, series
 from . import constraints as constraints_stage
 from .bases import BaseImages, ensure_bases
+from .bytecode import ByteCode
 from .config import Project, Release
 from .constraints import ConstraintsRecord
 from .dependencies import release_locks
@@ -37,7 +38,7 @@ from .service_image import (
     is_current,
     plan_service,
 )
-from .tree_layer import TreeLayer, tree_layer
+from .tree_layer import EPOCH, TreeLayer, tree_layer
 from .tree_wheel import TreeWheel, tree_wheel
 from .wheels import Target, wheel_set
 
@@ -72,9 +73,11 @@ def wheel_of(project: Project, tree: PreparedTree, target: Target) -> TreeWheel:
     return tree_wheel(project, tree, build_files)
 
 
-def layer_of(project: Project, tree: PreparedTree, target: Target) -> TreeLayer:
-    """The layer an image adds for a patched tree: its wheel, installed for the image's Python."""
-    return tree_layer(project, wheel_of(project, tree, target), target.python, tree.release)
+def layer_of(project: Project, tree: PreparedTree, target: Target, client, bases: BaseImages) -> TreeLayer:
+    """The layer an image adds for a patched tree: its wheel, installed for the image's Python, with the
+    byte code the runtime base's interpreter makes."""
+    bytecode = ByteCode(client, bases.runtime_id, target.python, project.layout.bytecode(), EPOCH)
+    return tree_layer(project, wheel_of(project, tree, target), target.python, tree.release, bytecode)
 
 
 def prepare_release(project: Project, rel: Release, services: list[str], client, jobs: int = 1,
@@ -97,7 +100,7 @@ def prepare_release(project: Project, rel: Release, services: list[str], client,
 
         def layer(name: str) -> TreeLayer:
             try:
-                return layer_of(project, prepared[name], target)
+                return layer_of(project, prepared[name], target, client, bases)
             except PipelineError:  # the images that install this tree cannot be built: their records would lie
                 for service in (s for s, trees in users.items() if name in trees):
                     for path in [layout.image_record(rel.name, service), *downstream_outputs(project, rel.name, service)]:

@@ -57,19 +57,16 @@ class LibrarySlot:
 
 
 IF_LINE = re.compile(r"^#@if (\w+) (.*)$")
-BYTECODE_LINE = "#@bytecode "
 
 
-def render(template: str, libraries: Iterable[LibrarySlot], flags: dict[str, bool] | None = None,
-           bytecode: dict[str, str] | None = None, where: str = "the Dockerfile") -> str:
-    """Expand every ``#@library`` block once per library, in order (consecutive lines form one block),
+def render(template: str, libraries: Iterable[LibrarySlot], flags: dict[str, bool] | None = None) -> str:
+    """Expand every ``#@library`` block once per library, in order (consecutive lines form one block), and
     keep ``#@if <flag> `` lines only where the flag is true (e.g. a service with dependencies of its own:
-    an empty layer is never built, as the classic builder fails on some of them), and replace each
-    ``#@bytecode <tree>`` line with that tree's instruction in ``bytecode``."""
+    an empty layer is never built, as the classic builder fails on some of them)."""
     out: list[str] = []
     block: list[str] = []
     libs = list(libraries)
-    flags, bytecode = flags or {}, bytecode or {}
+    flags = flags or {}
     lines = []
     for line in template.splitlines():
         m = IF_LINE.match(line)
@@ -92,11 +89,4 @@ def render(template: str, libraries: Iterable[LibrarySlot], flags: dict[str, boo
         flush()
         out.append(line)
     flush()
-    for index, line in enumerate(out):
-        if line.startswith(BYTECODE_LINE):
-            tree = line[len(BYTECODE_LINE):].strip()
-            if tree not in bytecode:
-                raise ConfigError(f"{where} asks for the byte code of {tree!r}, which this image does not install",
-                                  hint=f"`#@bytecode` names `service` or a library of the image: {', '.join(bytecode)}")
-            out[index] = bytecode[tree]
     return "\n".join(out) + "\n"

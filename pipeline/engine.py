@@ -295,15 +295,28 @@ def context_image(client, settings: Settings, name: str, digest: str, make_conte
 
 def run_container(client, image: str, command: list[str], what: str) -> bytes:
     """Run ``command`` in a throw-away container of ``image``; return its stdout (stderr in the error)."""
+    return run_with_files(client, image, command, what)[0]
+
+
+def run_with_files(client, image: str, command: list[str], what: str, put: tuple[str, bytes] | None = None,
+                   get: str | None = None, shm_size: int | None = None) -> tuple[bytes, bytes | None]:
+    """Run ``command`` in a throw-away container of ``image``, with no network, as root: ``put`` (directory,
+    tar archive) is unpacked into it first, and the file ``get`` read from it after (as a tar archive of that
+    one file).  Returns (stdout, that archive); a failed command raises with its stderr."""
+    host_config = client.create_host_config(shm_size=shm_size) if shm_size else None
     container = client.create_container(image, command=command, user="root", network_disabled=True,
-                                        entrypoint=[], labels={"io.openstack-patches.temporary": "1"})
+                                        entrypoint=[], labels={"io.openstack-patches.temporary": "1"},
+                                        host_config=host_config)
     try:
+        if put is not None:
+            client.put_archive(container, put[0], put[1])
         client.start(container)
         status = client.wait(container, timeout=600)
         out = client.logs(container, stdout=True, stderr=False)
         if status.get("StatusCode", 1) != 0:
             err = client.logs(container, stdout=False, stderr=True).decode("utf-8", "replace").strip()
             raise ImageBuildError(f"{what}: {' '.join(command[:2])} failed in {image[:19]} (exit {status.get('StatusCode')}): {err[-500:]}")
-        return out
+        archive = b"".join(client.get_archive(container, get)[0]) if get else None
+        return out, archive
     finally:
         client.remove_container(container, force=True)

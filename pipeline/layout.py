@@ -167,6 +167,9 @@ class Layout:
     def tree_layers(self) -> Path:
         return self.cache_dir / "tree-layers"
 
+    def bytecode(self) -> Path:
+        return self.cache_dir / "bytecode"
+
     def build_envs(self) -> Path:
         return self.cache_dir / "build-envs"
 

@@ -2,7 +2,7 @@
 
 Owns one service image of a release: its layers on the release layers (its
 own extra dependencies, then each patched library and the patched service,
-each as the archive of its installed files and a byte-code layer), the build
+each as one archive of its installed files and their byte code), the build
 context (the Dockerfile, the service's extra requirements, the patched
 trees' layer archives) and the context image of the package files its
 dependency layer installs, tags
@@ -42,7 +42,7 @@ from .tree_layer import TreeLayer
 from .wheels import LockedFile, Target, fetch_files, wheel_set, wheelhouse_context
 
 LABEL_NS = "io.openstack-patches"
-RECORD_FORMAT = 5
+RECORD_FORMAT = 6
 
 
 @dataclass
@@ -139,9 +139,7 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
     labels = _labels(project, release, service, libs, base.image, constraints, patches)
     trees = {"service": tree_layers[name], **{lib.component: tree_layers[lib.component] for lib in libs}}
     template = find_dockerfile(project, release, [name, "service"])
-    dockerfile = render(template.read_text(), slots, {"dependencies": bool(extras)},
-                        {tree: layer.bytecode_instruction() for tree, layer in trees.items()},
-                        where=str(template)) + label_instruction(labels)
+    dockerfile = render(template.read_text(), slots, {"dependencies": bool(extras)}) + label_instruction(labels)
     context_files = {f"trees/{tree}/{archive.name}": archive for tree, layer in trees.items()
                      for archive in (layer.archive, layer.metadata_archive)}
     dependencies = requirements_text(extras)
@@ -160,11 +158,8 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
     image_layers = [
         *[{"name": level.name, "image": level.image, "packages": [f.pin for f in level.files]} for level in chain],
         *([{"name": "dependencies", "packages": [f.pin for f in sorted(extras, key=lambda f: f.name)]}] if extras else []),
-        *[layer for lib in libs for layer in (
-            {"name": f"library {lib.component}", "packages": [f"{lib.component}=={lib.source.version}"]},
-            {"name": f"library {lib.component} byte code", "packages": []})],
+        *[{"name": f"library {lib.component}", "packages": [f"{lib.component}=={lib.source.version}"]} for lib in libs],
         {"name": "service", "packages": [f"{name}=={service.source.version}"]},
-        {"name": "service byte code", "packages": []},
     ]
     record = {
         "format": RECORD_FORMAT, "tool": tool_id(), "service": name, "release": release, "image": image_name,

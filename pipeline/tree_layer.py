@@ -10,15 +10,17 @@ shebangs; every entry is owned by root, has one fixed mtime and a normal
 mode, in a fixed order: the same wheel gives the same bytes, so the same
 image layer on any engine, in any service image of the release.
 
-Byte code is not made here: only the image's own Python can make it.  The
-build step that follows each ``ADD`` (``bytecode_instruction``) compiles the
-tree's modules in place, with a fixed hash seed, and gives what it wrote the
-same fixed mtime, so that layer is reproducible too.
+The archive holds the byte code of the tree's modules too (``bytecode``:
+made by the image's own Python, kept per module, so a code change compiles
+only the modules it changed): no build step compiles, and one ``ADD`` is
+the tree's whole layer.
 
 Why not install in a build stage, as the release layers do: a stage costs a
 container, the commit of the installed files, and a ``COPY --from`` that
 copies and commits every file once more (on keystone: 2.9 s for the stage
-and 1.8 s for the copy, against 0.6 s for the ``ADD`` of the archive).
+and 1.8 s for the copy, against 0.6 s for the ``ADD`` of the archive); a
+``RUN`` that compiles after the ``ADD`` costs a container and a commit too
+(1.8 s), and compiles every module again.
 Archives are content-addressed by their inputs under ``<cache>/tree-layers/``.
 """
 
@@ -34,38 +36,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import console, locks
+from .bytecode import ByteCode
 from .config import Project
 from .errors import ImageBuildError
 from .files import clean_staging, hash_inputs, read_json, replace_dir, sha256_bytes
 from .tree_wheel import REPRODUCIBLE_EPOCH, TreeWheel
 
-LAYER_FORMAT = 3  # bump when the archives' content or form changes: every cached layer is then made again
+LAYER_FORMAT = 4  # bump when the archives' content or form changes: every cached layer is then made again
 VENV = "/var/lib/openstack"  # the image's venv (the release layers make it)
 INSTALLER = b"openstack-patches\n"  # PEP 376: who installed the distribution (uv's own layers say uv)
 EPOCH = int(REPRODUCIBLE_EPOCH)
-
-# Run by the image's Python after the ADD of a tree's layer: compile the tree's modules as uv would
-# (timestamp-checked .pyc; a file that does not compile is left without one; forked workers share the
-# fixed hash seed), then give what the step wrote (each .pyc, its __pycache__ and the directory above)
-# the archive's mtime.  Paths it did not write keep theirs: changing them would copy them into this
-# layer.  Temporary files go to /dev/shm, which no layer holds.
-BYTECODE_PROGRAM = """\
-import importlib.util, multiprocessing, os, py_compile, sys
-from concurrent.futures import ProcessPoolExecutor
-epoch, targets = int(sys.argv[1]), sys.argv[2:]
-sources = [t for t in targets if not os.path.isdir(t)]
-for target in (t for t in targets if os.path.isdir(t)):
-    sources += [os.path.join(top, name) for top, _, names in os.walk(target) for name in names if name.endswith(".py")]
-def compile_one(source):
-    py_compile.compile(source, doraise=False, quiet=2, invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
-with ProcessPoolExecutor(mp_context=multiprocessing.get_context("fork")) as pool:
-    list(pool.map(compile_one, sources, chunksize=16))
-for source in sources:
-    compiled = importlib.util.cache_from_source(source)
-    for path in (compiled, os.path.dirname(compiled), os.path.dirname(source)):
-        if os.path.lexists(path) and os.lstat(path).st_mtime != epoch:
-            os.utime(path, (epoch, epoch), follow_symlinks=False)
-"""
 
 
 @dataclass(frozen=True)
@@ -75,8 +55,7 @@ class TreeLayer:
     sha256: str  # of layer.tar
     metadata_sha256: str
     dist_info: str  # e.g. keystone-28.0.0.dist-info
-    compile: tuple[str, ...]  # the site-packages entries whose modules the image compiles (packages, modules)
-    python: str  # the image's Python version ("3.11")
+    bytecode: int  # how many of its modules' .pyc the layer holds
 
     @property
     def component(self) -> str:
@@ -90,48 +69,39 @@ class TreeLayer:
     def metadata_archive(self) -> Path:
         return self.directory / "metadata.tar"
 
-    @property
-    def site_packages(self) -> str:
-        return f"{VENV}/lib/python{self.python}/site-packages"
-
-    def bytecode_instruction(self) -> str:
-        """The Dockerfile step that compiles this layer's modules with the image's Python (see BYTECODE_PROGRAM)."""
-        command = ["env", "PYTHONHASHSEED=0", "TMPDIR=/dev/shm", f"{VENV}/bin/python", "-S", "-c", BYTECODE_PROGRAM,
-                   str(EPOCH), *(f"{self.site_packages}/{entry}" for entry in self.compile)]
-        return f"RUN {json.dumps(command)}"
-
     def to_dict(self) -> dict:
         return {"sha256": self.sha256, "metadata_sha256": self.metadata_sha256, "dist_info": self.dist_info,
-                "compile": list(self.compile)}
+                "bytecode": self.bytecode}
 
 
-def tree_layer(project: Project, wheel: TreeWheel, python: str, release: str) -> TreeLayer:
-    """The layer archives of ``wheel`` installed into the venv of an image with Python ``python``."""
+def tree_layer(project: Project, wheel: TreeWheel, python: str, release: str, bytecode: ByteCode) -> TreeLayer:
+    """The layer archives of ``wheel`` installed into the venv of an image with Python ``python``, whose
+    interpreter ``bytecode`` compiles."""
     layout = project.layout
     # installer's version from its metadata: importing it costs a no-change build 0.08 s
-    key = hash_inputs([LAYER_FORMAT, wheel.sha256, python, VENV, EPOCH, importlib.metadata.version("installer")])[:32]
+    key = hash_inputs([LAYER_FORMAT, wheel.sha256, python, VENV, EPOCH, importlib.metadata.version("installer"),
+                       bytecode.image_id])[:32]
     root = layout.tree_layers()
     directory = root / key
     with locks.hold(layout.cache_lock(f"tree-layer-{key}"), f"the image layer of {wheel.component}"):
-        found = _cached(wheel, directory, python)
+        found = _cached(wheel, directory)
         if found is not None:
             return found
         clean_staging(root, key)
         made: list[TreeLayer] = []
         with console.step(f"layer {wheel.component} ({release})"):
-            replace_dir(directory, lambda staging: made.append(_make(wheel, python, staging)))
+            replace_dir(directory, lambda staging: made.append(_make(wheel, python, staging, bytecode)))
         return dataclasses.replace(made[0], directory=directory)
 
 
-def _cached(wheel: TreeWheel, directory: Path, python: str) -> TreeLayer | None:
+def _cached(wheel: TreeWheel, directory: Path) -> TreeLayer | None:
     """The cache entry, if whole: its archives as they were written (a damaged or replaced one is made again,
     never used).  Their size and mtime tell, not their hash: hashing every archive again cost a no-change
     `build --all` 0.15 s, and a file written again has a new mtime."""
     data = read_json(directory / "layer.json")
-    if not isinstance(data, dict) or not {"sha256", "metadata_sha256", "dist_info", "compile", "stat"} <= data.keys():
+    if not isinstance(data, dict) or not {"sha256", "metadata_sha256", "dist_info", "bytecode", "stat"} <= data.keys():
         return None
-    layer = TreeLayer(wheel, directory, data["sha256"], data["metadata_sha256"], data["dist_info"],
-                      tuple(data["compile"]), python)
+    layer = TreeLayer(wheel, directory, data["sha256"], data["metadata_sha256"], data["dist_info"], data["bytecode"])
     if _stat(layer) != data["stat"]:
         return None
     return layer
@@ -144,7 +114,7 @@ def _stat(layer: TreeLayer) -> list[list[int]] | None:
         return None
 
 
-def _make(wheel: TreeWheel, python: str, out: Path) -> TreeLayer:
+def _make(wheel: TreeWheel, python: str, out: Path, bytecode: ByteCode) -> TreeLayer:
     from installer import install
     from installer.exceptions import InstallerError
     from installer.sources import WheelFile
@@ -166,19 +136,21 @@ def _make(wheel: TreeWheel, python: str, out: Path) -> TreeLayer:
                               hint="the patched tree builds a wheel that is not valid: check its build log") from None
     files = {path.lstrip("/"): content for path, content in destination.files.items()}
     prefix = site.lstrip("/") + "/"
-    modules = sorted({path[len(prefix):].split("/", 1)[0] for path in files
-                      if path.startswith(prefix) and path.endswith(".py")})
     meta = {path: files[path] for path in (f"{prefix}{dist_info}/{name}" for name in ("METADATA", "WHEEL"))
             if path in files}
     if len(meta) != 2:
         raise ImageBuildError(f"wheel {wheel.component}: {wheel.path.name} has no {dist_info}/METADATA or WHEEL",
                               hint="the patched tree builds a wheel that is not valid: check its build log")
+    # What uv's --compile-bytecode compiles: the modules under site-packages (not scripts or data files).
+    compiled = bytecode.compiled({f"/{path}": data for path, (data, _) in files.items()
+                                  if path.startswith(prefix) and path.endswith(".py")})
+    files.update({path.lstrip("/"): (data, False) for path, data in compiled.items()})
     archives = {"layer.tar": _archive(files), "metadata.tar": _archive(meta)}
     out.mkdir(parents=True)
     for name, data in archives.items():
         (out / name).write_bytes(data)
     made = TreeLayer(wheel, out, sha256_bytes(archives["layer.tar"]), sha256_bytes(archives["metadata.tar"]),
-                     dist_info, tuple(modules), python)
+                     dist_info, len(compiled))
     (out / "layer.json").write_text(json.dumps({
         "wheel": wheel.path.name, "wheel_sha256": wheel.sha256, **made.to_dict(), "stat": _stat(made),
     }, indent=2, sort_keys=True) + "\n")

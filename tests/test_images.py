@@ -128,16 +128,16 @@ def test_images_share_the_release_layers_and_add_only_their_own(built, engine):
     for service, result in results.items():
         base = engine.api.inspect_image(result.record["bases"]["release_layer_id"])["RootFS"]["Layers"]
         assert layers[service][: len(base)] == base
-        # its own dependencies, oslo.messaging and the service, each of the two with its byte code
-        assert len(layers[service]) == len(base) + 5
+        # its own dependencies, oslo.messaging and the service (each of the two with its byte code)
+        assert len(layers[service]) == len(base) + 3
     keystone = results["keystone"].record
     names = [layer["name"] for layer in keystone["layers"]]
     assert names == ["release level 0 (6 services)", "release level 1 (5 services)", "dependencies",
-                     "library oslo.messaging", "library oslo.messaging byte code", "service", "service byte code"]
+                     "library oslo.messaging", "service"]
     assert {layer["name"] for layer in results["nova"].record["layers"]} >= set(names[:2])
     keystone_only = set(layers["keystone"]) - set(layers["nova"])
-    # its own dependencies, itself and its byte code; the release levels and oslo.messaging's two layers are shared
-    assert len(keystone_only) == 3
+    # its own dependencies and itself; the release levels and oslo.messaging's layer are shared
+    assert len(keystone_only) == 2
     level0 = {p.split("==")[0] for p in keystone["layers"][0]["packages"]}
     assert {"oslo-config", "sqlalchemy"} <= level0 and "pysaml2" not in level0  # keystone's own stays its own
     levels = json.loads((project.layout.release_layer_dir("2025.2") / "layers.json").read_text())["levels"]
@@ -381,18 +381,26 @@ def test_push_to_a_loopback_registry_and_a_failed_push(built, registry, engine):
     assert not [t for t in engine.api.inspect_image(result.record["image_id"])["RepoTags"] if t.startswith(closed)]
 
 
-def test_a_tree_layer_is_its_wheel_installed_into_the_image_venv(built):
-    """keystone's real wheel (scripts, data files, dist-info) as the archive its image ADDs: one owner, one mtime."""
+def test_a_tree_layer_is_its_wheel_installed_into_the_image_venv(built, engine):
+    """keystone's real wheel (scripts, data files, dist-info) and the byte code of its modules as the archive its
+    image ADDs: one owner, one mtime."""
     import tarfile
 
     from pipeline import series, tree_layer
+    from pipeline.bases import BaseImages
     from pipeline.wheels import Target
 
     project, results = built
+    record = results["keystone"].record
+    bases = BaseImages(**{k: record["bases"][k] for k in ("origin", "runtime", "runtime_id", "build", "build_id")})
     tree = next(p for p in series.patch(project, "2025.2", ("keystone",), 1) if p.component == "keystone")
-    layer = build_stage.layer_of(project, tree, Target.of("3.11", "x86_64", "bookworm"))
-    assert layer.to_dict() == results["keystone"].record["tree_layers"]["keystone"]  # what the image was built from
-    assert layer.compile == ("keystone",) and layer.dist_info == "keystone-28.0.0.dist-info"
+
+    def layer_of():
+        return build_stage.layer_of(project, tree, Target.of("3.11", "x86_64", "bookworm"), engine.api, bases)
+
+    layer = layer_of()
+    assert layer.to_dict() == record["tree_layers"]["keystone"]  # what the image was built from
+    assert layer.dist_info == "keystone-28.0.0.dist-info"
     with tarfile.open(layer.archive) as archive:
         members = archive.getmembers()
         files = {m.name: m for m in members}
@@ -406,23 +414,53 @@ def test_a_tree_layer_is_its_wheel_installed_into_the_image_venv(built):
         assert archive.extractfile(files[f"{dist_info}/INSTALLER"]).read() == b"openstack-patches\n"
         assert f"{dist_info}/REQUESTED" in files and f"{dist_info}/direct_url.json" not in files
         recorded = {line.split(",")[0] for line in archive.extractfile(files[f"{dist_info}/RECORD"]).read().decode().splitlines()}
-        installed = {name for name, m in files.items() if m.isfile()}
+        installed = {name for name, m in files.items() if m.isfile() and "/__pycache__/" not in name}
         prefix = SITE[1:] + "/"
         assert {name.removeprefix(prefix) if name.startswith(prefix) else f"../../../{name.split('/', 3)[3]}"
                 for name in installed} == recorded
-        assert not [name for name in installed if "__pycache__" in name or name.endswith(".pyc")]  # the image compiles
+        # Every module has its byte code (as uv compiles: not the scripts), and nothing else is compiled.
+        modules = sorted(n for n in installed if n.startswith(prefix) and n.endswith(".py"))
+        compiled = sorted(n for n, m in files.items() if m.isfile() and n.endswith(".pyc"))
+        assert compiled == sorted(f"{n.rpartition('/')[0]}/__pycache__/{n.rpartition('/')[2][:-3]}.cpython-311.pyc"
+                                  for n in modules)
+        assert layer.bytecode == len(modules) > 500
+        version_pyc = archive.extractfile(files[f"{prefix}keystone/__pycache__/version.cpython-311.pyc"]).read()
     with tarfile.open(layer.metadata_archive) as archive:
         assert [m.name for m in archive.getmembers() if m.isfile()] == [f"{dist_info}/METADATA", f"{dist_info}/WHEEL"]
-    # The same wheel gives the same bytes; a damaged archive in the cache is made again.
+    # The byte code is what the image's own Python makes of the module where it lies (as a build step would).
+    in_place = run_in(engine, record["tags"][0], "PYTHONHASHSEED=0 python -S -c 'import py_compile, sys; "
+                      f"py_compile.compile(\"{SITE}/keystone/version.py\", cfile=\"/tmp/v.pyc\", "
+                      "invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP); "
+                      "sys.stdout.write(open(\"/tmp/v.pyc\", \"rb\").read().hex())'")
+    assert bytes.fromhex(in_place.strip()) == version_pyc
+    # The same wheel gives the same bytes, from the byte code cache alone; a damaged archive is made again.
     shutil.rmtree(layer.directory)
-    assert build_stage.layer_of(project, tree, Target.of("3.11", "x86_64", "bookworm")) == layer
+    assert build_stage.layer_of(project, tree, Target.of("3.11", "x86_64", "bookworm"), None, bases) == layer
     layer.archive.write_bytes(b"damaged")
-    assert build_stage.layer_of(project, tree, Target.of("3.11", "x86_64", "bookworm")) == layer
+    assert layer_of() == layer
     assert sha256_file(layer.archive) == layer.sha256
 
 
-def test_a_tree_s_layers_are_the_same_after_a_forced_rebuild_and_its_byte_code_layer_is_only_byte_code(
-        tmp_path, upstream, cache, engine):
+def test_the_byte_code_cache_compiles_what_it_lacks_once_and_a_module_that_does_not_compile_has_none(built, engine, tmp_path):
+    from pipeline.bytecode import ByteCode
+
+    _, results = built
+    runtime = results["keystone"].record["bases"]["runtime_id"]
+    sources = {f"{SITE}/mod/__init__.py": b"VALUE = 1\n", f"{SITE}/mod/broken.py": b"def (:\n"}
+    first = ByteCode(engine.api, runtime, "3.11", tmp_path, 315532800).compiled(sources)
+    assert list(first) == [f"{SITE}/mod/__pycache__/__init__.cpython-311.pyc"]
+    pyc = first[f"{SITE}/mod/__pycache__/__init__.cpython-311.pyc"]
+    assert int.from_bytes(pyc[8:12], "little") == 315532800 and int.from_bytes(pyc[12:16], "little") == 10
+    assert ByteCode(None, runtime, "3.11", tmp_path, 315532800).compiled(sources) == first  # no engine needed
+    entries = sorted(p.name for p in tmp_path.rglob("*") if p.suffix in (".pyc", ".none"))
+    assert [name.rpartition(".")[2] for name in entries] == sorted(["pyc", "none"])
+    changed = ByteCode(engine.api, runtime, "3.11", tmp_path, 315532800).compiled(
+        {**sources, f"{SITE}/mod/__init__.py": b"VALUE = 2\n"})
+    assert changed[f"{SITE}/mod/__pycache__/__init__.cpython-311.pyc"] != pyc
+    assert len([p for p in tmp_path.rglob("*") if p.suffix in (".pyc", ".none")]) == 3  # only the changed one added
+
+
+def test_a_tree_s_layer_is_the_same_after_a_forced_rebuild_and_holds_its_byte_code(tmp_path, upstream, cache, engine):
     import io
     import tarfile
 
@@ -435,11 +473,11 @@ def test_a_tree_s_layers_are_the_same_after_a_forced_rebuild_and_its_byte_code_l
     layers = engine.api.inspect_image(first.record["image_id"])["RootFS"]["Layers"]
     assert engine.api.inspect_image(again.record["image_id"])["RootFS"]["Layers"] == layers
     saved = tarfile.open(fileobj=io.BytesIO(b"".join(engine.api.get_image(first.record["image_id"]))))
-    last = json.load(saved.extractfile("manifest.json"))[0]["Layers"][-1]  # the service's byte code
+    last = json.load(saved.extractfile("manifest.json"))[0]["Layers"][-1]  # the service's
     with tarfile.open(fileobj=saved.extractfile(last)) as layer:
         members = layer.getmembers()
     assert {m.mtime for m in members} == {tree_layer.EPOCH}
-    compiled = sorted(m.name for m in members if m.isfile())
+    compiled = sorted(m.name for m in members if m.isfile() and m.name.endswith(".pyc"))
     assert compiled == [f"{SITE[1:]}/demo/__pycache__/{name}.cpython-311.pyc" for name in ("__init__", "core")]
     assert not [m.name for m in members if not m.isdir() and not m.isfile()]  # no whiteout, no link
 

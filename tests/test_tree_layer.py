@@ -1,10 +1,14 @@
-"""A patched tree's layer archive from a wheel, without an engine: its form, its byte-code step, bad wheels."""
+"""A patched tree's layer archive from a wheel, without an engine: its form, its byte code, bad wheels.
+
+The byte code here is the host Python's; the runtime base's (``pipeline.bytecode``) is tested in test_images."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import marshal
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -41,52 +45,78 @@ def wheel(tmp_path: Path, files: dict[str, bytes], record: str | None = None) ->
     return TreeWheel("tool", path, sha256_file(path))
 
 
+class HostByteCode:
+    """The contract of ``bytecode.ByteCode`` (sources by image path -> their .pyc by image path), kept by the
+    host's own Python; it notes what it was asked to compile."""
+
+    image_id = "sha256:host"
+
+    def __init__(self) -> None:
+        self.asked: list[list[str]] = []
+
+    def compiled(self, sources: dict[str, bytes]) -> dict[str, bytes]:
+        self.asked.append(sorted(sources))
+        out = {}
+        for path, data in sources.items():
+            try:
+                code = compile(data, path, "exec", dont_inherit=True)
+            except SyntaxError:
+                continue
+            folder, _, name = path.rpartition("/")
+            out[f"{folder}/__pycache__/{name[:-3]}.{sys.implementation.cache_tag}.pyc"] = marshal.dumps(code)
+        return out
+
+
 FILES = {"tool/__init__.py": b"", "tool/cli.py": b"def main():\n    return 0\n", "single.py": b"X = 1\n",
          "tool-1.0.data/data/etc/tool/tool.conf": b"[DEFAULT]\n"}
 
 
 def test_the_archive_is_the_install_at_its_image_paths_and_the_same_wheel_gives_the_same_bytes(tmp_path):
     source = wheel(tmp_path, FILES)
-    tree_layer._make(source, "3.11", tmp_path / "a")
-    tree_layer._make(source, "3.11", tmp_path / "b")
+    tree_layer._make(source, "3.11", tmp_path / "a", HostByteCode())
+    tree_layer._make(source, "3.11", tmp_path / "b", HostByteCode())
     assert (tmp_path / "a" / "layer.tar").read_bytes() == (tmp_path / "b" / "layer.tar").read_bytes()
     with tarfile.open(tmp_path / "a" / "layer.tar") as archive:
         members = {m.name: m for m in archive.getmembers()}
         content = {name: archive.extractfile(m).read() for name, m in members.items() if m.isfile()}
+    tag = sys.implementation.cache_tag
     assert sorted(content) == sorted([
         f"{SITE}/single.py", f"{SITE}/tool/__init__.py", f"{SITE}/tool/cli.py",
+        f"{SITE}/__pycache__/single.{tag}.pyc", f"{SITE}/tool/__pycache__/__init__.{tag}.pyc",
+        f"{SITE}/tool/__pycache__/cli.{tag}.pyc",
         *(f"{SITE}/tool-1.0.dist-info/{n}" for n in ("INSTALLER", "METADATA", "RECORD", "REQUESTED", "WHEEL",
                                                       "entry_points.txt")),
         "var/lib/openstack/bin/tool-run", "var/lib/openstack/etc/tool/tool.conf"])
     assert content["var/lib/openstack/bin/tool-run"].startswith(b"#!/var/lib/openstack/bin/python\n")
     assert members["var/lib/openstack/bin/tool-run"].mode == 0o755 and members[f"{SITE}/tool/cli.py"].mode == 0o644
+    assert members[f"{SITE}/tool/__pycache__/cli.{tag}.pyc"].mode == 0o644 and members[f"{SITE}/tool/__pycache__"].isdir()
     assert {(m.uid, m.gid, m.mtime) for m in members.values()} == {(0, 0, tree_layer.EPOCH)}
     assert {"var", "var/lib/openstack/bin", SITE, f"{SITE}/tool"} <= {n for n, m in members.items() if m.isdir()}
     layer = json.loads((tmp_path / "a" / "layer.json").read_text())
-    assert layer["compile"] == ["single.py", "tool"] and layer["dist_info"] == "tool-1.0.dist-info"
+    assert layer["bytecode"] == 3 and layer["dist_info"] == "tool-1.0.dist-info"
     with tarfile.open(tmp_path / "a" / "metadata.tar") as archive:
         assert [m.name for m in archive.getmembers() if m.isfile()] == [f"{SITE}/tool-1.0.dist-info/METADATA",
                                                                          f"{SITE}/tool-1.0.dist-info/WHEEL"]
 
 
-def test_the_byte_code_step_names_the_image_python_and_every_module_to_compile(tmp_path):
-    source = wheel(tmp_path, FILES)
-    tree_layer._make(source, "3.11", tmp_path / "a")
-    layer = tree_layer._cached(source, tmp_path / "a", "3.11")
-    assert layer is not None
-    step = layer.bytecode_instruction()
-    assert step.startswith("RUN [")
-    command = json.loads(step[4:])
-    assert command[:5] == ["env", "PYTHONHASHSEED=0", "TMPDIR=/dev/shm", "/var/lib/openstack/bin/python", "-S"]
-    assert command[-3:] == [str(tree_layer.EPOCH), f"/{SITE}/single.py", f"/{SITE}/tool"]
+def test_only_the_modules_under_site_packages_are_compiled_and_one_that_does_not_compile_has_no_pyc(tmp_path):
+    source = wheel(tmp_path, {**FILES, "tool/broken.py": b"def (:\n"})
+    bytecode = HostByteCode()
+    tree_layer._make(source, "3.11", tmp_path / "a", bytecode)
+    assert bytecode.asked == [[f"/{SITE}/{name}" for name in ("single.py", "tool/__init__.py", "tool/broken.py",
+                                                               "tool/cli.py")]]
+    with tarfile.open(tmp_path / "a" / "layer.tar") as archive:
+        names = archive.getnames()
+    assert f"{SITE}/tool/broken.py" in names and not [n for n in names if n.startswith(f"{SITE}/tool/__pycache__/broken.")]
+    assert json.loads((tmp_path / "a" / "layer.json").read_text())["bytecode"] == 3
 
 
 def test_a_damaged_or_rewritten_archive_is_not_used(tmp_path):
     source = wheel(tmp_path, FILES)
-    tree_layer._make(source, "3.11", tmp_path / "a")
-    assert tree_layer._cached(source, tmp_path / "a", "3.11") is not None
+    tree_layer._make(source, "3.11", tmp_path / "a", HostByteCode())
+    assert tree_layer._cached(source, tmp_path / "a") is not None
     (tmp_path / "a" / "metadata.tar").write_bytes(b"damaged")
-    assert tree_layer._cached(source, tmp_path / "a", "3.11") is None
+    assert tree_layer._cached(source, tmp_path / "a") is None
 
 
 @pytest.mark.parametrize("case, expected", [
@@ -100,7 +130,7 @@ def test_a_wheel_that_cannot_be_installed_is_a_clear_error(tmp_path, case, expec
         (tmp_path / "tool-1.0-py3-none-any.whl").write_bytes(b"not a zip")
         source = TreeWheel("tool", tmp_path / "tool-1.0-py3-none-any.whl", "")
     with pytest.raises(ImageBuildError) as error:
-        tree_layer._make(source, "3.11", tmp_path / "out")
+        tree_layer._make(source, "3.11", tmp_path / "out", HostByteCode())
     assert error.value.exit_code == 42
     assert "wheel tool: tool-1.0-py3-none-any.whl cannot be installed into the image" in error.value.message
     assert expected in error.value.message and str(tmp_path) not in error.value.message
