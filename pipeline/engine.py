@@ -303,11 +303,15 @@ def run_with_files(client, image: str, command: list[str], what: str, put: tuple
     """Run ``command`` in a throw-away container of ``image``, with no network, as root: ``put`` (directory,
     tar archive) is unpacked into it first, and the file ``get`` read from it after (as a tar archive of that
     one file).  Returns (stdout, that archive); a failed command raises with its stderr."""
-    host_config = client.create_host_config(shm_size=shm_size) if shm_size else None
-    container = client.create_container(image, command=command, user="root", network_disabled=True,
-                                        entrypoint=[], labels={"io.openstack-patches.temporary": "1"},
-                                        host_config=host_config)
+    import docker.errors
+    import requests
+
+    container = None
     try:
+        host_config = client.create_host_config(shm_size=shm_size) if shm_size else None
+        container = client.create_container(image, command=command, user="root", network_disabled=True,
+                                            entrypoint=[], labels={"io.openstack-patches.temporary": "1"},
+                                            host_config=host_config)
         if put is not None:
             client.put_archive(container, put[0], put[1])
         client.start(container)
@@ -318,5 +322,12 @@ def run_with_files(client, image: str, command: list[str], what: str, put: tuple
             raise ImageBuildError(f"{what}: {' '.join(command[:2])} failed in {image[:19]} (exit {status.get('StatusCode')}): {err[-500:]}")
         archive = b"".join(client.get_archive(container, get)[0]) if get else None
         return out, archive
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:  # the engine failed, not the command
+        raise ImageBuildError(f"{what}: the engine could not run a container of {image[:19]}: {redact(str(exc))}",
+                              hint="check the engine (`docker info`, its free space), then rerun") from None
     finally:
-        client.remove_container(container, force=True)
+        if container is not None:
+            try:
+                client.remove_container(container, force=True)
+            except (docker.errors.DockerException, requests.exceptions.RequestException):
+                pass  # labelled io.openstack-patches.temporary: the engine gone, nothing else can be done
