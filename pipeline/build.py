@@ -12,6 +12,8 @@ never step on each other.  A rerun with nothing changed makes no build call.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 from . import console, dag, locks, series
 from . import constraints as constraints_stage
 from .bases import BaseImages, ensure_bases
-from .bytecode import ByteCode
+from .bytecode import ByteCode, package_modules
 from .config import Project, Release
 from .constraints import ConstraintsRecord
 from .dependencies import release_locks
@@ -38,7 +40,7 @@ from .service_image import (
     is_current,
     plan_service,
 )
-from .tree_layer import EPOCH, TreeLayer, tree_layer
+from .tree_layer import EPOCH, TreeLayer, site_packages, tree_layer
 from .tree_wheel import TreeWheel, tree_wheel
 from .wheels import Target, wheel_set
 
@@ -67,17 +69,24 @@ def target_of(client, rel: Release) -> Target:
     return Target.of(rel.python, engine_info(client)["arch"], rel.base.debian_suite)
 
 
-def wheel_of(project: Project, tree: PreparedTree, target: Target) -> TreeWheel:
+def wheel_of(project: Project, tree: PreparedTree, target: Target, beside: Callable[[], None] | None = None) -> TreeWheel:
     """The wheel an image installs for a patched tree, built from the tree's own build requirements."""
     build_files = wheel_set(project, [], target, trees=[project.layout.resolve(tree.tree)]).files
-    return tree_wheel(project, tree, build_files)
+    return tree_wheel(project, tree, build_files, beside)
 
 
 def layer_of(project: Project, tree: PreparedTree, target: Target, client, bases: BaseImages) -> TreeLayer:
     """The layer an image adds for a patched tree: its wheel, installed for the image's Python, with the
     byte code the runtime base's interpreter makes."""
     bytecode = ByteCode(client, bases.runtime_id, target.python, project.layout.bytecode(), EPOCH)
-    return tree_layer(project, wheel_of(project, tree, target), target.python, tree.release, bytecode)
+
+    def compile_early() -> None:
+        # While the wheel builds, the tree's packages are compiled as the wheel will most likely install
+        # them; the layer compiles whatever the guess missed, and reports a failure itself.
+        with contextlib.suppress(PipelineError, OSError):
+            bytecode.compiled(package_modules(project.layout.resolve(tree.tree), site_packages(target.python)))
+
+    return tree_layer(project, wheel_of(project, tree, target, compile_early), target.python, tree.release, bytecode)
 
 
 def prepare_release(project: Project, rel: Release, services: list[str], client, jobs: int = 1,

@@ -51,6 +51,17 @@ print(sys.implementation.cache_tag)
 """
 
 
+def package_modules(tree: Path, site: str) -> dict[str, bytes]:
+    """The modules of a tree's top-level packages (directories with an ``__init__.py``) at the paths a wheel
+    of a flat-layout tree installs them: a guess, good enough to compile them before the wheel exists (the
+    cache is keyed by path and content, so a wrong guess costs work, never a wrong ``.pyc``)."""
+    modules = {}
+    for package in sorted(p for p in tree.iterdir() if p.is_dir() and p.name.isidentifier() and (p / "__init__.py").is_file()):
+        for path in package.rglob("*.py"):
+            modules[f"{site}/{path.relative_to(tree).as_posix()}"] = path.read_bytes()
+    return modules
+
+
 class ByteCode:
     """The byte code of module sources for one interpreter: the runtime base image ``image_id``."""
 

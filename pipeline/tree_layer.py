@@ -48,6 +48,11 @@ INSTALLER = b"openstack-patches\n"  # PEP 376: who installed the distribution (u
 EPOCH = int(REPRODUCIBLE_EPOCH)
 
 
+def site_packages(python: str) -> str:
+    """Where the image's venv installs modules."""
+    return f"{VENV}/lib/python{python}/site-packages"
+
+
 @dataclass(frozen=True)
 class TreeLayer:
     wheel: TreeWheel  # what was installed
@@ -119,7 +124,7 @@ def _make(wheel: TreeWheel, python: str, out: Path, bytecode: ByteCode) -> TreeL
     from installer.exceptions import InstallerError
     from installer.sources import WheelFile
 
-    site = f"{VENV}/lib/python{python}/site-packages"
+    site = site_packages(python)
     scheme = {"purelib": site, "platlib": site, "headers": f"{VENV}/include/site/python{python}",
               "scripts": f"{VENV}/bin", "data": VENV}
     destination = _memory_destination()(scheme, interpreter=f"{VENV}/bin/python", script_kind="posix")

@@ -26,15 +26,17 @@ directory that the next one removes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,8 +112,10 @@ def _cached(directory: Path, record: Path) -> TreeWheel | None:
     return TreeWheel(data["component"], path, data["sha256"])
 
 
-def tree_wheel(project: Project, tree: PreparedTree, build_files: list[LockedFile] | tuple[LockedFile, ...]) -> TreeWheel:
-    """The wheel of ``tree`` at its head, from the cache or built now."""
+def tree_wheel(project: Project, tree: PreparedTree, build_files: list[LockedFile] | tuple[LockedFile, ...],
+               beside: Callable[[], None] | None = None) -> TreeWheel:
+    """The wheel of ``tree`` at its head, from the cache or built now (with ``beside`` run in a thread
+    meanwhile: work that only a new wheel needs)."""
     layout = project.layout
     source = layout.resolve(tree.tree)
     label = f"wheel {tree.component} ({tree.release})"
@@ -127,7 +131,7 @@ def tree_wheel(project: Project, tree: PreparedTree, build_files: list[LockedFil
         clean_staging(root, key)
         log = layout.tree_wheel_log(tree.release, tree.component)
         log.parent.mkdir(parents=True, exist_ok=True)
-        with console.step(label), log.open("w") as log_file:
+        with console.step(label), log.open("w") as log_file, _running(beside):
             links = fetch_files(project, list(build_files))
             built: dict[str, Path] = {}
 
@@ -147,6 +151,18 @@ def tree_wheel(project: Project, tree: PreparedTree, build_files: list[LockedFil
         wheel = TreeWheel(tree.component, path, sha256_file(path))
         write_json(record, {"component": tree.component, **wheel.to_dict()})
         return wheel
+
+
+@contextlib.contextmanager
+def _running(work: Callable[[], None] | None) -> Iterator[None]:
+    thread = threading.Thread(target=work, daemon=True) if work else None
+    if thread:
+        thread.start()
+    try:
+        yield
+    finally:
+        if thread:
+            thread.join()
 
 
 def _keep_or_clear_build_dir(source: Path, build_tree: Path, sync: TreeSync) -> bool:
