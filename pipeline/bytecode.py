@@ -6,8 +6,9 @@ of it as uv's ``--compile-bytecode`` does (timestamp-checked, against the
 source's fixed archive mtime, with a fixed hash seed), or a marker that it
 does not compile, which leaves it without one as uv does.  What the cache
 lacks is compiled in one throw-away container of the runtime base, whose
-``pythonX.Y`` is the image's interpreter (the venv links to it): a code change compiles
-the modules it changed and nothing else, and no image build step compiles.
+``pythonX.Y`` is the image's interpreter (the venv links to it): a code
+change compiles the modules it changed and nothing else, and no image build
+step compiles.
 
 The interpreter is named by the runtime base's image ID, so a base made
 again compiles everything again.  Entries are content-addressed and written
