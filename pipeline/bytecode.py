@@ -97,8 +97,8 @@ class ByteCode:
         size = sum(len(data) for data in sources.values())
         out, result = run_with_files(
             self.client, self.image_id,
-            ["env", "PYTHONHASHSEED=0", f"python{self.python}", "-S", "-c", COMPILE_PROGRAM, str(self.epoch)],
-            "byte code", put=("/tmp", archive), get="/tmp/bytecode.tar",
+            [f"python{self.python}", "-S", "-c", COMPILE_PROGRAM, str(self.epoch)],
+            "byte code", put=("/tmp", archive), get="/tmp/bytecode.tar", environment={"PYTHONHASHSEED": "0"},
             shm_size=max(64 << 20, 3 * size))  # the sources and their .pyc, in memory
         compiled = _members(_members(result or b"")["bytecode.tar"])
         tag = out.decode().strip().splitlines()[-1] if out.strip() else ""

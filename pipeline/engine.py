@@ -299,7 +299,8 @@ def run_container(client, image: str, command: list[str], what: str) -> bytes:
 
 
 def run_with_files(client, image: str, command: list[str], what: str, put: tuple[str, bytes] | None = None,
-                   get: str | None = None, shm_size: int | None = None) -> tuple[bytes, bytes | None]:
+                   get: str | None = None, shm_size: int | None = None,
+                   environment: dict[str, str] | None = None) -> tuple[bytes, bytes | None]:
     """Run ``command`` in a throw-away container of ``image``, with no network, as root: ``put`` (directory,
     tar archive) is unpacked into it first, and the file ``get`` read from it after (as a tar archive of that
     one file).  Returns (stdout, that archive); a failed command raises with its stderr."""
@@ -311,7 +312,7 @@ def run_with_files(client, image: str, command: list[str], what: str, put: tuple
         host_config = client.create_host_config(shm_size=shm_size) if shm_size else None
         container = client.create_container(image, command=command, user="root", network_disabled=True,
                                             entrypoint=[], labels={"io.openstack-patches.temporary": "1"},
-                                            host_config=host_config)
+                                            host_config=host_config, environment=environment)
         if put is not None:
             client.put_archive(container, put[0], put[1])
         client.start(container)
@@ -324,7 +325,8 @@ def run_with_files(client, image: str, command: list[str], what: str, put: tuple
         return out, archive
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:  # the engine failed, not the command
         raise ImageBuildError(f"{what}: the engine could not run a container of {image[:19]}: {redact(str(exc))}",
-                              hint="check the engine (`docker info`, its free space), then rerun") from None
+                              hint=f"the image must exist and hold {command[0]}; check the engine too "
+                                   "(`docker info`, its free space), then rerun") from None
     finally:
         if container is not None:
             try:

@@ -31,7 +31,7 @@ from packaging.utils import canonicalize_name
 from . import __version__, console
 from .config import Project
 from .engine import run_container
-from .errors import SbomError
+from .errors import ImageBuildError, SbomError
 from .files import read_json, sha256_bytes, sha256_file, write_atomic, write_json
 from .redact import public_url
 
@@ -76,9 +76,9 @@ def read_inventory(client, image_id: str) -> Inventory:
     """What is installed in the image, read by running it (no guessing from build inputs)."""
     try:
         out = run_container(client, image_id, ["/var/lib/openstack/bin/python", "-c", INVENTORY_SCRIPT], "SBOM inventory")
-    except Exception as exc:  # docker-py errors and a failed command alike
-        raise SbomError(f"cannot list the contents of image {image_id[:19]}: {exc}",
-                        hint="the image must have /var/lib/openstack/bin/python and dpkg-query") from None
+    except ImageBuildError as error:  # the command failed (no hint), or the engine did (its hint)
+        raise SbomError(f"cannot list the contents of image {image_id[:19]}: {error.message}",
+                        hint=error.hint or "the image must have /var/lib/openstack/bin/python and dpkg-query") from None
     data = json.loads(out)
     rows = [tuple(line.split("\t")) for line in data["debs"].splitlines() if line.count("\t") == 2]
     return Inventory(data["env"], data["dists"], sorted(rows))

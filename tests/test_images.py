@@ -424,6 +424,9 @@ def test_a_tree_layer_is_its_wheel_installed_into_the_image_venv(built, engine):
         assert compiled == sorted(f"{n.rpartition('/')[0]}/__pycache__/{n.rpartition('/')[2][:-3]}.cpython-311.pyc"
                                   for n in modules)
         assert layer.bytecode == len(modules) > 500
+        # What is compiled while the wheel builds is a guess from the tree: on keystone it is exactly what the wheel installs.
+        from pipeline.bytecode import package_modules
+        assert sorted(package_modules(project.layout.resolve(tree.tree), SITE)) == [f"/{n}" for n in modules]
         version_pyc = archive.extractfile(files[f"{prefix}keystone/__pycache__/version.cpython-311.pyc"]).read()
     with tarfile.open(layer.metadata_archive) as archive:
         assert [m.name for m in archive.getmembers() if m.isfile()] == [f"{dist_info}/METADATA", f"{dist_info}/WHEEL"]
@@ -439,6 +442,17 @@ def test_a_tree_layer_is_its_wheel_installed_into_the_image_venv(built, engine):
     layer.archive.write_bytes(b"damaged")
     assert layer_of() == layer
     assert sha256_file(layer.archive) == layer.sha256
+
+
+def test_an_image_the_sbom_cannot_read_is_an_sbom_error_naming_it(built, engine):
+    """No venv Python in the image, or no such image on the engine: exit 50, the image named, no traceback."""
+    _, results = built
+    runtime = results["keystone"].record["bases"]["runtime_id"]
+    for image, hint in [(runtime, "/var/lib/openstack/bin/python"), ("sha256:" + "0" * 64, "docker info")]:
+        with pytest.raises(sbom_stage.SbomError) as error:
+            sbom_stage.read_inventory(engine.api, image)
+        assert error.value.exit_code == 50 and f"image {image[:19]}" in error.value.message
+        assert hint in error.value.hint
 
 
 def test_the_byte_code_cache_compiles_what_it_lacks_once_and_a_module_that_does_not_compile_has_none(built, engine, tmp_path):
