@@ -12,9 +12,12 @@ one's result.  docker-py is imported here only, when a task needs the engine.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
+import os
 import re
+import socket
 import sys
 import tarfile
 import threading
@@ -293,6 +296,32 @@ def context_image(client, settings: Settings, name: str, digest: str, make_conte
     return ref, built
 
 
+TEMPORARY = "io.openstack-patches.temporary"  # label of a throw-away container: "<host>:<pid>" of the run that made it
+
+
+def _remove_orphans(client) -> None:
+    """Remove the throw-away containers that runs on this host left when killed (kill -9 skips their removal);
+    a live run's containers, and other hosts', are left alone."""
+    import docker.errors
+
+    host = socket.gethostname()
+    for found in client.containers(all=True, filters={"label": TEMPORARY}):
+        owner, _, pid = (found.get("Labels") or {}).get(TEMPORARY, "").rpartition(":")
+        if owner == host and pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):  # another run removed it first
+                client.remove_container(found["Id"], force=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_container(client, image: str, command: list[str], what: str) -> bytes:
     """Run ``command`` in a throw-away container of ``image``; return its stdout (stderr in the error)."""
     return run_with_files(client, image, command, what)[0]
@@ -309,9 +338,10 @@ def run_with_files(client, image: str, command: list[str], what: str, put: tuple
 
     container = None
     try:
+        _remove_orphans(client)
         host_config = client.create_host_config(shm_size=shm_size) if shm_size else None
         container = client.create_container(image, command=command, user="root", network_disabled=True,
-                                            entrypoint=[], labels={"io.openstack-patches.temporary": "1"},
+                                            entrypoint=[], labels={TEMPORARY: f"{socket.gethostname()}:{os.getpid()}"},
                                             host_config=host_config, environment=environment)
         if put is not None:
             client.put_archive(container, put[0], put[1])
@@ -332,4 +362,4 @@ def run_with_files(client, image: str, command: list[str], what: str, put: tuple
             try:
                 client.remove_container(container, force=True)
             except (docker.errors.DockerException, requests.exceptions.RequestException):
-                pass  # labelled io.openstack-patches.temporary: the engine gone, nothing else can be done
+                pass  # the engine is gone; the next run on this host removes the container (_remove_orphans)

@@ -455,6 +455,33 @@ def test_an_image_the_sbom_cannot_read_is_an_sbom_error_naming_it(built, engine)
         assert hint in error.value.hint
 
 
+def test_the_throw_away_containers_of_a_killed_run_on_this_host_are_removed_by_the_next(built, engine):
+    """kill -9 skips a helper container's removal: the next helper run removes those whose run is dead, and no other."""
+    import os
+    import socket
+    import subprocess
+
+    from pipeline.engine import TEMPORARY, run_with_files
+
+    _, results = built
+    runtime = results["keystone"].record["bases"]["runtime_id"]
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    made = {owner: engine.api.create_container(runtime, ["true"], labels={TEMPORARY: owner})["Id"]
+            for owner in (f"{host}:{dead.pid}", f"{host}:{os.getpid()}", f"another-host:{dead.pid}")}
+    try:
+        assert run_with_files(engine.api, runtime, ["sh", "-c", "echo ok"], "demo")[0] == b"ok\n"
+        left = {c["Id"] for c in engine.api.containers(all=True, filters={"label": TEMPORARY})}
+        assert {owner for owner, cid in made.items() if cid in left} == {f"{host}:{os.getpid()}", f"another-host:{dead.pid}"}
+    finally:
+        for cid in made.values():
+            try:
+                engine.api.remove_container(cid, force=True)
+            except docker.errors.NotFound:
+                pass
+
+
 def test_the_byte_code_cache_compiles_what_it_lacks_once_and_a_module_that_does_not_compile_has_none(built, engine, tmp_path):
     from pipeline.bytecode import ByteCode
 
