@@ -26,6 +26,8 @@ from . import yamlfile
 from .errors import ConfigError, UnknownComponentError, UnknownReleaseError, ValueTypeError
 from .layout import Layout
 from .redact import public_url, register_url
+from .runtime import EMPTY as NO_RUNTIME
+from .runtime import RuntimeDeclaration, load_runtime
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RELEASE_NAME = re.compile(r"^\d{4}\.\d$")
@@ -304,6 +306,8 @@ class BaseImageSettings:
     image: str = "debian:bookworm-slim"
     debian_suite: str = "bookworm"
     debian_mirror: str = "http://deb.debian.org/debian"
+    # Where a bootstrapped root filesystem gets Debian's security updates (the <suite>-security suite).
+    debian_security_mirror: str = "http://deb.debian.org/debian-security"
     bootstrap: str = "auto"  # pull | debootstrap | auto
 
 
@@ -342,6 +346,7 @@ class Release:
     release_date: datetime.date | None = None
     end_of_life: datetime.date | None = None
     status: str = ""  # "" | maintained | unmaintained | end-of-life
+    runtime: RuntimeDeclaration = NO_RUNTIME  # runtime.yaml: what the images carry to run
 
     @property
     def libraries(self) -> tuple[str, ...]:
@@ -449,6 +454,7 @@ def load_release(directory: Path) -> Release:
         release_date=_date(data.get("release_date"), located, "release_date"),
         end_of_life=_date(data.get("end_of_life"), located, "end_of_life"),
         status=status,
+        runtime=load_runtime(directory, tuple(services), defaults),
     )
 
 

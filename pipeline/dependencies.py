@@ -11,6 +11,7 @@ the release layer.  Results are stamped by their inputs.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from packaging.version import InvalidVersion, Version
 
 from .config import Project
 from .errors import ConfigError
+from .files import write_if_changed
 from .series import PreparedTree
 from .stamps import Stamp
 from .wheels import LockedFile, Target, compile_lock, fill_index_cache, locked_files
@@ -40,6 +42,32 @@ class ServiceLock:
 def _requirements(project: Project, tree: PreparedTree) -> list[Path]:
     path = project.layout.resolve(tree.tree) / "requirements.txt"
     return [path] if path.exists() else []
+
+
+_PINNED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*===?", re.MULTILINE)
+
+
+def _service_requirements(project: Project, release: str, service: PreparedTree, constraints_text: str) -> list[Path]:
+    """The service's own requirements, and what runtime.yaml adds to its image (a file uv reads).
+
+    What runtime.yaml adds must be pinned: by the release's effective
+    constraints, or by its own exact pin.
+    """
+    declared = project.release(release).runtime.of(service.component).python
+    pinned = {canonicalize_name(name) for name in _PINNED.findall(constraints_text)}
+    for item in declared:
+        requirement = Requirement(item.value)
+        if canonicalize_name(requirement.name) not in pinned and not any(
+                s.operator in ("==", "===") for s in requirement.specifier):
+            raise ConfigError(f"{item.where}: {requirement.name} is not pinned by the upper-constraints of {release}",
+                              hint=f"pin it there ({requirement.name}==<version>), or in overrides/{release}/constraints.txt")
+    own = _requirements(project, service)
+    if not declared:
+        return own
+    path = project.layout.runtime_requirements(release, service.component)
+    write_if_changed(path, "# runtime.yaml: what the image needs to run in production\n"
+                     + "".join(f"{item.value}\n" for item in declared))
+    return [*own, path]
 
 
 # Marker variables Target does not know; a requirement that uses one is resolved, not judged here.
@@ -88,7 +116,7 @@ def _lock_stamp(project: Project, release: str, service: PreparedTree, libraries
     """The stamp of the service's lock, and the inputs it is current for."""
     inputs = {
         "service": [service.component, service.source.version,
-                    "".join(p.read_text() for p in _requirements(project, service))],
+                    "".join(p.read_text() for p in _service_requirements(project, release, service, constraints_text))],
         "libraries": {n: [t.source.version, "".join(p.read_text() for p in _requirements(project, t))]
                       for n, t in libraries.items()},
         "constraints": constraints_text, "target": asdict(target), "index": project.network.index_public,
@@ -122,7 +150,8 @@ def release_locks(project: Project, release: str, services: list[PreparedTree], 
 
     stale = [s for s in services if is_stale(s)]
     from_cache = len(stale) > 1 and not project.settings.offline and fill_index_cache(
-        project, [r for tree in [*stale, *libraries.values()] for r in _requirements(project, tree)],
+        project, [*(r for tree in stale for r in _service_requirements(project, release, tree, constraints_text)),
+                  *(r for tree in libraries.values() for r in _requirements(project, tree))],
         constraints_text + _library_pins(project, libraries), target)
 
     def lock_of(service: PreparedTree) -> ServiceLock:
@@ -148,7 +177,8 @@ def service_lock(project: Project, release: str, service: PreparedTree, librarie
     needed: list[str] = []
     packages: list[dict] = []
     for _ in range(len(libraries) + 1):  # each round can only add libraries
-        reqs = _requirements(project, service) + [r for n in needed for r in _requirements(project, libraries[n])]
+        reqs = _service_requirements(project, release, service, constraints_text) + \
+            [r for n in needed for r in _requirements(project, libraries[n])]
         packages = compile_lock(project, reqs, constraints_text + pins, target,
                                 f"{service.component} ({release})", hint, from_cache)
         found = [n for n in order if n in {by_pypi[canonicalize_name(p["name"])] for p in packages
@@ -176,9 +206,11 @@ class SharedLevel:
 
     services: tuple[str, ...]
     files: tuple[LockedFile, ...]
+    packages: tuple[str, ...] = ()  # Debian packages every service of the group needs, beyond the levels before
 
 
-def shared_levels(locks: list[ServiceLock]) -> tuple[SharedLevel, ...]:
+def shared_levels(locks: list[ServiceLock],
+                  packages: Mapping[str, frozenset[str]] | None = None) -> tuple[SharedLevel, ...]:
     """The release's shared layers, as a chain of ever smaller groups of services.
 
     Level 0 holds what all services install (identically: same file); each
@@ -187,8 +219,11 @@ def shared_levels(locks: list[ServiceLock]) -> tuple[SharedLevel, ...]:
     what the remaining group has in common beyond the levels before.  A
     service's image stacks the levels of every group it belongs to, so no
     image carries a package it does not install, and what several services
-    share is stored once.
+    share is stored once.  The Debian packages of ``packages`` (service ->
+    names) are shared the same way along the same chain of groups; what no
+    level holds is the service's own.
     """
+    packages = packages or {}
     by_service = {lock.service: {f.sha256: f for f in lock.files} for lock in locks}
     size = {f.sha256: f.size or 1 for lock in locks for f in lock.files}
 
@@ -197,13 +232,16 @@ def shared_levels(locks: list[ServiceLock]) -> tuple[SharedLevel, ...]:
 
     group = sorted(by_service)
     taken: set[str] = set()
+    taken_packages: set[str] = set()
     levels: list[SharedLevel] = []
     while group:
         common = set.intersection(*(set(by_service[s]) for s in group)) - taken
-        if common or not levels:
+        common_packages = set.intersection(*(set(packages.get(s, ())) for s in group)) - taken_packages
+        if common or common_packages or not levels:
             files = tuple(sorted((by_service[group[0]][sha] for sha in common), key=lambda f: f.name))
-            levels.append(SharedLevel(tuple(group), files))
+            levels.append(SharedLevel(tuple(group), files, tuple(sorted(common_packages))))
             taken |= common
+            taken_packages |= common_packages
         if len(group) <= 2:
             break  # a pair's next group is one service: what is left is its own
         gain = {out: weight(set.intersection(*(set(by_service[s]) for s in group if s != out)) - taken) for out in group}

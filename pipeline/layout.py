@@ -102,6 +102,10 @@ class Layout:
     def push_record(self, release: str, service: str) -> Path:
         return self.service_dir(release, service) / "push.json"
 
+    def runtime_requirements(self, release: str, service: str) -> Path:
+        """The Python distributions runtime.yaml adds to a service's image, as the resolver reads them."""
+        return self.service_dir(release, service) / "runtime-requirements.txt"
+
     def build_log(self, release: str, service: str) -> Path:
         return self.service_dir(release, service) / "build.log"
 
@@ -111,6 +115,14 @@ class Layout:
     def bake_dir(self, release: str, service: str) -> Path:
         """A bake target's own directories: ``context/`` (Dockerfile, dependencies.txt) and package-file contexts."""
         return self.service_dir(release, service) / "bake"
+
+    def smoke_dir(self, release: str) -> Path:
+        """``invoke smoke``'s files of a release: its images' build logs (``images/``), and every container's
+        log (``logs/``) when a run failed."""
+        return self.release_out(release) / "smoke"
+
+    def smoke_junit(self, release: str) -> Path:
+        return self.workdir / "smoke" / release / "junit.xml"
 
     def stamp(self, stage: str, release: str, name: str) -> Path:
         return self.workdir / ".stamps" / stage / release / f"{name}.json"

@@ -83,3 +83,21 @@ def expect_str(value: Any, located: Located, *keys: str, example: str = "") -> s
     kind = type(value).__name__ if value is not None else "empty"
     raise ValueTypeError(f"{located.where(*keys)}: {name} must be a string, not {kind}",
                          hint=f"for example {keys[-1]}: {example or '...'}")
+
+
+def expect_mapping(value: Any, located: Located, *keys: str) -> dict:
+    """A mapping value (absent: empty); anything else is refused with its file and line."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueTypeError(f"{located.where(*keys)}: {'.'.join(keys) or 'the file'} must be a mapping")
+    return value
+
+
+def expect_list(value: Any, located: Located, *keys: str) -> list:
+    """A list value (absent: empty); anything else is refused with its file and line."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueTypeError(f"{located.where(*keys)}: {'.'.join(keys)} must be a list")
+    return value

@@ -37,10 +37,19 @@ def requirements(project, tree) -> Path:
     return project.layout.resolve(tree.tree) / "requirements.txt"
 
 
+def runtime_requirements(project, service: str) -> Path:
+    """What runtime.yaml adds to the service's image, as a requirements file of the test's own."""
+    path = project.layout.workdir / f"oracle-runtime-{service}.txt"
+    path.write_text("".join(f"{item.value}\n" for item in project.release("2025.2").runtime.of(service).python))
+    return path
+
+
 def second_round(project, trees, constraints: str, service: str) -> set[str]:
-    """What the service's lock is with oslo.messaging's requirements resolved with its own."""
+    """What the service's lock is with oslo.messaging's requirements resolved with its own (and with what
+    runtime.yaml adds to the image)."""
     library = trees["oslo.messaging"]
-    packages = compile_lock(project, [requirements(project, trees[service]), requirements(project, library)],
+    packages = compile_lock(project, [requirements(project, trees[service]), runtime_requirements(project, service),
+                                      requirements(project, library)],
                             constraints + f"oslo.messaging=={library.source.version}\n", TARGET, service, "")
     return {f.pin for f in locked_files(packages, TARGET) if f.name not in ("oslo-messaging", service)}
 
@@ -52,7 +61,11 @@ def test_lock_is_what_resolving_with_the_library_requirements_gives(release, ser
     lock = service_lock(project, "2025.2", trees[service], {"oslo.messaging": trees["oslo.messaging"]},
                         constraints, TARGET)
     assert lock.libraries == ("oslo.messaging",)
-    assert {f.pin for f in lock.files} == second_round(project, trees, constraints, service)
+    pins = {f.pin for f in lock.files}
+    assert pins == second_round(project, trees, constraints, service)
+    # what runtime.yaml adds, at the upper-constraints' versions
+    assert {"pymysql==1.1.1", "python-memcached==1.62", "pymemcache==4.0.0"} <= pins
+    assert ({"python-ldap==3.4.4", "ldappool==3.0.0"} if service == "keystone" else {"libvirt-python==11.6.0"}) <= pins
 
 
 @pytest.mark.network
