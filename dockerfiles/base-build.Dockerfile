@@ -6,11 +6,13 @@
 ARG RUNTIME_BASE
 FROM ${RUNTIME_BASE}
 ARG PYTHON_VERSION
+# Headers the release's sdists compile against (build_packages in releases/<release>/runtime.yaml).
+ARG BUILD_PACKAGES=""
 USER root
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends build-essential pkg-config git \
-        "python${PYTHON_VERSION}-dev" "python${PYTHON_VERSION}-venv" libffi-dev libssl-dev; \
+        "python${PYTHON_VERSION}-dev" "python${PYTHON_VERSION}-venv" libffi-dev libssl-dev ${BUILD_PACKAGES}; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log
 COPY uv venv-layer /usr/local/bin/

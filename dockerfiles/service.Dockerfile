@@ -38,7 +38,10 @@ FROM ${RELEASE_BUILD} AS check
 ADD trees/service/metadata.tar /
 RUN uv pip check
 
+# RELEASE_BASE: the release layers, with the service's own Debian packages on top when it has any.
 FROM ${RELEASE_BASE}
+# /etc/<service> for the configuration, the httpd configuration of httpd+WSGI processes (runtime.yaml).
+ADD runtime.tar /
 #@if dependencies COPY --from=layer-dependencies /layer/ /
 #@library ADD trees/{lib}/layer.tar /
 ADD trees/service/layer.tar /

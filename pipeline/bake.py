@@ -52,7 +52,10 @@ def _target(project: Project, plan: ServicePlan, bases: dict[str, str]) -> dict:
         (staging / "context" / "dependencies.txt").write_text(plan.dependencies)
         for name, archive in plan.trees.items():
             (staging / "context" / name).parent.mkdir(parents=True, exist_ok=True)
-            _link(archive, staging / "context" / name)
+            if isinstance(archive, bytes):  # made for this plan (runtime.tar)
+                (staging / "context" / name).write_bytes(archive)
+            else:
+                _link(archive, staging / "context" / name)
         for ctx in plan.contexts:
             (staging / ctx.stage).mkdir()
             for path in paths[ctx.stage].values():
@@ -79,7 +82,8 @@ def write(project: Project, release: str, services: list[str], jobs: int = 1) ->
 
     def bases(service: str) -> dict[str, str]:
         level = inputs.layers.chain(service)[-1]  # the deepest release level of the service's group
-        refs = (inputs.bases.build, level.build_image, level.image)
+        own = inputs.plans[service].packages_image  # with the service's own Debian packages on it, if any
+        refs = (inputs.bases.build, level.build_image, own.ref if own else level.image)
         return {arg: f"{cache}/{ref}" if cache else ref for arg, ref in zip(BASE_ARGS, refs)}
 
     layout = project.layout

@@ -26,9 +26,10 @@ from .dockerfiles import find_dockerfile, tool_file
 from .engine import context_tar, ensure_image, inspect, stream_build
 from .errors import BaseImageError, DiskFullError
 from .files import hash_inputs, sha256_bytes
+from .packages import apt_build
 from .wheels import Target, uv_binary, uv_wheel
 
-ROOTFS_FORMAT = 3  # bump when the bootstrapped tree's contents change
+ROOTFS_FORMAT = 4  # bump when the bootstrapped tree's contents change
 
 # What Debian's slim images leave out, and what apt leaves behind.
 SLIM_DPKG_CFG = """\
@@ -107,6 +108,31 @@ def _recompile_for_archive(rootfs: Path, python: str, log_path: Path) -> None:
                              f"(exit {result.returncode})", hint=f"its output is at the end of {log_path}")
 
 
+def apt_sources(rel: Release) -> str:
+    """The suites an image's apt reads: the release's suite, its updates and its security updates
+    (debootstrap writes only the first, so a bootstrapped image would never see a security fix)."""
+    base = rel.base
+    return (f"deb {base.debian_mirror} {base.debian_suite} main\n"
+            f"deb {base.debian_mirror} {base.debian_suite}-updates main\n"
+            f"deb {base.debian_security_mirror} {base.debian_suite}-security main\n")
+
+
+def _security_updates(rootfs: Path, rel: Release, env: dict[str, str], log_path: Path) -> None:
+    """Point apt at the updates and security suites and install what they fix, in the bootstrapped tree."""
+    (rootfs / "etc/apt/sources.list").write_text(apt_sources(rel))
+    chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+    apt_env = {**env, "DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C"}
+    with log_path.open("a") as log:
+        for command in (["apt-get", "update"], ["apt-get", "-y", "--no-install-recommends", "dist-upgrade"]):
+            result = subprocess.run([chroot, str(rootfs), *command], stdout=log, stderr=subprocess.STDOUT, env=apt_env)
+            if result.returncode != 0:
+                shutil.rmtree(rootfs.parent, ignore_errors=True)
+                raise BaseImageError(f"{' '.join(command)} in the bootstrapped root filesystem failed "
+                                     f"(exit {result.returncode})",
+                                     hint=f"check base.debian_security_mirror in releases/{rel.name}/release.yaml and "
+                                          f"the proxy settings; its output is at the end of {log_path}")
+
+
 def bootstrap_rootfs(project: Project, rel: Release, log_path: Path) -> Path:
     """A trimmed Debian root filesystem with Python and CA certificates, as a tar file to import."""
     base = rel.base
@@ -145,6 +171,7 @@ def bootstrap_rootfs(project: Project, rel: Release, log_path: Path) -> Path:
         )
     (rootfs / "etc/dpkg/dpkg.cfg.d").mkdir(parents=True, exist_ok=True)
     (rootfs / "etc/dpkg/dpkg.cfg.d/openstack-patches-slim").write_text(SLIM_DPKG_CFG)
+    _security_updates(rootfs, rel, env, log_path)
     _trim_rootfs(rootfs)
     _recompile_for_archive(rootfs, rel.python, log_path)
     archive = scratch / "rootfs.tar"
@@ -162,7 +189,7 @@ def _origin(client, project: Project, rel: Release, log_dir: Path) -> str:
     base = rel.base
     settings = project.settings
     rootfs_ref = f"{settings.image_prefix}/rootfs:{base.debian_suite}-" + hash_inputs(
-        ["minbase", base.debian_suite, base.debian_mirror, rel.python, ROOTFS_FORMAT, SLIM_DPKG_CFG])[:12]
+        ["minbase", base.debian_suite, base.debian_mirror, rel.python, ROOTFS_FORMAT, SLIM_DPKG_CFG, apt_sources(rel)])[:12]
 
     def bootstrap() -> str:
         with console.step(f"bootstrap {rootfs_ref} from {base.debian_mirror}"):
@@ -222,7 +249,8 @@ def ensure_bases(client, project: Project, rel: Release, target: Target) -> Base
 
     uv = uv_wheel(project, target)
     build_file = find_dockerfile(project, rel.name, ["base-build"])
-    build_args = {"RUNTIME_BASE": runtime_id, "PYTHON_VERSION": rel.python}
+    build_args = {"RUNTIME_BASE": runtime_id, "PYTHON_VERSION": rel.python,
+                  "BUILD_PACKAGES": " ".join(rel.runtime.build_packages)}
     build_ref = f"{prefix}/base-build:" + hash_inputs([build_file.read_text(), build_args, uv.sha256,
                                                        sha256_bytes(tool_file("venv-layer"))])[:16]
 
@@ -231,8 +259,8 @@ def ensure_bases(client, project: Project, rel: Release, target: Target) -> Base
             binary = uv_binary(project, uv)
             context = context_tar({"Dockerfile": build_file.read_bytes(), "uv": binary, "venv-layer": tool_file("venv-layer")},
                                   executables=frozenset({"uv", "venv-layer"}))
-            return stream_build(client, context, log_dir / "base-build.log", f"base-build {rel.name}",
-                                buildargs=build_args, secret_args=proxies)
+            return apt_build(client, context, log_dir / "base-build.log", f"base-build {rel.name}", build_args,
+                             proxies, rel, {p: f"build_packages in {rel.runtime.path}" for p in rel.runtime.build_packages})
 
     build_id, _ = ensure_image(client, settings, build_ref, make_build, "the build base")
     return BaseImages(origin, runtime_ref, runtime_id, build_ref, build_id)

@@ -29,6 +29,7 @@ from .engine import connect, engine_info
 from .errors import ConfigError, PipelineError, UnknownComponentError
 from .files import remove
 from .redact import register_url
+from .packages import service_packages
 from .release_layer import ReleaseLayers, ensure_release_layers
 from .series import PreparedTree
 from .service_image import (
@@ -37,6 +38,7 @@ from .service_image import (
     build_service,
     downstream_outputs,
     ensure_contexts,
+    ensure_packages,
     is_current,
     plan_service,
 )
@@ -106,6 +108,7 @@ def prepare_release(project: Project, rel: Release, services: list[str], client,
             service_locks = release_locks(project, rel.name, [prepared[s] for s in rel.services], libraries,
                                           constraints_text, target, max(2, jobs))
         users = {s: (s, *service_locks[s].libraries) for s in services}
+        packages = {s: service_packages(project, rel, prepared[s]) for s in rel.services}
 
         def layer(name: str) -> TreeLayer:
             try:
@@ -121,13 +124,16 @@ def prepare_release(project: Project, rel: Release, services: list[str], client,
             # The trees' layers are made on the host while the engine builds the release layers (they need nothing of them).
             building = [pool.submit(layer, name) for name in trees]
             layers = ensure_release_layers(client, project, rel, bases, list(service_locks.values()), services,
-                                           target, force)
+                                           target, packages, force)
             tree_layers = {name: future.result() for name, future in zip(trees, building)}
         plans = {}
         for service in services:
             plans[service] = plan_service(project, rel.name, prepared[service], libraries, service_locks[service],
-                                          layers, bases, constraints, target, tree_layers)
-            if contexts and (force or is_current(client, project, plans[service]) is None):
+                                          layers, bases, constraints, target, tree_layers, packages[service])
+            if not contexts:  # a bake file names the image the service starts from: it must exist
+                ensure_packages(client, project, plans[service])
+            elif force or is_current(client, project, plans[service]) is None:
+                ensure_packages(client, project, plans[service])
                 ensure_contexts(client, project, plans[service])
     return ReleaseInputs(rel, prepared, constraints, bases, layers, plans, target)
 

@@ -42,7 +42,7 @@ from .git import rev_parse, text
 
 TOOL_PATHS = ("pipeline/", "tasks.py", "noxfile.py", "invoke.yaml", "pyproject.toml", "scripts/setup")
 NO_COMMIT = "0" * 40  # what GitHub passes as the commit before a branch's first push
-LOOKUPS = ("release-layer", "base-runtime", "base-build")  # Dockerfiles every image of a release is built on
+LOOKUPS = ("release-layer", "base-runtime", "base-build", "runtime-packages")  # Dockerfiles every image of a release is built on
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 

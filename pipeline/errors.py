@@ -167,6 +167,17 @@ class ImageBuildError(PipelineError):
     summary = "a Dockerfile step failed (names the service, the step and the log)"
 
 
+class ImageContentError(PipelineError):
+    exit_code = 45
+    summary = ("an image lacks what its own files need (a shared library that no installed package provides: "
+               "names the file, the library and where to add the package)")
+
+
+class PackageNotFoundError(ImageBuildError):
+    exit_code = 46
+    summary = "a Debian package an image needs is not in the release's Debian suite (names the package and the file asking for it)"
+
+
 class PushError(PipelineError):
     exit_code = 43
     summary = "a push to the registry failed"
@@ -186,6 +197,16 @@ class HotpatchError(PipelineError):
 class SbomError(PipelineError):
     exit_code = 50
     summary = "an SBOM or VEX document cannot be made (no build record, invalid document)"
+
+
+class SmokeStartError(PipelineError):
+    exit_code = 70
+    summary = "invoke smoke: a service or a part of the control plane did not start (names it, with the end of its log)"
+
+
+class SmokeCheckError(PipelineError):
+    exit_code = 71
+    summary = "invoke smoke: a check failed (names the service, the check, the command and its output)"
 
 
 class LifecycleConflictError(PipelineError):

@@ -14,12 +14,14 @@ their venv.  The record is ``<workdir>/<release>/release-layer/layers.json``.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 from . import console
 from .bases import BaseImages
 from .config import Project, Release
 from .dependencies import ServiceLock, requirements_text, shared_levels
+from .packages import ServicePackages, ensure_packages_image
 from .dockerfiles import find_dockerfile, render
 from .engine import context_image, context_tar, ensure_image, stream_build
 from .files import hash_inputs, write_if_changed
@@ -35,6 +37,8 @@ class ReleaseLevel:
     build_image: str  # the build base with the venv of all levels up to this one
     build_image_id: str
     files: tuple[LockedFile, ...]  # what this level adds
+    packages: tuple[str, ...] = ()  # the Debian packages it adds (a layer below its Python packages)
+    packages_image: str = ""  # the image of that layer (its parent: the level below)
 
     @property
     def name(self) -> str:
@@ -50,18 +54,33 @@ class ReleaseLayers:
         """The levels a service's image stacks: those of every group it belongs to (a prefix of the chain)."""
         return tuple(level for level in self.levels if service in level.services)
 
+    def packages(self, service: str) -> frozenset[str]:
+        """The Debian packages the levels of a service's chain install."""
+        return frozenset(p for level in self.chain(service) for p in level.packages)
+
 
 def ensure_release_layers(client, project: Project, rel: Release, bases: BaseImages, locks: list[ServiceLock],
-                          services: list[str], target: Target, force: bool = False) -> ReleaseLayers:
+                          services: list[str], target: Target, packages: Mapping[str, ServicePackages],
+                          force: bool = False) -> ReleaseLayers:
     """The levels that the images of ``services`` stack, built where the engine lacks them."""
     settings = project.settings
-    chain = shared_levels(locks)
+    chain = shared_levels(locks, {name: p.names for name, p in packages.items()})
     depth = 1 + max((i for i, level in enumerate(chain) if set(services) & set(level.services)), default=0)
     log_dir = project.layout.release_layer_dir(rel.name)
     template = find_dockerfile(project, rel.name, ["release-layer"]).read_text()
     parent_build, parent_runtime, parent_key = bases.build_id, bases.runtime_id, ""
     levels: list[ReleaseLevel] = []
     for index, shared in enumerate(chain[:depth]):
+        packages_image = ""
+        if shared.packages:  # the level's Debian packages, below its Python packages
+            origins = {p: next(packages[s].origins[p] for s in shared.services) for p in shared.packages}
+            packages_image, parent_runtime = ensure_packages_image(client, project, rel, parent_runtime, origins,
+                                                                   f"level-{index}", log_dir / f"level-{index}-packages.log")
+            if not shared.files and levels:  # level 0 also starts the venv
+                levels.append(ReleaseLevel(index, shared.services, packages_image, parent_runtime, levels[-1].build_image,
+                                           parent_build, (), shared.packages, packages_image))
+                parent_key = hash_inputs([parent_key, packages_image])[:16]
+                continue
         dockerfile = render(template, [], {"first": index == 0, "later": index > 0})
         wheels = wheel_set(project, shared.files, target)
         requirements = requirements_text(shared.files)
@@ -87,9 +106,11 @@ def ensure_release_layers(client, project: Project, rel: Release, bases: BaseIma
 
         build_id = build("build")
         image_id = build(None)
-        levels.append(ReleaseLevel(index, shared.services, refs[None], image_id, refs["build"], build_id, shared.files))
+        levels.append(ReleaseLevel(index, shared.services, refs[None], image_id, refs["build"], build_id, shared.files,
+                                   shared.packages, packages_image if shared.packages else ""))
         parent_build, parent_runtime, parent_key = build_id, image_id, key
     layers = ReleaseLayers(rel.name, tuple(levels))
-    record = {"release": rel.name, "levels": [{**asdict(level), "files": [f.pin for f in level.files]} for level in levels]}
+    record = {"release": rel.name, "levels": [{**asdict(level), "files": [f.pin for f in level.files],
+                                               "packages": list(level.packages)} for level in levels]}
     write_if_changed(log_dir / "layers.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     return layers

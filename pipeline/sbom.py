@@ -31,7 +31,7 @@ from packaging.utils import canonicalize_name
 from . import __version__, console
 from .config import Project
 from .engine import run_container
-from .errors import ImageBuildError, SbomError
+from .errors import ImageBuildError, ImageContentError, SbomError
 from .files import read_json, sha256_bytes, sha256_file, write_atomic, write_json
 from .redact import public_url
 
@@ -61,7 +61,57 @@ dists = [dist(d) for d in m.distributions()]
 import subprocess
 debs = subprocess.run(["dpkg-query", "-W", "-f=${Package}\\t${Version}\\t${Architecture}\\n"],
                       capture_output=True, text=True, check=True).stdout
-print(json.dumps({"env": env, "dists": dists, "debs": debs}))
+
+# Every shared object under the venv and the libraries it needs that the image cannot load (ELF DT_NEEDED,
+# resolved by its RPATH/RUNPATH with $ORIGIN, the loader's cache and the system directories): ldd would
+# take seconds, this a few milliseconds.
+import struct
+def elf_needs(path):
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return [], []
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    dynamic, loads = None, []
+    for i in range(phnum):
+        kind, _, offset, vaddr, _, filesz, _, _ = struct.unpack_from("<IIQQQQQQ", data, phoff + i * phentsize)
+        if kind == 2:
+            dynamic = (offset, filesz)
+        elif kind == 1:
+            loads.append((vaddr, offset, filesz))
+    if dynamic is None:
+        return [], []
+    entries = []
+    for at in range(dynamic[0], dynamic[0] + dynamic[1], 16):
+        tag, value = struct.unpack_from("<qQ", data, at)
+        if tag == 0:
+            break
+        entries.append((tag, value))
+    strtab = next((v for t, v in entries if t == 5), None)
+    base = next((strtab - va + o for va, o, size in loads if strtab is not None and va <= strtab < va + size), None)
+    if base is None:
+        return [], []
+    text = lambda v: data[base + v:data.index(b"\0", base + v)].decode("utf-8", "replace")
+    return [text(v) for t, v in entries if t == 1], [text(v) for t, v in entries if t in (15, 29)]
+system = set()
+for line in subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout.splitlines()[1:]:
+    system.add(line.strip().split(" ", 1)[0])
+for folder in ("/lib", "/usr/lib", "/lib64", "/usr/lib64", f"/lib/{platform.machine()}-linux-gnu", f"/usr/lib/{platform.machine()}-linux-gnu"):
+    if os.path.isdir(folder):
+        system.update(os.listdir(folder))
+missing = {}
+for top, _, files in os.walk("/var/lib/openstack"):
+    for name in files:
+        path = os.path.join(top, name)
+        if ".so" not in name or os.path.islink(path):
+            continue
+        needs, search = elf_needs(path)
+        folders = [f.replace("$ORIGIN", top).replace("${ORIGIN}", top) for entry in search for f in entry.split(":")]
+        lost = [lib for lib in needs if lib not in system and not any(os.path.exists(os.path.join(f, lib)) for f in folders)]
+        if lost:
+            missing[path] = lost
+print(json.dumps({"env": env, "dists": dists, "debs": debs, "missing_libraries": missing}))
 """
 
 
@@ -70,6 +120,7 @@ class Inventory:
     env: dict[str, str]
     dists: list[dict[str, Any]]
     debs: list[tuple[str, str, str]]  # name, version, architecture
+    missing_libraries: dict[str, list[str]]  # shared object under the venv -> libraries the image cannot load
 
 
 def read_inventory(client, image_id: str) -> Inventory:
@@ -81,7 +132,7 @@ def read_inventory(client, image_id: str) -> Inventory:
                         hint=error.hint or "the image must have /var/lib/openstack/bin/python and dpkg-query") from None
     data = json.loads(out)
     rows = [tuple(line.split("\t")) for line in data["debs"].splitlines() if line.count("\t") == 2]
-    return Inventory(data["env"], data["dists"], sorted(rows))
+    return Inventory(data["env"], data["dists"], sorted(rows), data.get("missing_libraries", {}))
 
 
 def _defer_iri_grammar() -> None:
@@ -119,12 +170,15 @@ def preload() -> threading.Thread:
     return thread
 
 
-def _layer_of(record: dict) -> dict[str, str]:
-    where = {}
+def _layer_of(record: dict) -> tuple[dict[str, str], dict[str, str]]:
+    """Which layer installs each Python distribution and each Debian package the record names."""
+    python, debian = {}, {}
     for layer in record.get("layers", []):
-        for pin in layer["packages"]:
-            where[canonicalize_name(pin.split("==", 1)[0])] = layer["name"]
-    return where
+        for pin in layer.get("packages", []):
+            python[canonicalize_name(pin.split("==", 1)[0])] = layer["name"]
+        for name in layer.get("debian", []):
+            debian[name] = layer["name"]
+    return python, debian
 
 
 def build_bom(record: dict, inventory: Inventory):
@@ -175,7 +229,10 @@ def build_bom(record: dict, inventory: Inventory):
 
     component_of = {dist: component for component, dist in record["dist_names"].items()}
     changes = {c["name"]: c for c in record["constraints"]["changes"]}
-    layers = _layer_of(record)
+    layers, deb_layers = _layer_of(record)
+    runtime = record.get("runtime", {})
+    declared_python = {name: entry["declared"] for name, entry in runtime.get("python", {}).items()}
+    declared_debian = runtime.get("debian", {})
     installed: dict[str, Any] = {}
     for dist in sorted(inventory.dists, key=lambda d: canonicalize_name(d["name"])):
         key = canonicalize_name(dist["name"])
@@ -187,6 +244,8 @@ def build_bom(record: dict, inventory: Inventory):
             props.append(prop("built-from", "patched source"))
         if key in layers:
             props.append(prop("layer", layers[key]))
+        if key in declared_python:
+            props.append(prop("runtime", f"declared in {declared_python[key]}"))
         change = changes.get(key)
         if change is not None:
             props += [prop("constraint:upstream", ", ".join(change["old"]) or "(absent)"),
@@ -200,9 +259,14 @@ def build_bom(record: dict, inventory: Inventory):
         installed[key] = Component(type=ComponentType.LIBRARY, name=dist["name"], version=dist["version"],
                                    bom_ref=p.to_string(), purl=p, pedigree=ped, properties=props)
 
+    def deb_properties(name: str) -> list:
+        props = [prop("layer", deb_layers[name])] if name in deb_layers else []
+        return props + ([prop("runtime", f"asked for by {declared_debian[name]}")] if name in declared_debian else [])
+
     debs = [Component(type=ComponentType.LIBRARY, name=name, version=version,
                       bom_ref=f"pkg:deb/debian/{name}@{version}?arch={arch}",
-                      purl=PackageURL(type="deb", namespace="debian", name=name, version=version, qualifiers={"arch": arch}))
+                      purl=PackageURL(type="deb", namespace="debian", name=name, version=version, qualifiers={"arch": arch}),
+                      properties=deb_properties(name))
             for name, version, arch in inventory.debs]
 
     name, _, tag = record["tags"][0].rpartition(":")
@@ -214,7 +278,8 @@ def build_bom(record: dict, inventory: Inventory):
                         qualifiers={"tag": tag, "repository_url": name}),
         properties=[prop("release", record["release"]), prop("image-id", image_id), prop("input-hash", record["input_hash"]),
                     *[prop(f"label:{k}", v) for k, v in sorted(record["labels"].items())],
-                    *[prop(f"layer:{layer['name']}", str(len(layer["packages"]))) for layer in record.get("layers", [])]],
+                    *[prop(f"layer:{layer['name']}", str(len(layer.get("packages", [])) + len(layer.get("debian", []))))
+                      for layer in record.get("layers", [])]],
     )
     serial = uuid.uuid5(uuid.NAMESPACE_URL, f"openstack-patches:{image_id}:{record['input_hash']}")
     bom = Bom(serial_number=serial, components=[*installed.values(), *debs])
@@ -287,6 +352,22 @@ def render(bom) -> str:
     return text + "\n"
 
 
+def check_libraries(record: dict, inventory: Inventory) -> None:
+    """An image whose Python extensions need a library no installed Debian package provides cannot run them:
+    say which, and where to declare the package (the SBOM reads the image, so it is where this shows)."""
+    if not inventory.missing_libraries:
+        return
+    shown = [f"{path.removeprefix('/var/lib/openstack/lib/python' + record['target']['python'] + '/site-packages/')}: "
+             f"{', '.join(libs)}" for path, libs in sorted(inventory.missing_libraries.items())]
+    more = f"\n    (and {len(shown) - 8} more)" if len(shown) > 8 else ""
+    raise ImageContentError(
+        f"image {record['service']} ({record['release']}) {record['image_id'][7:19]}: shared libraries that no "
+        f"installed package provides:\n    " + "\n    ".join(shown[:8]) + more,
+        hint=f"add the Debian packages that ship them (apt-file search <library>) to services.{record['service']}."
+             f"packages in releases/{record['release']}/runtime.yaml, then rebuild",
+    )
+
+
 def load_image_record(project: Project, release: str, service: str) -> dict:
     path = project.layout.image_record(release, service)
     record = read_json(path)
@@ -321,7 +402,9 @@ def generate(project: Project, release: str, service: str, client=None) -> tuple
     for path in (out, own):
         path.unlink(missing_ok=True)
     with console.step(f"sbom {service} ({release})"):
-        text = render(build_bom(record, read_inventory(client, record["image_id"])))
+        inventory = read_inventory(client, record["image_id"])
+        check_libraries(record, inventory)
+        text = render(build_bom(record, inventory))
     write_atomic(out, text)
     digest = sha256_bytes(text.encode())
     write_json(own, {"image_id": record["image_id"], "input_hash": record["input_hash"], "sha256": digest,

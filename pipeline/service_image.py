@@ -19,10 +19,13 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from . import console, layer_cache
@@ -33,11 +36,13 @@ from .dependencies import ServiceLock, requirements_text
 from .dockerfiles import LibrarySlot, find_dockerfile, render
 from .engine import context_image, context_tar, inspect, stream_build, tag
 from .errors import LayerCacheError
-from .files import hash_inputs, read_json, remove, write_atomic, write_json
+from .files import hash_inputs, read_json, remove, sha256_bytes, write_atomic, write_json
+from .packages import ServicePackages, ensure_packages_image, packages_ref
 from .redact import public_url
 from .release_layer import ReleaseLayers
 from .series import PreparedTree
 from .stamps import input_hash, tool_id
+from .runtime import ServiceRuntime, runtime_archive
 from .tree_layer import TreeLayer
 from .wheels import LockedFile, Target, fetch_files, wheel_set, wheelhouse_context
 
@@ -118,16 +123,28 @@ class ServicePlan:
     input_hash: str
     tags: tuple[str, str]  # immutable, moving
     contexts: list[NamedContext]
-    trees: dict[str, Path]  # files of the build context: path in the context -> a patched tree's layer archive
+    trees: dict[str, Path | bytes]  # files of the build context beside the Dockerfile: the trees' archives, runtime.tar
     record: dict[str, Any]  # the image record without image_id
+    packages_image: PackagesImage | None = None  # the service's own Debian packages, when it has any
+
+
+@dataclass(frozen=True)
+class PackagesImage:
+    """The layer of a service's own Debian packages, on the top of its release layers."""
+
+    parent: str  # image ID
+    origins: Mapping[str, str]  # package -> where it is asked for
+    ref: str  # its content-addressed tag
 
 
 def plan_service(project: Project, release: str, service: PreparedTree, libraries: dict[str, PreparedTree],
                  lock: ServiceLock, layers: ReleaseLayers, bases: BaseImages, constraints: ConstraintsRecord,
-                 target: Target, tree_layers: dict[str, TreeLayer]) -> ServicePlan:
+                 target: Target, tree_layers: dict[str, TreeLayer], packages: ServicePackages) -> ServicePlan:
     """The plan of one service image; ``tree_layers`` holds the layer of the service and of each library it needs."""
     settings, layout = project.settings, project.layout
+    rel = project.release(release)
     name = service.component
+    runtime = rel.runtime.of(name)
     libs = [libraries[n] for n in lock.libraries]
     chain = layers.chain(name)
     base = chain[-1]
@@ -136,27 +153,40 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
     wheels = wheel_set(project, extras, target)
     slots = [LibrarySlot(lib.component, lib.source.version) for lib in libs]
     patches = [asdict(p) for tree in [*libs, service] for p in tree.patches]
-    labels = _labels(project, release, service, libs, base.image, constraints, patches)
+    labels = {**_labels(project, release, service, libs, base.image, constraints, patches), **runtime_labels(runtime)}
+    # The service's own Debian packages: a layer on the release layers (those levels hold what it shares).
+    own_packages = {p: origin for p, origin in packages.origins.items() if p not in layers.packages(name)}
+    packages_image = PackagesImage(base.image_id, MappingProxyType(own_packages),
+                                   packages_ref(project, rel, base.image_id, list(own_packages), name)) if own_packages else None
     trees = {"service": tree_layers[name], **{lib.component: tree_layers[lib.component] for lib in libs}}
     template = find_dockerfile(project, release, [name, "service"])
     dockerfile = render(template.read_text(), slots, {"dependencies": bool(extras)}) + label_instruction(labels)
-    context_files = {f"trees/{tree}/{archive.name}": archive for tree, layer in trees.items()
-                     for archive in (layer.archive, layer.metadata_archive)}
+    context_files: dict[str, Path | bytes] = {f"trees/{tree}/{archive.name}": archive for tree, layer in trees.items()
+                                              for archive in (layer.archive, layer.metadata_archive)}
+    context_files["runtime.tar"] = runtime_archive(runtime, target.python)
     dependencies = requirements_text(extras)
     prefix = settings.image_prefix
 
     contexts = [NamedContext("wheels", "CTX_WHEELS", "wheels", wheels.digest, files=wheels.files)]
     buildargs = {
-        "BUILD_BASE": bases.build_id, "RELEASE_BUILD": base.build_image_id, "RELEASE_BASE": base.image_id,
+        "BUILD_BASE": bases.build_id, "RELEASE_BUILD": base.build_image_id,
+        "RELEASE_BASE": packages_image.ref if packages_image else base.image_id,
         **{ctx.arg: context_ref(settings, ctx.image, ctx.digest) for ctx in contexts},
     }
     digest = input_hash({"dockerfile": dockerfile, "dependencies": dependencies, "buildargs": buildargs,
                          "trees": {tree: [layer.sha256, layer.metadata_sha256] for tree, layer in trees.items()},
+                         "runtime": sha256_bytes(context_files["runtime.tar"]),
                          "labels": labels, "record_format": RECORD_FORMAT})
     image_name = f"{prefix}/{name}"
     tags = (f"{image_name}:{service.source.version}-p{len(patches)}-{digest[:12]}", f"{image_name}:{release}")
     image_layers = [
-        *[{"name": level.name, "image": level.image, "packages": [f.pin for f in level.files]} for level in chain],
+        *[entry for level in chain for entry in (
+            *([{"name": f"{level.name}: Debian packages", "image": level.packages_image, "debian": list(level.packages)}]
+              if level.packages else []),
+            *([{"name": level.name, "image": level.image, "packages": [f.pin for f in level.files]}]
+              if level.files or not level.packages else []))],
+        *([{"name": "Debian packages", "image": packages_image.ref, "debian": sorted(own_packages)}] if packages_image else []),
+        {"name": "runtime files", "packages": []},
         *([{"name": "dependencies", "packages": [f.pin for f in sorted(extras, key=lambda f: f.name)]}] if extras else []),
         *[{"name": f"library {lib.component}", "packages": [f"{lib.component}=={lib.source.version}"]} for lib in libs],
         {"name": "service", "packages": [f"{name}=={service.source.version}"]},
@@ -176,10 +206,35 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
         "layers": image_layers,
         "bases": {**asdict(bases), "release_layer": base.image, "release_layer_id": base.image_id},
         "constraints": constraints.to_dict(), "target": asdict(target),
+        "runtime": runtime_record(runtime, packages, lock),
         "build_log": layout.rel(layout.build_log(release, name)),
     }
     return ServicePlan(name, release, dockerfile, dependencies, buildargs, labels, digest, tags, contexts,
-                       context_files, record)
+                       context_files, record, packages_image)
+
+
+def runtime_labels(runtime: ServiceRuntime) -> dict[str, str]:
+    """Each process's command (JSON) as a label, for deployment tools: io.openstack-patches.process.<name>."""
+    labels = {f"{LABEL_NS}.process.{p.name}": p.label() for p in runtime.processes}
+    if runtime.processes:
+        labels[f"{LABEL_NS}.processes"] = ",".join(p.name for p in runtime.processes)
+    if any(p.wsgi for p in runtime.processes):
+        labels[f"{LABEL_NS}.api_deployment"] = runtime.api_deployment
+    return labels
+
+
+def runtime_record(runtime: ServiceRuntime, packages: ServicePackages, lock: ServiceLock) -> dict[str, Any]:
+    """What the image carries to run, as the record (and the SBOM) say it: the Python distributions runtime.yaml
+    added with the versions the lock chose, the Debian packages and where each was asked for, the processes."""
+    versions = {f.name: f.version for f in lock.files}
+    python = {}
+    for item in runtime.python:
+        requirement = Requirement(item.value)
+        python[canonicalize_name(requirement.name)] = {"version": versions.get(canonicalize_name(requirement.name), ""),
+                                                       "declared": item.where}
+    return {"api_deployment": runtime.api_deployment, "python": python, "debian": dict(sorted(packages.origins.items())),
+            "debian_excluded": list(packages.excluded),
+            "processes": {p.name: json.loads(p.label()) for p in runtime.processes}}
 
 
 def label_instruction(labels: dict[str, str]) -> str:
@@ -200,6 +255,14 @@ def is_current(client, project: Project, plan: ServicePlan) -> dict | None:
             and inspect(client, previous.get("image_id", "")) is not None:
         return previous
     return None
+
+
+def ensure_packages(client, project: Project, plan: ServicePlan) -> None:
+    """The image of the service's own Debian packages, which its build starts from (when it has any)."""
+    if plan.packages_image is not None:
+        image = plan.packages_image
+        ensure_packages_image(client, project, project.release(plan.release), image.parent, image.origins, plan.service,
+                              project.layout.service_dir(plan.release, plan.service) / "packages.log")
 
 
 def ensure_contexts(client, project: Project, plan: ServicePlan) -> int:

@@ -42,7 +42,7 @@ from .errors import ImageBuildError
 from .files import clean_staging, hash_inputs, read_json, replace_dir, sha256_bytes
 from .tree_wheel import REPRODUCIBLE_EPOCH, TreeWheel
 
-LAYER_FORMAT = 4  # bump when the archives' content or form changes: every cached layer is then made again
+LAYER_FORMAT = 5  # bump when the archives' content or form changes: every cached layer is then made again
 VENV = "/var/lib/openstack"  # the image's venv (the release layers make it)
 INSTALLER = b"openstack-patches\n"  # PEP 376: who installed the distribution (uv's own layers say uv)
 EPOCH = int(REPRODUCIBLE_EPOCH)
@@ -140,6 +140,11 @@ def _make(wheel: TreeWheel, python: str, out: Path, bytecode: ByteCode) -> TreeL
                               f"{'; '.join(issues[:3])}{more}",
                               hint="the patched tree builds a wheel that is not valid: check its build log") from None
     files = {path.lstrip("/"): content for path, content in destination.files.items()}
+    # A tree's configuration files (pbr's data_files etc/<service>/: api-paste.ini, rootwrap.conf) go to /etc too,
+    # where its processes look for them, as a distribution's package puts them: a deployment adds its own
+    # <service>.conf beside them (or replaces the directory).
+    etc = f"{VENV.lstrip('/')}/etc/"
+    files.update({path[len(etc) - 4:]: content for path, content in list(files.items()) if path.startswith(etc)})
     prefix = site.lstrip("/") + "/"
     meta = {path: files[path] for path in (f"{prefix}{dist_info}/{name}" for name in ("METADATA", "WHEEL"))
             if path in files}

@@ -78,7 +78,8 @@ def test_bake_target_is_the_docker_py_plan(baked):
     trees = sorted(str(p.relative_to(context)) for p in (context / "trees").rglob("*") if p.is_file())
     assert trees == ["trees/service/layer.tar", "trees/service/metadata.tar"]
     assert sha256_file(context / "trees" / "service" / "layer.tar") == record["tree_layers"]["demo"]["sha256"]
-    assert [layer["name"] for layer in record["layers"]] == ["release level 0 (2 services)", "dependencies", "service"]
+    assert [layer["name"] for layer in record["layers"]] == ["release level 0 (2 services)", "runtime files", "dependencies",
+                                                          "service"]
     # The package files are the hash-checked files of the cache, byte for byte.
     wheel_cache = Path(layout.settings_overrides["cache_dir"]) / "wheels"
     for path in Path(contexts["wheels"]).iterdir():

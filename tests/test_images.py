@@ -100,6 +100,69 @@ def test_smoke(built, engine, service):
         [line for line in imports.splitlines() if "stale" in line][:5]
 
 
+RUNTIME_IMPORTS = {"keystone": "ldap, ldappool", "nova": "libvirt"}
+
+
+@pytest.mark.parametrize("service", ["keystone", "nova"])
+def test_an_image_carries_what_production_needs(built, engine, service):
+    """runtime.yaml: the database driver, memcached clients and extras; uWSGI and the service's Debian packages;
+    /etc/<service> and /var/lib/<service>; its processes' commands as labels; no Windows scripts."""
+    _, results = built
+    record = results[service].record
+    image = record["image_id"]
+    out = run_in(engine, image, f"python -c 'import pymysql, memcache, pymemcache, {RUNTIME_IMPORTS[service]}; print(1)'"
+                                f" && stat -c '%U %a %n' /etc/{service} /var/lib/{service}"
+                                " && command -v uwsgi; command -v qemu-img; ls /var/lib/openstack/bin/*.bat /var/lib/openstack/bin/*.ps1"
+                                " 2>/dev/null; true")
+    lines = out.splitlines()
+    assert lines[0] == "1"
+    assert lines[1:3] == [f"root 755 /etc/{service}", f"openstack 750 /var/lib/{service}"]
+    assert lines[3] == "/usr/bin/uwsgi" and (lines[4:] == ["/usr/bin/qemu-img"]) == (service == "nova")
+    labels = engine.api.inspect_image(image)["Config"]["Labels"]
+    processes = labels["io.openstack-patches.processes"].split(",")
+    assert processes == ([f"{service}-api"] if service == "keystone" else
+                         ["nova-api", "nova-metadata", "nova-conductor", "nova-scheduler", "nova-compute"])
+    api = json.loads(labels[f"io.openstack-patches.process.{processes[0]}"])
+    assert api["command"][0] == "uwsgi" and api["server"] == "uwsgi" and api["port"] in (5000, 8774)
+    assert api["command"] == record["runtime"]["processes"][processes[0]]["command"]
+    # what the record says it carries, and where each came from
+    runtime = record["runtime"]
+    assert runtime["python"]["pymysql"]["version"] == "1.1.1"
+    assert runtime["python"]["pymysql"]["declared"].startswith("releases/2025.2/runtime.yaml:")
+    assert runtime["debian"]["uwsgi-core"].startswith("releases/2025.2/runtime.yaml:")
+    if service == "nova":  # from nova's own bindep.txt (the default profile on Debian)
+        assert runtime["debian"]["openssh-client"] == "bindep.txt of nova (patched/2025.2/nova/bindep.txt)"
+        assert "mariadb-server" in runtime["debian_excluded"]
+        assert run_in(engine, image, "command -v ssh").strip() == "/usr/bin/ssh"
+    # /etc/nova has the configuration files nova ships (its own, as patched), where nova-api looks for them
+    if service == "nova":
+        assert run_in(engine, image, "cmp /etc/nova/api-paste.ini /var/lib/openstack/etc/nova/api-paste.ini && echo same").strip() == "same"
+
+
+def test_an_extension_whose_library_is_missing_is_named_with_where_to_declare_it(built, engine):
+    """The SBOM reads every shared object's ELF dependencies: an image without python-ldap's libraries is refused."""
+    import io
+
+    from pipeline.errors import ImageContentError
+
+    _, results = built
+    record = results["keystone"].record
+    dockerfile = (f"FROM {record['image_id']}\nUSER root\nRUN rm -f /usr/lib/*/libldap-2.5.so.0* /usr/lib/*/liblber-2.5.so.0*"
+                  " && ldconfig\nUSER openstack\n")
+    image, _ = engine.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True)
+    try:
+        inventory = sbom_stage.read_inventory(engine.api, image.id)
+        assert inventory.missing_libraries == {
+            f"{SITE}/_ldap.cpython-311-x86_64-linux-gnu.so": ["libldap-2.5.so.0", "liblber-2.5.so.0"]}
+        with pytest.raises(ImageContentError) as caught:
+            sbom_stage.check_libraries(record, inventory)
+        assert "_ldap.cpython-311-x86_64-linux-gnu.so: libldap-2.5.so.0, liblber-2.5.so.0" in caught.value.message
+        assert "services.keystone.packages in releases/2025.2/runtime.yaml" in caught.value.hint
+        assert sbom_stage.read_inventory(engine.api, record["image_id"]).missing_libraries == {}
+    finally:
+        engine.images.remove(image.id)
+
+
 WHEEL_MAKER = """
 import zipfile
 with zipfile.ZipFile("/tmp/needy-1.0-py3-none-any.whl", "w") as wheel:
@@ -128,17 +191,22 @@ def test_images_share_the_release_layers_and_add_only_their_own(built, engine):
     for service, result in results.items():
         base = engine.api.inspect_image(result.record["bases"]["release_layer_id"])["RootFS"]["Layers"]
         assert layers[service][: len(base)] == base
-        # its own dependencies, oslo.messaging and the service (each of the two with its byte code)
-        assert len(layers[service]) == len(base) + 3
+        # its own Debian packages (if any), its runtime files, its own dependencies, oslo.messaging and the
+        # service (each of the two with its byte code)
+        own_packages = any(layer["name"] == "Debian packages" for layer in result.record["layers"])
+        assert len(layers[service]) == len(base) + own_packages + 4
     keystone = results["keystone"].record
     names = [layer["name"] for layer in keystone["layers"]]
-    assert names == ["release level 0 (6 services)", "release level 1 (5 services)", "dependencies",
+    assert names == ["release level 0 (6 services): Debian packages", "release level 0 (6 services)",
+                     "release level 1 (5 services)", "Debian packages", "runtime files", "dependencies",
                      "library oslo.messaging", "service"]
-    assert {layer["name"] for layer in results["nova"].record["layers"]} >= set(names[:2])
+    assert {layer["name"] for layer in results["nova"].record["layers"]} >= set(names[:3])
     keystone_only = set(layers["keystone"]) - set(layers["nova"])
-    # its own dependencies and itself; the release levels and oslo.messaging's layer are shared
-    assert len(keystone_only) == 2
-    level0 = {p.split("==")[0] for p in keystone["layers"][0]["packages"]}
+    # its Debian packages, its runtime files (/etc/keystone), its own dependencies and itself; the release
+    # levels and oslo.messaging's layer are shared
+    assert len(keystone_only) == 4
+    level0 = {p.split("==")[0] for p in next(layer for layer in keystone["layers"]
+                                             if layer["name"] == "release level 0 (6 services)")["packages"]}
     assert {"oslo-config", "sqlalchemy"} <= level0 and "pysaml2" not in level0  # keystone's own stays its own
     levels = json.loads((project.layout.release_layer_dir("2025.2") / "layers.json").read_text())["levels"]
     assert [len(level["services"]) for level in levels] == sorted((len(l["services"]) for l in levels), reverse=True)
@@ -414,7 +482,11 @@ def test_a_tree_layer_is_its_wheel_installed_into_the_image_venv(built, engine):
         assert archive.extractfile(files[f"{dist_info}/INSTALLER"]).read() == b"openstack-patches\n"
         assert f"{dist_info}/REQUESTED" in files and f"{dist_info}/direct_url.json" not in files
         recorded = {line.split(",")[0] for line in archive.extractfile(files[f"{dist_info}/RECORD"]).read().decode().splitlines()}
-        installed = {name for name, m in files.items() if m.isfile() and "/__pycache__/" not in name}
+        installed = {name for name, m in files.items() if m.isfile() and "/__pycache__/" not in name
+                     and not name.startswith("etc/")}
+        # the data files under the venv's etc/ are where keystone looks for them too
+        assert {name for name, m in files.items() if m.isfile() and name.startswith("etc/")} == \
+            {name.removeprefix("var/lib/openstack/") for name in installed if name.startswith("var/lib/openstack/etc/")}
         prefix = SITE[1:] + "/"
         assert {name.removeprefix(prefix) if name.startswith(prefix) else f"../../../{name.split('/', 3)[3]}"
                 for name in installed} == recorded

@@ -86,7 +86,9 @@ def test_the_archive_is_the_install_at_its_image_paths_and_the_same_wheel_gives_
         f"{SITE}/tool/__pycache__/cli.{tag}.pyc",
         *(f"{SITE}/tool-1.0.dist-info/{n}" for n in ("INSTALLER", "METADATA", "RECORD", "REQUESTED", "WHEEL",
                                                       "entry_points.txt")),
-        "var/lib/openstack/bin/tool-run", "var/lib/openstack/etc/tool/tool.conf"])
+        "var/lib/openstack/bin/tool-run", "var/lib/openstack/etc/tool/tool.conf", "etc/tool/tool.conf"])
+    # the tree's configuration files are where its processes look for them too
+    assert content["etc/tool/tool.conf"] == content["var/lib/openstack/etc/tool/tool.conf"] == b"[DEFAULT]\n"
     assert content["var/lib/openstack/bin/tool-run"].startswith(b"#!/var/lib/openstack/bin/python\n")
     assert members["var/lib/openstack/bin/tool-run"].mode == 0o755 and members[f"{SITE}/tool/cli.py"].mode == 0o644
     assert members[f"{SITE}/tool/__pycache__/cli.{tag}.pyc"].mode == 0o644 and members[f"{SITE}/tool/__pycache__"].isdir()
