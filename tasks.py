@@ -599,6 +599,42 @@ def bake(c, release, service=None, cache_from=None, jobs=None, offline_=False, f
                        + f"\nbake file: {project.layout.rel(path)} (docker buildx bake -f {path})")
 
 
+@task(
+    iterable=["service"],
+    help={
+        "release": RELEASE_HELP,
+        "service": "service to prove (repeatable; the services it needs come too); default: every service",
+        "jobs": "images built in parallel (default 2)",
+        "offline": OFFLINE_HELP,
+        "format": FORMAT_HELP,
+    },
+)
+@entry
+def smoke(c, release, service=None, jobs=None, offline_=False, format="table"):
+    """Prove the images serve: a real control plane (MariaDB, RabbitMQ, memcached, OVN), every process, client checks."""
+    from pipeline import console
+    from pipeline.smoke.run import smoke as stage
+
+    fmt = output_format(format)
+    project = offline(project_from(c), offline_)
+    report = stage(project, release, list(service or []), positive_int(jobs, "--jobs", default=2))
+    if fmt == "json":
+        console.result_json(report.to_json())
+    else:
+        blocks = []
+        for name in dict.fromkeys(r.service for r in report.rows):
+            rows = [(r.step, r.result, f"{r.seconds:.1f}s", r.detail.splitlines()[0][:90] if r.detail else "")
+                    for r in report.rows if r.service == name]
+            blocks.append(f"{name}\n" + console.table(["step", "result", "time", "detail"], rows))
+        passed = sum(r.result == "ok" for r in report.rows)
+        blocks.append(f"smoke {release}: {passed} of {len(report.rows)} ok in {report.seconds:.0f}s; "
+                      f"JUnit: {project.layout.rel(project.layout.smoke_junit(release))}"
+                      + (f"; container logs: {report.logs}" if report.logs else ""))
+        console.result("\n\n".join(blocks))
+    if report.error is not None:
+        raise report.error
+
+
 patches = Collection("patches")
 patches.add_task(list_)
 patches.add_task(check)
@@ -618,3 +654,4 @@ ns.add_task(hotpatch)
 ns.add_task(cve)
 ns.add_collection(ci_tasks)
 ns.add_task(bake)
+ns.add_task(smoke)

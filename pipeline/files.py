@@ -14,8 +14,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,18 @@ def sha256_file(path: Path) -> str:
 def hash_inputs(inputs: Any) -> str:
     """Stable hash of a JSON-serialisable description of a step's inputs."""
     return sha256_bytes(json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str).encode())
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until the block is done (they are delivered right after): a swap or a teardown
+    never stops half-way."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def write_atomic(path: Path, data: str | bytes, mode: int = 0o666) -> None:

@@ -36,6 +36,13 @@ def register_url(url: str | None) -> None:
                 _secrets.add(unquote(value))
 
 
+def register_secret(value: str) -> None:
+    """Remember a secret this process made (a password of ``invoke smoke``'s control plane) so it is masked everywhere."""
+    if value and len(value) >= 8:
+        with _lock:
+            _secrets.add(value)
+
+
 def redact(text: str) -> str:
     """``text`` with URL passwords and every registered secret replaced by ``***``."""
     if not text:

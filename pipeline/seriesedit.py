@@ -16,16 +16,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Component, Project
 from .errors import ConfigError, GitError, UncommittedChangesError
-from .files import STAGING_PREFIX, UMASK, clean_staging
+from .files import STAGING_PREFIX, UMASK, clean_staging, signals_held
 from .git import text
 from .patchfile import DEFAULT_AUTHOR
 from .series import NUMBER_RE, PATCH_SUFFIX, IndexApplier, read_patch, source_context
@@ -128,17 +125,6 @@ def verify(project: Project, component: Component, source: SourceRecord, files: 
             applier.apply(path, read_patch(project, path), label, commit=False)
 
 
-@contextmanager
-def _signals_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM wait until the swap is complete (they are delivered right after)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def refs_with(project: Project, release: str, component: str, ref: str) -> tuple[Path, str]:
     """``source-refs.yaml`` with the component's ref replaced, comments and order kept: (path, new text)."""
     path = project.layout.release_dir(release) / "source-refs.yaml"
@@ -192,7 +178,7 @@ def write(project: Project, component: Component, new: list[tuple[str, bytes]], 
             refs_tmp = staging / "source-refs.yaml"
             refs_tmp.write_bytes(refs_text.encode())
             os.chmod(refs_tmp, refs_file.stat().st_mode & 0o777)
-        with _signals_held():
+        with signals_held():
             if directory.exists():
                 directory.rename(staging / "old")
             if new or current.others:

@@ -1,0 +1,145 @@
+"""Runtime-complete images and their smoke, measured in one run on this machine (2025.2 by default).
+
+Prints:
+  - each service image's size without the runtime additions (the repository with the release's
+    runtime.yaml left out, built in a work directory and under an image prefix of its own) and with them
+    (the shipped configuration), the growth, and what the additions weigh in the image: its Debian
+    packages' layers (each the size of its packages image less its parent) and the Python distributions
+    it has that the image without them lacks (their files as installed).  The growth must not exceed them;
+  - the unique layer bytes of all images against the largest one, without and with the additions;
+  - `invoke smoke` with every image already built, from nothing on the engine to the last check and torn
+    down: its whole time, the steps, and where the time went (the slowest steps).
+Run: python bench/smoke_bench.py [--release 2025.2] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import docker  # noqa: E402
+
+from image_bench import layer_sizes  # noqa: E402
+
+from pipeline.config import load_release  # noqa: E402
+
+# Every distribution of the image and the bytes of its files as installed.
+DISTRIBUTIONS = r"""
+import importlib.metadata as m, json, os
+sizes = {}
+for dist in m.distributions():
+    total = 0
+    for f in dist.files or []:
+        path = dist.locate_file(f)
+        if os.path.isfile(path):
+            total += os.path.getsize(path)
+    sizes[dist.metadata["Name"].lower().replace("_", "-")] = total
+print(json.dumps(sizes))
+"""
+
+
+def invoke(env: dict, *args: str, check: bool = True) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    result = subprocess.run(["invoke", "-r", str(ROOT), *args], env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise SystemExit(f"invoke {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return time.perf_counter() - started, result
+
+
+def build_all(env: dict, release: str, services: list[str]) -> dict[str, dict]:
+    invoke(env, "build", "--release", release, "--all", "--jobs", "2")
+    workdir = Path(env["INVOKE_PIPELINE_WORKDIR"])
+    return {s: json.loads((workdir / release / s / "image.json").read_text()) for s in services}
+
+
+def size(client, ref: str) -> int:
+    return client.api.inspect_image(ref)["Size"]
+
+
+def debian_bytes(client, record: dict) -> int:
+    """The bytes of the image's Debian packages layers: the top layer of each packages image it stacks."""
+    sizes = layer_sizes(client, record["image_id"])
+    tops = {client.api.inspect_image(layer["image"])["RootFS"]["Layers"][-1]
+            for layer in record["layers"] if "debian" in layer and layer.get("image")}
+    return sum(sizes[layer] for layer in tops if layer in sizes)
+
+
+def distributions(client, image: str) -> dict[str, int]:
+    return json.loads(client.containers.run(image, ["python", "-c", DISTRIBUTIONS], remove=True))
+
+
+def unique_bytes(client, records: dict[str, dict]) -> tuple[int, int]:
+    """Bytes of every distinct layer of the images, and the largest image."""
+    unique = {layer: b for r in records.values() for layer, b in layer_sizes(client, r["image_id"]).items()}
+    return sum(unique.values()), max(size(client, r["image_id"]) for r in records.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--release", default="2025.2")
+    parser.add_argument("--keep", help="keep the work directories here (default: a temporary folder, removed)")
+    args = parser.parse_args()
+    base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="smoke-bench-"))
+    base.mkdir(parents=True, exist_ok=True)
+    client = docker.from_env()
+    release = args.release
+    services = list(load_release(ROOT / "releases" / release).services)
+    bare_prefix = "openstack-patches-bench-bare"
+    try:
+        bare_root = base / "without-runtime"
+        for folder in ("releases", "patches", "overrides", "deploy"):
+            shutil.copytree(ROOT / folder, bare_root / folder, dirs_exist_ok=True)
+        (bare_root / "releases" / release / "runtime.yaml").unlink()
+        common = {**os.environ, "INVOKE_PIPELINE_CACHE_DIR": str(base / "cache")}
+        bare_env = {**common, "INVOKE_PIPELINE_ROOT": str(bare_root), "INVOKE_PIPELINE_WORKDIR": str(bare_root / "build"),
+                    "INVOKE_PIPELINE_IMAGE_PREFIX": bare_prefix}
+        env = {**common, "INVOKE_PIPELINE_WORKDIR": str(base / "build")}
+        before = build_all(bare_env, release, services)
+        after = build_all(env, release, services)
+
+        print(f"images of {release} without and with runtime.yaml's additions (MB):")
+        print(f"{'service':<10} {'without':>8} {'with':>8} {'growth':>8} {'Debian':>7} {'Python':>7}  growth <= additions")
+        for service in services:
+            small, large = size(client, before[service]["image_id"]), size(client, after[service]["image_id"])
+            debian = debian_bytes(client, after[service])
+            had = distributions(client, before[service]["image_id"])
+            python = sum(b for name, b in distributions(client, after[service]["image_id"]).items() if name not in had)
+            print(f"{service:<10} {small / 1e6:8.0f} {large / 1e6:8.0f} {(large - small) / 1e6:8.0f} {debian / 1e6:7.0f} "
+                  f"{python / 1e6:7.0f}  {'yes' if large - small <= (debian + python) * 1.02 + 1e6 else 'NO'}")
+        for label, records in (("without", before), ("with", after)):
+            unique, largest = unique_bytes(client, records)
+            print(f"unique layer bytes of the {len(records)} images {label}: {unique / 1e6:.0f} MB "
+                  f"= {unique / largest:.2f} x the largest image ({largest / 1e6:.0f} MB)")
+
+        seconds, result = invoke(env, "smoke", "--release", release, "--format", "json", check=False)
+        report = json.loads(result.stdout) if result.stdout.strip() else {}
+        rows = report.get("rows", [])
+        print(f"\ninvoke smoke --release {release}, every image built: {seconds:.0f} s from the command to its end "
+              f"(exit {result.returncode}; {sum(r['result'] == 'ok' for r in rows)} of {len(rows)} steps ok)")
+        slowest = sorted(((r["seconds"], f"{r['service']}: {r['step']}") for r in rows), reverse=True)[:8]
+        print("slowest steps: " + "; ".join(f"{name} {sec:.0f} s" for sec, name in slowest))
+        if result.returncode != 0:
+            print(result.stderr[-3000:])
+    finally:
+        for record in (locals().get("before") or {}).values():
+            for tag in record.get("tags", []):
+                try:
+                    client.api.remove_image(tag)
+                except docker.errors.APIError:
+                    pass
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
