@@ -29,6 +29,7 @@ from .config import Project
 from .engine import connect
 from .files import replace_dir, write_json
 from .service_image import ServicePlan
+from .tree_layer import read_verified
 from .wheels import fetch_files
 
 BASE_ARGS = ("BUILD_BASE", "RELEASE_BUILD", "RELEASE_BASE")
@@ -45,12 +46,14 @@ def _target(project: Project, plan: ServicePlan, bases: dict[str, str]) -> dict:
     """One bake target: the plan's Dockerfile and arguments, its named contexts as directories."""
     directory = project.layout.bake_dir(plan.release, plan.service)
     paths = {ctx.stage: fetch_files(project, list(ctx.files)) for ctx in plan.contexts}
+    for layer in plan.trees.values():
+        read_verified(layer)  # each archive as it was written (made again if damaged) before it is linked
 
     def fill(staging: Path) -> None:
         (staging / "context").mkdir(parents=True)
         (staging / "context" / "Dockerfile").write_text(plan.dockerfile)
         (staging / "context" / "dependencies.txt").write_text(plan.dependencies)
-        for name, archive in plan.trees.items():
+        for name, archive in plan.tree_files().items():
             (staging / "context" / name).parent.mkdir(parents=True, exist_ok=True)
             _link(archive, staging / "context" / name)
         for ctx in plan.contexts:

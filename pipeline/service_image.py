@@ -12,6 +12,13 @@ once, after a successful build, with everything later stages need (the
 source record of every component, every patch with the hash of its bytes
 and its provenance, the constraint changes, the layers), so no later stage
 re-reads patch files, sources or settings.
+
+Before the record is written, the image itself must prove that it holds
+each patched tree's layer archive: one of its layers' diff IDs (the sha256
+the engine recorded of the layer) is the archive's sha256.  An image that
+fails this, pulled from the layer cache or made with the engine's build
+cache, is not tagged: it is built again without that cache, and a second
+failure is an error.
 """
 
 from __future__ import annotations
@@ -31,14 +38,14 @@ from .config import Project
 from .constraints import ConstraintsRecord
 from .dependencies import ServiceLock, requirements_text
 from .dockerfiles import LibrarySlot, find_dockerfile, render
-from .engine import context_image, context_tar, inspect, stream_build, tag
-from .errors import LayerCacheError
+from .engine import context_image, context_tar, engine_key, inspect, stream_build, tag
+from .errors import ImageBuildError, LayerCacheError
 from .files import hash_inputs, read_json, remove, write_atomic, write_json
 from .redact import public_url
 from .release_layer import ReleaseLayers
 from .series import PreparedTree
 from .stamps import input_hash, tool_id
-from .tree_layer import TreeLayer
+from .tree_layer import TreeLayer, read_verified
 from .wheels import LockedFile, Target, fetch_files, wheel_set, wheelhouse_context
 
 LABEL_NS = "io.openstack-patches"
@@ -118,8 +125,13 @@ class ServicePlan:
     input_hash: str
     tags: tuple[str, str]  # immutable, moving
     contexts: list[NamedContext]
-    trees: dict[str, Path]  # files of the build context: path in the context -> a patched tree's layer archive
+    trees: dict[str, TreeLayer]  # the patched trees' layers, by their folder in the build context (trees/<name>/)
     record: dict[str, Any]  # the image record without image_id
+
+    def tree_files(self) -> dict[str, Path]:
+        """The trees' archives by their path in the build context."""
+        return {f"trees/{tree}/{archive.name}": archive for tree, layer in self.trees.items()
+                for archive in (layer.archive, layer.metadata_archive)}
 
 
 def plan_service(project: Project, release: str, service: PreparedTree, libraries: dict[str, PreparedTree],
@@ -140,8 +152,6 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
     trees = {"service": tree_layers[name], **{lib.component: tree_layers[lib.component] for lib in libs}}
     template = find_dockerfile(project, release, [name, "service"])
     dockerfile = render(template.read_text(), slots, {"dependencies": bool(extras)}) + label_instruction(labels)
-    context_files = {f"trees/{tree}/{archive.name}": archive for tree, layer in trees.items()
-                     for archive in (layer.archive, layer.metadata_archive)}
     dependencies = requirements_text(extras)
     prefix = settings.image_prefix
 
@@ -178,8 +188,8 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
         "constraints": constraints.to_dict(), "target": asdict(target),
         "build_log": layout.rel(layout.build_log(release, name)),
     }
-    return ServicePlan(name, release, dockerfile, dependencies, buildargs, labels, digest, tags, contexts,
-                       context_files, record)
+    return ServicePlan(name, release, dockerfile, dependencies, buildargs, labels, digest, tags, contexts, trees,
+                       record)
 
 
 def label_instruction(labels: dict[str, str]) -> str:
@@ -239,15 +249,69 @@ def build_service(client, project: Project, plan: ServicePlan, force: bool = Fal
         raise LayerCacheError(f"layer cache: {immutable} does not carry the labels of this build",
                               hint="the cache holds an image that was not made by this tool: remove that tag from it")
     action, calls = "from the layer cache", 0
-    if image_id is None:
+    diff_ids = _tree_diff_ids(client, plan, image_id) if image_id is not None else None
+    refused = image_id is not None and diff_ids is None
+    if refused:
+        console.note(f"layer cache: {immutable} does not hold the layer archives of this build's patched trees; "
+                     "building it here (and replacing it in the cache)")
+    nocache = force
+    while diff_ids is None:
         context = context_tar({"Dockerfile": plan.dockerfile.encode(), "dependencies.txt": plan.dependencies.encode(),
-                               **plan.trees})
+                               **{f"trees/{tree}/{archive}": data for tree, layer in plan.trees.items()
+                                  for archive, data in read_verified(layer).items()}})
         with console.step(f"image {name} ({release})"):
             image_id = stream_build(client, context, layout.build_log(release, name), f"{name} ({release})",
-                                    buildargs=plan.buildargs, nocache=force)
-        action, calls = "built", 1
+                                    buildargs=plan.buildargs, nocache=nocache)
+        action, calls = "built", calls + 1
+        diff_ids = _tree_diff_ids(client, plan, image_id)
+        if diff_ids is None and nocache:
+            raise ImageBuildError(f"{name} ({release}): the engine's image {image_id[7:19]} does not hold the layer "
+                                  "archives of the patched trees it was built from (no layer has their sha256 as its "
+                                  "diff ID)", hint=f"check the engine (`docker info`, its storage); build log: "
+                                                   f"{layout.build_log(release, name)}")
+        if diff_ids is None:
+            console.note(f"{name} ({release}): the layers the engine's build cache gave do not hold the patched trees' "
+                         "archives; building again without it")
+            nocache = True
     tag(client, image_id, immutable)
     tag(client, image_id, moving)
-    layer_cache.store_service(client, project.settings, plan.tags, inspect(client, image_id))
-    write_json(record_path, {**plan.record, "image_id": image_id})
+    layer_cache.store_service(client, project.settings, plan.tags, inspect(client, image_id), replace=refused)
+    tree_layers = {c: {**entry, "diff_id": diff_ids[c]} for c, entry in plan.record["tree_layers"].items()}
+    write_json(record_path, {**plan.record, "tree_layers": tree_layers, "image_id": image_id})
     return ImageResult(name, release, action, read_json(record_path), calls, time.monotonic() - started, record_path)
+
+
+def _tree_diff_ids(client, plan: ServicePlan, image_id: str) -> dict[str, str] | None:
+    """Each patched tree's layer in the image (component -> diff ID), or None if the image lacks one.
+
+    The archives are written as the engine writes layers, so the layer ``ADD``
+    makes of one has the archive's sha256 as its diff ID.  An engine that
+    writes layers otherwise gives other diff IDs: for it, the diff ID of each
+    archive is learnt once from a build of that archive alone on an empty
+    image, without the engine's cache, and kept beside the archive."""
+    present = set(inspect(client, image_id)["RootFS"]["Layers"])
+    found = {}
+    for layer in plan.trees.values():
+        diff_id = f"sha256:{layer.sha256}"
+        if diff_id not in present:
+            diff_id = _engine_diff_id(client, layer)
+        if diff_id not in present:
+            return None
+        found[layer.component] = diff_id
+    return found
+
+
+def _engine_diff_id(client, layer: TreeLayer) -> str:
+    """The diff ID this engine gives the layer ``ADD`` makes of ``layer``'s archive."""
+    known = layer.directory / "diff-ids.json"
+    ids = read_json(known) or {}
+    key = engine_key(client)
+    if not isinstance(ids, dict) or not isinstance(ids.get(key), str):
+        context = context_tar({"Dockerfile": b"FROM scratch\nADD layer.tar /\n",
+                               "layer.tar": read_verified(layer)["layer.tar"]})
+        image_id = stream_build(client, context, layer.directory / f"diff-id-{key}.log",
+                                f"the layer of {layer.component} alone", nocache=True)
+        ids = {**(ids if isinstance(ids, dict) else {}), key: inspect(client, image_id)["RootFS"]["Layers"][-1]}
+        client.remove_image(image_id)
+        write_json(known, ids)
+    return ids[key]

@@ -1,7 +1,13 @@
-"""Faults with real processes: kill -9 at points of fetch, patch and build; two runs at once; a held lock.
+"""The project's fault corpus, on real processes, real git repositories and a real Docker engine.
 
-Each case ends with a check of the state: the next run succeeds with the
-right result and nothing a killed run left behind stays.
+Each case does to the tool what a user, a full disk, a killed run or a
+damaged cache does, and asserts three things: the exit code (README's
+table), the message (one `error:` naming the file or path and what to do,
+never a traceback or a secret), and the state left behind (the next run is
+right; nothing half-made or corrupt stays, or reaches an image).
+
+Sections: kills and concurrent runs; damaged caches; settings, flags and
+inputs; the disk.
 """
 
 from __future__ import annotations
@@ -15,11 +21,23 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.files import STAGING_PREFIX
+from pipeline.files import STAGING_PREFIX, sha256_file
 
 from conftest import REPO_ROOT, Layout, Upstream, invoke, make_patch, run_git
 
 
+def expect(result: subprocess.CompletedProcess, code: int, *messages: str) -> None:
+    """The run ended with ``code`` and said each of ``messages`` on stderr, with no traceback or internal error;
+    a failure is one `error:` line."""
+    assert result.returncode == code, (result.returncode, result.stderr[-3000:])
+    for message in messages:
+        assert message in result.stderr, (message, result.stderr[-3000:])
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr[-3000:]
+    if code:
+        assert [line.startswith("error: ") for line in result.stderr.splitlines()].count(True) == 1, result.stderr[-3000:]
+
+
+# --- kills and concurrent runs: the next run is right, nothing a killed run left behind stays --------------
 def start(layout: Layout, *args: str, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(["invoke", "-r", str(REPO_ROOT), *args], env={**layout.invoke_env(), **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -215,3 +233,114 @@ def test_two_builds_on_one_engine_share_bases_without_retagging(tmp_path, upstre
     for image in client.images.list(name=f"{prefix}/*"):
         for tag in image.tags:
             client.images.remove(tag, force=True)
+
+
+# --- damaged caches: nothing reaches an image that is not what was recorded when it was written ---------------
+
+
+def demo_layout(tmp_path: Path, upstream: Upstream) -> Layout:
+    """The demo service with a cache of its own, and a label of its own: other tests on the engine build demo
+    too, and this test's image (its immutable tag) must be its own."""
+    layout = Layout(tmp_path / "project", upstream.path.parent)
+    layout.release("2025.2", {"demo": "2.0.1"}, extra=f"service_defaults:\n  demo: {{test: {tmp_path.name}}}\n")
+    layout.settings_overrides["cache_dir"] = str(tmp_path / "cache")
+    return layout
+
+
+def build_demo(layout: Layout) -> subprocess.CompletedProcess:
+    return invoke(layout, "build", "--release", "2025.2", "--service", "demo", "--format", "json")
+
+
+def image_record(layout: Layout) -> dict:
+    return json.loads((layout.root / "build" / "2025.2" / "demo" / "image.json").read_text())
+
+
+def forget_image(layout: Layout, record: dict) -> None:
+    """The image gone for the next build: its record and its immutable tag (the moving tag is every test's)."""
+    import docker
+
+    (layout.root / "build" / "2025.2" / "demo" / "image.json").unlink()
+    docker.from_env().images.remove(record["tags"][0])
+
+
+def in_image(record: dict, script: str) -> str:
+    import docker
+
+    return docker.from_env().containers.run(record["tags"][0], ["python", "-c", script], remove=True).decode()
+
+
+def overwrite_keeping_stat(path: Path, offset: int, data: bytes) -> None:
+    """What a bad disk does: other bytes, same size, same mtime."""
+    stat = path.stat()
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        handle.write(data)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+SOURCE_OF_CORE = "import demo.core, inspect; print(inspect.getsource(demo.core), end='')"
+
+
+@pytest.mark.docker
+def test_a_corrupt_tree_layer_archive_is_made_again_never_shipped(tmp_path, upstream):
+    """Bytes overwritten inside a cached layer.tar (same size, mtime restored), the image forgotten, a build."""
+    import tarfile
+
+    layout = demo_layout(tmp_path, upstream)
+    expect(build_demo(layout), 0)
+    record = image_record(layout)
+    entry = next((tmp_path / "cache" / "tree-layers").glob("*/layer.tar"))
+    recorded = json.loads((entry.parent / "layer.json").read_text())["sha256"]
+    assert sha256_file(entry) == recorded and record["tree_layers"]["demo"]["diff_id"] == f"sha256:{recorded}"
+    with tarfile.open(entry) as archive:
+        core = next(m for m in archive if m.name.endswith("demo/core.py"))
+    overwrite_keeping_stat(entry, core.offset_data, b"raise SystemExit")
+    forget_image(layout, record)
+    result = build_demo(layout)
+    expect(result, 0, f"the cached layer archive {entry} of demo does not match the sha256 recorded when it was "
+                      "written; making it again")
+    again = image_record(layout)
+    assert json.loads(result.stdout)[0]["result"] == "built" and again["tags"] == record["tags"]
+    assert sha256_file(entry) == recorded and again["tree_layers"]["demo"]["diff_id"] == f"sha256:{recorded}"
+    assert in_image(again, SOURCE_OF_CORE) == upstream.read("demo/core.py")
+    assert f"sha256:{recorded}" in docker_layers(again["image_id"])
+
+
+def docker_layers(image_id: str) -> list[str]:
+    import docker
+
+    return docker.from_env().api.inspect_image(image_id)["RootFS"]["Layers"]
+
+
+@pytest.mark.docker
+def test_an_engine_that_writes_layers_in_another_form_is_checked_against_its_own_form(tmp_path, upstream):
+    """The archives are written as this engine writes layers, so each one's sha256 is its layer's diff ID.  An
+    engine that writes layers otherwise (newer ones leave out owner names) is stood in for by an archive in
+    another form (Python's GNU tar) with the same files: the diff ID it gets is learnt once, from a build of
+    the archive alone, kept beside it, and the image is checked against that."""
+    import io
+    import tarfile
+
+    layout = demo_layout(tmp_path, upstream)
+    expect(build_demo(layout), 0)
+    entry = next((tmp_path / "cache" / "tree-layers").glob("*/layer.tar"))
+    other = io.BytesIO()
+    with tarfile.open(entry) as original, tarfile.open(fileobj=other, mode="w", format=tarfile.GNU_FORMAT) as out:
+        for member in original:
+            out.addfile(member, original.extractfile(member) if member.isfile() else None)
+    entry.write_bytes(other.getvalue())
+    record_file = entry.parent / "layer.json"
+    record_file.write_text(json.dumps({**json.loads(record_file.read_text()), "sha256": sha256_file(entry)}))
+    forget_image(layout, image_record(layout))
+    expect(build_demo(layout), 0)
+    record = image_record(layout)
+    learnt = json.loads((entry.parent / "diff-ids.json").read_text())
+    assert list(learnt.values()) == [record["tree_layers"]["demo"]["diff_id"]] != [f"sha256:{sha256_file(entry)}"]
+    assert record["tree_layers"]["demo"]["diff_id"] in docker_layers(record["image_id"])
+    assert in_image(record, SOURCE_OF_CORE) == upstream.read("demo/core.py")
+    log = next(entry.parent.glob("diff-id-*.log"))
+    made = log.stat().st_mtime_ns
+    forget_image(layout, record)
+    expect(build_demo(layout), 0)
+    assert log.stat().st_mtime_ns == made  # learnt once per engine
+

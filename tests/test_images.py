@@ -399,16 +399,18 @@ def test_a_tree_layer_is_its_wheel_installed_into_the_image_venv(built, engine):
         return build_stage.layer_of(project, tree, Target.of("3.11", "x86_64", "bookworm"), engine.api, bases)
 
     layer = layer_of()
-    assert layer.to_dict() == record["tree_layers"]["keystone"]  # what the image was built from
+    # What the image was built from, and the image's own record of it: the archive's sha256 is the layer's diff ID.
+    assert {**layer.to_dict(), "diff_id": f"sha256:{layer.sha256}"} == record["tree_layers"]["keystone"]
+    assert record["tree_layers"]["keystone"]["diff_id"] in engine.api.inspect_image(record["image_id"])["RootFS"]["Layers"]
     assert layer.dist_info == "keystone-28.0.0.dist-info"
     with tarfile.open(layer.archive) as archive:
         members = archive.getmembers()
         files = {m.name: m for m in members}
-        assert [m.name for m in members] == sorted(files)
-        assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "", "", tree_layer.EPOCH)}
-        assert {m.mode for m in members if m.isdir()} == {0o755}
+        assert [m.name for m in members] == sorted(files, key=lambda name: name.split("/"))  # as the engine walks
+        assert {(m.uid, m.gid, m.uname, m.gname, m.mtime) for m in members} == {(0, 0, "root", "root", tree_layer.EPOCH)}
+        assert {m.mode for m in members if m.isdir()} == {0o40755}  # the file type in the mode, as the engine writes it
         script = files["var/lib/openstack/bin/keystone-manage"]
-        assert script.mode == 0o755 and archive.extractfile(script).readline() == b"#!/var/lib/openstack/bin/python\n"
+        assert script.mode == 0o100755 and archive.extractfile(script).readline() == b"#!/var/lib/openstack/bin/python\n"
         assert "var/lib/openstack/etc/keystone/sso_callback_template.html" in files  # a data file, under the venv
         dist_info = f"{SITE[1:]}/keystone-28.0.0.dist-info"
         assert archive.extractfile(files[f"{dist_info}/INSTALLER"]).read() == b"openstack-patches\n"
@@ -440,7 +442,7 @@ def test_a_tree_layer_is_its_wheel_installed_into_the_image_venv(built, engine):
     shutil.rmtree(layer.directory)
     assert build_stage.layer_of(project, tree, Target.of("3.11", "x86_64", "bookworm"), None, bases) == layer
     layer.archive.write_bytes(b"damaged")
-    assert layer_of() == layer
+    assert tree_layer.read_verified(layer_of())["layer.tar"] == layer.archive.read_bytes()
     assert sha256_file(layer.archive) == layer.sha256
 
 
