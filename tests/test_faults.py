@@ -313,6 +313,36 @@ def docker_layers(image_id: str) -> list[str]:
 
 
 @pytest.mark.docker
+@pytest.mark.parametrize("damage", ["overwritten", "cut"])
+def test_a_corrupt_byte_code_entry_is_compiled_again_never_shipped(tmp_path, upstream, damage):
+    """16 bytes of each cached .pyc overwritten (same size, same mtime), or each cut to 100 bytes; the layer is
+    then made again from the byte-code cache (its own entry removed) and the image built again."""
+    import shutil
+
+    layout = demo_layout(tmp_path, upstream)
+    expect(build_demo(layout), 0)
+    record = image_record(layout)
+    entries = sorted((tmp_path / "cache" / "bytecode").rglob("*.pyc"))
+    assert len(entries) == 4  # demo/__init__.py, demo/core.py and its tests (compiled early; the wheel skips them)
+    for entry in entries:
+        if damage == "cut":
+            os.truncate(entry, 100)
+        else:
+            overwrite_keeping_stat(entry, 48, b"\xff" * 16)
+    shutil.rmtree(tmp_path / "cache" / "tree-layers")
+    forget_image(layout, record)
+    result = build_demo(layout)
+    expect(result, 0, "2 cached byte-code file(s) do not match the sha256 recorded when they were written",
+           "compiling them again")
+    check = ("import demo.core, marshal; code = marshal.loads(open(demo.core.__cached__, 'rb').read()[16:]); "
+             "print(code.co_filename, demo.core.add(1, 2))")
+    assert in_image(image_record(layout), check).split() == [
+        "/var/lib/openstack/lib/python3.11/site-packages/demo/core.py", "3"]
+    if damage == "cut":  # the layer's two entries are whole again; the tests' were never read, nor used
+        assert sorted(entry.stat().st_size > 100 for entry in entries) == [False, False, True, True]
+
+
+@pytest.mark.docker
 def test_an_engine_that_writes_layers_in_another_form_is_checked_against_its_own_form(tmp_path, upstream):
     """The archives are written as this engine writes layers, so each one's sha256 is its layer's diff ID.  An
     engine that writes layers otherwise (newer ones leave out owner names) is stood in for by an archive in
