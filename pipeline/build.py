@@ -22,13 +22,12 @@ from . import console, dag, locks, series
 from . import constraints as constraints_stage
 from .bases import BaseImages, ensure_bases
 from .bytecode import ByteCode, package_modules
-from .config import Project, Release
+from .config import Project, Release, registry_reference
 from .constraints import ConstraintsRecord
 from .dependencies import release_locks
 from .engine import connect, engine_info
-from .errors import ConfigError, PipelineError, UnknownComponentError
+from .errors import ConfigError, PipelineError, UnknownComponentError, UsageError
 from .files import remove
-from .redact import register_url
 from .release_layer import ReleaseLayers, ensure_release_layers
 from .series import PreparedTree
 from .service_image import (
@@ -166,8 +165,8 @@ def with_cache(project: Project, cache_from: str | None) -> Project:
     """The project with ``--cache-from REGISTRY`` applied (the flag wins over ``cache_registry``)."""
     if not cache_from:
         return project
-    register_url(cache_from)
-    return replace(project, settings=replace(project.settings, cache_registry=cache_from.strip("/")))
+    registry = registry_reference(cache_from, "--cache-from", UsageError)
+    return replace(project, settings=replace(project.settings, cache_registry=registry))
 
 
 def build(project: Project, release: str, services: list[str], jobs: int = 1, force: bool = False,

@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -373,4 +374,56 @@ def test_an_engine_that_writes_layers_in_another_form_is_checked_against_its_own
     forget_image(layout, record)
     expect(build_demo(layout), 0)
     assert log.stat().st_mtime_ns == made  # learnt once per engine
+
+
+# --- settings, flags and inputs: one clear error, its exit code, nothing written -------------------------
+
+
+SECRET = "s3cretPW"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: what the user runs (``{dir}`` is the case's folder), and what must come of it."""
+
+    name: str
+    args: tuple[str, ...]
+    code: int
+    messages: tuple[str, ...]
+    files: tuple[tuple[str, str], ...] = ()  # written into {dir} first
+    env: tuple[tuple[str, str], ...] = ()
+    nothing_written: bool = True  # the work directory is not even created
+
+
+CASES = [
+    Case("registry credentials in the setting, with --push", ("build", "--release", "2025.2", "--service", "demo", "--push"),
+         2, ("pipeline.registry: 'u:***@127.0.0.1:1' is not a registry as images name it (host[:port][/path]): it holds "
+             "credentials", "hint: use 127.0.0.1:1, and log in with `docker login 127.0.0.1:1`"),
+         env=(("INVOKE_PIPELINE_REGISTRY", f"u:{SECRET}@127.0.0.1:1"),)),
+    Case("registry credentials in --cache-from, as a URL", ("build", "--release", "2025.2", "--service", "demo",
+                                                           "--cache-from", f"https://u:{SECRET}@127.0.0.1:1/cache"),
+         7, ("--cache-from: 'https://u:***@127.0.0.1:1/cache' is not a registry", "use 127.0.0.1:1/cache")),
+    Case("registry credentials in cache_registry", ("build", "--release", "2025.2", "--service", "demo"), 2,
+         ("pipeline.cache_registry: 'u:***@127.0.0.1:1' is not a registry",),
+         env=(("INVOKE_PIPELINE_CACHE_REGISTRY", f"u:{SECRET}@127.0.0.1:1"),)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_a_bad_input_is_one_clear_error(tmp_path, upstream, case):
+    layout = Layout(tmp_path / "project", upstream.path.parent)
+    layout.release("2025.2", {"demo": "2.0.1", "lib": "2.0.1"}, services=["demo"])
+    snapshot = layout.root / "releases" / "2025.2" / "upper-constraints.txt"
+    snapshot.write_text((REPO_ROOT / "releases" / "2025.2" / "upper-constraints.txt").read_text())
+    folder = tmp_path / "case"
+    folder.mkdir()
+    for name, text in case.files:
+        (folder / name).write_text(text)
+    result = invoke(layout, *(arg.replace("{dir}", str(folder)) for arg in case.args), env=dict(case.env))
+    expect(result, case.code, *(message.replace("{dir}", str(folder)) for message in case.messages))
+    assert SECRET not in result.stdout + result.stderr
+    assert snapshot.read_text() == (REPO_ROOT / "releases" / "2025.2" / "upper-constraints.txt").read_text()
+    if case.nothing_written:
+        assert not (layout.root / "build").exists()
+    assert not list((layout.root / "build").glob("logs/internal-error-*"))
 
