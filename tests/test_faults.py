@@ -396,6 +396,16 @@ class Case:
 
 
 CASES = [
+    Case("yaml syntax error in the -f file", ("-f", "{dir}/site.yaml", "fetch", "--release", "2025.2"), 2,
+         ("{dir}/site.yaml:3:1: invalid YAML: expected ',' or ']'",), files=(("site.yaml", "pipeline:\n  workdir: [x\n"),)),
+    Case("pipeline: 5 in the -f file", ("-f", "{dir}/site.yaml", "fetch", "--release", "2025.2"), 2,
+         ("{dir}/site.yaml:1: pipeline: must be a mapping of settings, not 5",), files=(("site.yaml", "pipeline: 5\n"),)),
+    Case("a -f file that is a list", ("-f", "{dir}/site.yaml", "fetch", "--release", "2025.2"), 2,
+         ("{dir}/site.yaml: a settings file is a mapping",), files=(("site.yaml", "- workdir\n"),)),
+    Case("a -f file that does not exist", ("-f", "{dir}/absent.yaml", "fetch", "--release", "2025.2"), 2,
+         ("{dir}/absent.yaml: the settings file given to invoke -f does not exist",)),
+    Case("a -f file of a type invoke does not read", ("-f", "{dir}/site.txt", "fetch", "--release", "2025.2"), 2,
+         ("{dir}/site.txt: invoke -f reads settings from .yaml, .yml or .json files",), files=(("site.txt", "x"),)),
     Case("registry credentials in the setting, with --push", ("build", "--release", "2025.2", "--service", "demo", "--push"),
          2, ("pipeline.registry: 'u:***@127.0.0.1:1' is not a registry as images name it (host[:port][/path]): it holds "
              "credentials", "hint: use 127.0.0.1:1, and log in with `docker login 127.0.0.1:1`"),
@@ -426,4 +436,20 @@ def test_a_bad_input_is_one_clear_error(tmp_path, upstream, case):
     if case.nothing_written:
         assert not (layout.root / "build").exists()
     assert not list((layout.root / "build").glob("logs/internal-error-*"))
+
+
+def test_a_yaml_error_in_invoke_yaml_is_one_clear_error(tmp_path):
+    """invoke reads invoke.yaml next to tasks.py before any task runs: a project whose file is broken."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("tasks.py", "pipeline", "releases"):
+        (project / name).symlink_to(REPO_ROOT / name)
+    (project / "invoke.yaml").write_text("pipeline:\n  workdir: build\n  offline: [true\n")
+    result = subprocess.run(["invoke", "-r", str(project), "fetch", "--release", "2025.2"], capture_output=True,
+                            text=True, env={**os.environ, "INVOKE_PIPELINE_WORKDIR": str(tmp_path / "build")})
+    expect(result, 2, f"{project / 'invoke.yaml'}:4:1: invalid YAML", "hint: fix the syntax and rerun")
+    assert not (tmp_path / "build").exists()
+    (project / "invoke.yaml").write_text("pipeline: [workdir]\n")
+    result = subprocess.run(["invoke", "-r", str(project), "--list"], capture_output=True, text=True)
+    expect(result, 2, f"{project / 'invoke.yaml'}:1: pipeline: must be a mapping of settings, not ['workdir']")
 
