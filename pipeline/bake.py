@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 
 from . import layer_cache, locks
-from .build import check_services, prepare_release
+from .build import prepare_release
 from .config import Project
 from .engine import connect
 from .files import replace_dir, write_json
@@ -74,8 +74,7 @@ def _target(project: Project, plan: ServicePlan, bases: dict[str, str]) -> dict:
 
 def write(project: Project, release: str, services: list[str], jobs: int = 1) -> tuple[Path, dict]:
     """Prepare the release (sources, bases, release layer) on the engine and write the bake file."""
-    rel = project.release(release)
-    check_services(project, rel, services)
+    rel = project.services(release, services)
     client = connect(project.settings)
     inputs = prepare_release(project, rel, services, client, jobs, contexts=False)
     cache = project.settings.cache_registry if layer_cache.enabled(project.settings) else ""

@@ -26,7 +26,7 @@ from .config import Project, Release, registry_reference
 from .constraints import ConstraintsRecord
 from .dependencies import release_locks
 from .engine import connect, engine_info
-from .errors import ConfigError, PipelineError, UnknownComponentError, UsageError
+from .errors import ConfigError, PipelineError, UsageError
 from .files import remove
 from .release_layer import ReleaseLayers, ensure_release_layers
 from .series import PreparedTree
@@ -53,15 +53,6 @@ class ReleaseInputs:
     layers: ReleaseLayers
     plans: dict[str, ServicePlan]
     target: Target
-
-
-def check_services(project: Project, rel: Release, services: list[str]) -> None:
-    for service in services:
-        if service not in rel.services:
-            raise UnknownComponentError(
-                f"{service!r} is not a service of release {rel.name}",
-                hint=f"services of {rel.name}: {', '.join(rel.services)} (releases/{rel.name}/release.yaml)",
-            )
 
 
 def target_of(client, rel: Release) -> Target:
@@ -175,8 +166,7 @@ def build(project: Project, release: str, services: list[str], jobs: int = 1, fo
     from . import sbom, vex
 
     project = with_cache(project, cache_from)
-    rel = project.release(release)
-    check_services(project, rel, services)
+    rel = project.services(release, services)
     if push and not project.settings.registry:
         raise ConfigError("--push needs a registry", hint="set pipeline.registry in invoke.yaml, or INVOKE_PIPELINE_REGISTRY=host:port")
     client = connect(project.settings)  # fail fast, before any fetching, when there is no engine (says which one)

@@ -496,6 +496,17 @@ class Project:
                 hint=f"known releases: {', '.join(self.releases) or 'none'} (directories under {self.settings.root / 'releases'})",
             ) from None
 
+    def services(self, release: str, names: list[str] | tuple[str, ...]) -> Release:
+        """The release, after checking that each of ``names`` is one of its services."""
+        rel = self.release(release)
+        for name in names:
+            if name not in rel.services:
+                raise UnknownComponentError(
+                    f"{name!r} is not a service of release {rel.name}",
+                    hint=f"services of {rel.name}: {', '.join(rel.services)} (releases/{rel.name}/release.yaml)",
+                )
+        return rel
+
     def component(self, release: str, name: str) -> Component:
         rel = self.release(release)
         if name not in rel.refs:

@@ -288,6 +288,7 @@ def render(bom) -> str:
 
 
 def load_image_record(project: Project, release: str, service: str) -> dict:
+    project.services(release, [service])  # an unknown release or service is that, not a missing build
     path = project.layout.image_record(release, service)
     record = read_json(path)
     if not isinstance(record, dict) or "image_id" not in record:

@@ -416,6 +416,12 @@ CASES = [
     Case("registry credentials in cache_registry", ("build", "--release", "2025.2", "--service", "demo"), 2,
          ("pipeline.cache_registry: 'u:***@127.0.0.1:1' is not a registry",),
          env=(("INVOKE_PIPELINE_CACHE_REGISTRY", f"u:{SECRET}@127.0.0.1:1"),)),
+    Case("sbom of an unknown service", ("sbom", "--release", "2025.2", "--service", "nosuch"), 4,
+         ("'nosuch' is not a service of release 2025.2", "services of 2025.2: demo")),
+    Case("vex of an unknown release", ("vex", "--release", "2099.1", "--service", "demo"), 3,
+         ("unknown release '2099.1'", "known releases: 2025.2")),
+    Case("sbom of a library", ("sbom", "--release", "2025.2", "--service", "lib"), 4,
+         ("'lib' is not a service of release 2025.2",)),
 ]
 
 
@@ -452,4 +458,12 @@ def test_a_yaml_error_in_invoke_yaml_is_one_clear_error(tmp_path):
     (project / "invoke.yaml").write_text("pipeline: [workdir]\n")
     result = subprocess.run(["invoke", "-r", str(project), "--list"], capture_output=True, text=True)
     expect(result, 2, f"{project / 'invoke.yaml'}:1: pipeline: must be a mapping of settings, not ['workdir']")
+
+
+@pytest.mark.docker
+def test_hotpatch_says_once_which_engine_it_uses(layout, upstream):
+    layout.release("2025.2", {"demo": "2.0.1"})
+    result = invoke(layout, "hotpatch", "--release", "2025.2", "--service", "demo", "--container", "no-such-container-x")
+    expect(result, 47, "no container named no-such-container-x")
+    assert result.stderr.count("engine: ") == 1
 
