@@ -30,13 +30,12 @@ from invoke import Exit
 from . import console
 from .errors import (
     ConfigError,
-    DiskFullError,
     Interrupted,
     PipelineError,
     UsageError,
     WorkdirNotWritableError,
 )
-from .files import is_disk_full, is_not_writable
+from .files import disk_full, is_disk_full, is_not_writable, name_places
 from .redact import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -106,6 +105,7 @@ def project_from(ctx: Any):
     configure(settings.network.tool_env() if not settings.offline else settings.network.proxy_env())
     project = load_project(settings)
     _loaded["workdir"] = settings.workdir
+    name_places({settings.workdir: "the work directory", settings.cache_dir: "the cache (cache_dir)"})
     return project
 
 
@@ -193,8 +193,7 @@ def entry(func: F) -> F:
         except OSError as exc:
             where = exc.filename or _loaded.get("workdir", "the work directory")
             if is_disk_full(exc):
-                fail(DiskFullError(f"no space left on the device while writing {where}",
-                                   hint="free space in the work directory and the cache (cache_dir), then rerun"))
+                fail(disk_full(where))
             if is_not_writable(exc):
                 fail(WorkdirNotWritableError(f"cannot write {where}: {exc.strerror}",
                                              hint="make the work directory and cache writable, or point workdir/cache_dir elsewhere"))

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from . import console
+from .errors import DiskFullError
 
 STAGING_PREFIX = ".staging-"
+_PLACES: dict[Path, str] = {}  # the run's directories and what they are, for messages
 
 
 def _process_umask() -> int:
@@ -231,6 +233,36 @@ def clean_staging(parent: Path, name: str = "") -> None:
     for leftover in stale_staging(parent, name):
         console.note(f"removing {leftover} left by an interrupted run")
         shutil.rmtree(leftover, ignore_errors=True)
+
+
+def name_places(places: dict[Path, str]) -> None:
+    """What the run's directories are (``{workdir: "the work directory", ...}``), for messages."""
+    _PLACES.update(places)
+
+
+def place_of(path: Path | str) -> str:
+    """The named directory that holds ``path`` ("the work directory /srv/build"), else the path."""
+    path = Path(path).absolute()
+    for root, what in sorted(_PLACES.items(), key=lambda item: len(str(item[0])), reverse=True):
+        if path == root or root in path.parents:
+            return f"{what} {root}"
+    return str(path)
+
+
+def disk_full(path: Path | str) -> DiskFullError:
+    """A write into ``path`` found its device full: named by the directory the user can free space in."""
+    place = place_of(path)
+    during = "" if place.endswith(f" {Path(path).absolute()}") else f" (while writing {path})"
+    return DiskFullError(f"no space left on the device of {place}{during}",
+                         hint="free space there (or point workdir / cache_dir at a larger file system), then rerun")
+
+
+def nearly_full(path: Path | str) -> bool:
+    """Less than a MiB left where ``path`` is (or would be): what makes a write fail with no clearer word."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free < 1 << 20
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -467,3 +467,41 @@ def test_hotpatch_says_once_which_engine_it_uses(layout, upstream):
     expect(result, 47, "no container named no-such-container-x")
     assert result.stderr.count("engine: ") == 1
 
+
+# --- the disk ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 20 MB file system (tmpfs) for the work directory; yields its path and a way to grow it."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount, lambda: subprocess.run(["mount", "-o", "remount,size=200m", str(mount)], check=True)
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_during_a_checkout_names_the_work_directory_and_spares_the_mirror(heavy, small_disk):
+    """The checkout of a 32 MB tree into a 20 MB work directory: git prints "unable to write file" for each
+    file and names the cause last; that is a full disk (exit 9), not a git failure or a corrupt mirror."""
+    upstream, layout = heavy
+    disk, grow = small_disk
+    layout.settings_overrides["workdir"] = str(disk / "build")
+    result = invoke(layout, "fetch", "--release", "2025.2")
+    expect(result, 9, f"no space left on the device of the work directory {disk / 'build'}",
+           "free space there (or point workdir / cache_dir at a larger file system), then rerun")
+    assert "unable to write file" not in result.stderr and len(result.stderr.splitlines()) < 10
+    mirror = next((layout.root.parent / "cache" / "git").glob("heavy-*.git"))
+    assert "is corrupt" not in result.stderr and run_git(mirror, "fsck", "--no-progress") == ""
+    assert no_staging_left(disk) and not (disk / "build" / "src" / "2025.2" / "heavy").exists()
+    pack = sorted(p.stat().st_ino for p in (mirror / "objects").rglob("*") if p.is_file())
+    grow()
+    result = invoke(layout, "fetch", "--release", "2025.2", "--format", "json")
+    expect(result, 0)
+    assert json.loads(result.stdout)[0]["commit"] == upstream.head("3.0.0^{commit}")
+    assert sorted(p.stat().st_ino for p in (mirror / "objects").rglob("*") if p.is_file()) == pack  # not fetched again
+    assert run_git(disk / "build" / "src" / "2025.2" / "heavy", "status", "--porcelain") == ""
