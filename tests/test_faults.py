@@ -376,6 +376,32 @@ def test_an_engine_that_writes_layers_in_another_form_is_checked_against_its_own
     assert log.stat().st_mtime_ns == made  # learnt once per engine
 
 
+def mirror_of(layout: Layout) -> Path:
+    return next((layout.root.parent / "cache" / "git").glob("demo-*.git"))
+
+
+@pytest.mark.parametrize("damage", ["garbage in HEAD", "garbage in config", "objects/ removed"])
+def test_a_mirror_git_no_longer_recognises_is_fetched_again(layout, upstream, damage):
+    """Damage that git reports as "not a git repository" or "bad config", not as a corrupt object."""
+    import shutil
+
+    layout.release("2025.2", {"demo": "2.0.1"}, services=[])
+    expect(invoke(layout, "fetch", "--release", "2025.2"), 0)
+    mirror = mirror_of(layout)
+    if damage == "objects/ removed":
+        shutil.rmtree(mirror / "objects")
+    else:
+        (mirror / damage.rpartition(" ")[2]).write_bytes(os.urandom(64))
+    shutil.rmtree(layout.root / "build" / "src" / "2025.2" / "demo")  # the next fetch needs the mirror
+    offline = invoke(layout, "fetch", "--release", "2025.2", "--offline")
+    expect(offline, 13, f"the git mirror {mirror} of demo is corrupt", "offline mode forbids fetching it again",
+           "run once without --offline")
+    result = invoke(layout, "fetch", "--release", "2025.2", "--format", "json")
+    expect(result, 0, f"the git mirror {mirror} is corrupt", "removing it and fetching again")
+    assert json.loads(result.stdout)[0]["commit"] == upstream.head("2.0.1^{commit}")
+    assert run_git(mirror, "fsck", "--no-progress") == "" and (layout.root / "build" / "src" / "2025.2" / "demo").is_dir()
+
+
 # --- settings, flags and inputs: one clear error, its exit code, nothing written -------------------------
 
 
