@@ -494,6 +494,26 @@ def test_hotpatch_says_once_which_engine_it_uses(layout, upstream):
     assert result.stderr.count("engine: ") == 1
 
 
+def test_offline_a_changed_override_that_needs_the_index_says_so(layout, upstream, tmp_path):
+    """With --offline and an override changed, the lock must be resolved again: uv's cache lacks the index's
+    pages (here its own, empty), so that needs the index, which is what the error says (not "adjust overrides")."""
+    upstream.write("requirements.txt", "six\n")
+    upstream.commit("Require six")
+    upstream.tag("2.1.0")
+    layout.release("2025.2", {"demo": "2.1.0"})
+    expect(invoke(layout, "build", "--release", "2025.2", "--service", "demo"), 0)
+    overrides = layout.root / "overrides" / "2025.2" / "constraints.txt"
+    overrides.parent.mkdir(parents=True)
+    overrides.write_text("# older six, for a test\nsix===1.16.0\n")
+    stamps = sorted(p.read_bytes() for p in (layout.root / "build" / ".stamps" / "lock").rglob("*.json"))
+    result = invoke(layout, "build", "--release", "2025.2", "--service", "demo", "--offline",
+                    env={"UV_CACHE_DIR": str(tmp_path / "empty-uv-cache")})
+    expect(result, 10, "demo (2025.2): resolving the dependencies needs the package index",
+           "offline mode forbids reading it", "six was not found in the cache", "run once without --offline")
+    assert "adjust" not in result.stderr
+    assert sorted(p.read_bytes() for p in (layout.root / "build" / ".stamps" / "lock").rglob("*.json")) == stamps
+
+
 # --- the disk ---------------------------------------------------------------------------------------------
 
 
