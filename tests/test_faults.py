@@ -448,6 +448,11 @@ CASES = [
          ("unknown release '2099.1'", "known releases: 2025.2")),
     Case("sbom of a library", ("sbom", "--release", "2025.2", "--service", "lib"), 4,
          ("'lib' is not a service of release 2025.2",)),
+    Case("constraints --update --from a file that does not exist",
+         ("constraints", "--release", "2025.2", "--update", "--from", "{dir}/absent.txt"), 10,
+         ("upper-constraints of 2025.2: {dir}/absent.txt cannot be read: No such file or directory",
+          "hint: check --from (a URL, or a file path); releases/2025.2/upper-constraints.txt is unchanged"),
+         nothing_written=False),
 ]
 
 
@@ -492,6 +497,17 @@ def test_hotpatch_says_once_which_engine_it_uses(layout, upstream):
     result = invoke(layout, "hotpatch", "--release", "2025.2", "--service", "demo", "--container", "no-such-container-x")
     expect(result, 47, "no container named no-such-container-x")
     assert result.stderr.count("engine: ") == 1
+
+
+def test_a_patch_with_no_body_keeps_its_subject_and_gets_its_trailer_below(layout, upstream):
+    """A subject like "rabbit: Fix ..." looks like a trailer; git does not read a subject as one, nor do we."""
+    layout.release("2025.2", {"demo": "2.0.1"}, services=[])
+    layout.add_patch("demo", "2025.2", "0001-fix.patch", make_patch(
+        upstream.path, lambda r: (r / "NOTES").write_text("fixed\n"), "core: Fix the greeting"))
+    expect(invoke(layout, "patch", "--release", "2025.2"), 0)
+    tree = layout.root / "build" / "patched" / "2025.2" / "demo"
+    assert run_git(tree, "log", "-1", "--format=%s") == "core: Fix the greeting"
+    assert run_git(tree, "log", "-1", "--format=%b") == "Patch-File: patches/demo/2025.2/0001-fix.patch"
 
 
 def test_offline_a_changed_override_that_needs_the_index_says_so(layout, upstream, tmp_path):
