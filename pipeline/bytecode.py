@@ -89,7 +89,7 @@ class ByteCode:
         if damaged:
             console.note(f"{len(damaged)} cached byte-code file(s) do not match the sha256 recorded when they were "
                          f"written (e.g. {damaged[0]}); compiling them again")
-        missing = {path: sources[path] for path, entry in found.items() if entry is None or entry is False}
+        missing = {path: sources[path] for path, entry in found.items() if not isinstance(entry, bytes)}
         tag = self._tag()
         if missing or tag is None:
             found.update(self._compile(missing, keys))
@@ -141,10 +141,8 @@ class ByteCode:
         made = {}
         for path in sources:
             made[path] = data = compiled.get(path.lstrip("/"), b"")
-            entry = self._entry(keys[path], ".pyc" if data else ".none")
-            write_atomic(entry, hashlib.sha256(data).digest() + data if data else b"")
-            if data:
-                self._entry(keys[path], ".none").unlink(missing_ok=True)
+            write_atomic(self._entry(keys[path], ".pyc" if data else ".none"),
+                         hashlib.sha256(data).digest() + data if data else b"")
         write_atomic(self.directory / "cache-tag", tag + "\n")
         return made
 

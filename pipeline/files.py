@@ -240,20 +240,16 @@ def name_places(places: dict[Path, str]) -> None:
     _PLACES.update(places)
 
 
-def place_of(path: Path | str) -> str:
-    """The named directory that holds ``path`` ("the work directory /srv/build"), else the path."""
+def disk_full(path: Path | str) -> DiskFullError:
+    """A write into ``path`` found its device full: named by the directory the user can free space in (the
+    work directory, the cache), and where in it."""
     path = Path(path).absolute()
+    place = str(path)
     for root, what in sorted(_PLACES.items(), key=lambda item: len(str(item[0])), reverse=True):
         if path == root or root in path.parents:
-            return f"{what} {root}"
-    return str(path)
-
-
-def disk_full(path: Path | str) -> DiskFullError:
-    """A write into ``path`` found its device full: named by the directory the user can free space in."""
-    place = place_of(path)
-    during = "" if place.endswith(f" {Path(path).absolute()}") else f" (while writing {path})"
-    return DiskFullError(f"no space left on the device of {place}{during}",
+            place = f"{what} {root}" + ("" if path == root else f" ({path.relative_to(root)})")
+            break
+    return DiskFullError(f"no space left on the device of {place}",
                          hint="free space there (or point workdir / cache_dir at a larger file system), then rerun")
 
 

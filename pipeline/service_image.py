@@ -254,25 +254,28 @@ def build_service(client, project: Project, plan: ServicePlan, force: bool = Fal
     if refused:
         console.note(f"layer cache: {immutable} does not hold the layer archives of this build's patched trees; "
                      "building it here (and replacing it in the cache)")
-    nocache = force
-    while diff_ids is None:
+
+    def build_here(nocache: bool) -> str:
         context = context_tar({"Dockerfile": plan.dockerfile.encode(), "dependencies.txt": plan.dependencies.encode(),
                                **{f"trees/{tree}/{archive}": data for tree, layer in plan.trees.items()
                                   for archive, data in read_verified(layer).items()}})
         with console.step(f"image {name} ({release})"):
-            image_id = stream_build(client, context, layout.build_log(release, name), f"{name} ({release})",
-                                    buildargs=plan.buildargs, nocache=nocache)
-        action, calls = "built", calls + 1
+            return stream_build(client, context, layout.build_log(release, name), f"{name} ({release})",
+                                buildargs=plan.buildargs, nocache=nocache)
+
+    if diff_ids is None:
+        image_id, action, calls = build_here(force), "built", 1
         diff_ids = _tree_diff_ids(client, plan, image_id)
-        if diff_ids is None and nocache:
-            raise ImageBuildError(f"{name} ({release}): the engine's image {image_id[7:19]} does not hold the layer "
-                                  "archives of the patched trees it was built from (no layer has their sha256 as its "
-                                  "diff ID)", hint=f"check the engine (`docker info`, its storage); build log: "
-                                                   f"{layout.build_log(release, name)}")
-        if diff_ids is None:
-            console.note(f"{name} ({release}): the layers the engine's build cache gave do not hold the patched trees' "
-                         "archives; building again without it")
-            nocache = True
+    if diff_ids is None and not force:
+        console.note(f"{name} ({release}): the layers the engine's build cache gave do not hold the patched trees' "
+                     "archives; building again without it")
+        image_id, calls = build_here(True), 2
+        diff_ids = _tree_diff_ids(client, plan, image_id)
+    if diff_ids is None:
+        raise ImageBuildError(f"{name} ({release}): the engine's image {image_id[7:19]} does not hold the layer archives "
+                              "of the patched trees it was built from (no layer has their sha256 as its diff ID)",
+                              hint=f"check the engine (`docker info`, its storage); build log: "
+                                   f"{layout.build_log(release, name)}")
     tag(client, image_id, immutable)
     tag(client, image_id, moving)
     layer_cache.store_service(client, project.settings, plan.tags, inspect(client, image_id), replace=refused)
@@ -304,14 +307,15 @@ def _tree_diff_ids(client, plan: ServicePlan, image_id: str) -> dict[str, str] |
 def _engine_diff_id(client, layer: TreeLayer) -> str:
     """The diff ID this engine gives the layer ``ADD`` makes of ``layer``'s archive."""
     known = layer.directory / "diff-ids.json"
-    ids = read_json(known) or {}
+    ids = read_json(known)
+    ids = ids if isinstance(ids, dict) else {}
     key = engine_key(client)
-    if not isinstance(ids, dict) or not isinstance(ids.get(key), str):
+    if not isinstance(ids.get(key), str):
         context = context_tar({"Dockerfile": b"FROM scratch\nADD layer.tar /\n",
                                "layer.tar": read_verified(layer)["layer.tar"]})
         image_id = stream_build(client, context, layer.directory / f"diff-id-{key}.log",
                                 f"the layer of {layer.component} alone", nocache=True)
-        ids = {**(ids if isinstance(ids, dict) else {}), key: inspect(client, image_id)["RootFS"]["Layers"][-1]}
+        ids[key] = inspect(client, image_id)["RootFS"]["Layers"][-1]
         client.remove_image(image_id)
         write_json(known, ids)
     return ids[key]

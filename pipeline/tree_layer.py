@@ -101,16 +101,19 @@ def tree_layer(project: Project, wheel: TreeWheel, python: str, release: str, by
                        bytecode.image_id])[:32]
     root = layout.tree_layers()
     directory = root / key
+
+    def remake() -> TreeLayer:  # for a build that finds the archives damaged
+        return tree_layer(project, wheel, python, release, bytecode, verify=True)
+
     with locks.hold(layout.cache_lock(f"tree-layer-{key}"), f"the image layer of {wheel.component}"):
         found = _cached(wheel, directory)
-        if found is not None and not (verify and _damaged(found)):
-            return dataclasses.replace(found, remake=lambda: tree_layer(project, wheel, python, release, bytecode, True))
+        if found is not None and not (verify and _mismatches(found, _read(found))):
+            return dataclasses.replace(found, remake=remake)
         clean_staging(root, key)
         made: list[TreeLayer] = []
         with console.step(f"layer {wheel.component} ({release})"):
             replace_dir(directory, lambda staging: made.append(_make(wheel, python, staging, bytecode)))
-        return dataclasses.replace(made[0], directory=directory,
-                                   remake=lambda: tree_layer(project, wheel, python, release, bytecode, True))
+        return dataclasses.replace(made[0], directory=directory, remake=remake)
 
 
 def read_verified(layer: TreeLayer) -> dict[str, bytes]:
@@ -121,7 +124,7 @@ def read_verified(layer: TreeLayer) -> dict[str, bytes]:
     its path and made again; the archives are reproducible, so the new ones
     have the recorded hashes, or the build stops before shipping anything.
     """
-    data = {path.name: path.read_bytes() for path in (layer.archive, layer.metadata_archive)}
+    data = _read(layer)
     bad = _mismatches(layer, data)
     if not bad:
         return data
@@ -131,7 +134,7 @@ def read_verified(layer: TreeLayer) -> dict[str, bytes]:
         raise ImageBuildError(f"the layer archive {bad[0]} of {layer.component} is damaged",
                               hint=f"remove {layer.directory} and rerun")
     again = layer.remake()
-    data = {path.name: path.read_bytes() for path in (again.archive, again.metadata_archive)}
+    data = _read(again)
     if (again.sha256, again.metadata_sha256) != (layer.sha256, layer.metadata_sha256) or _mismatches(again, data):
         raise ImageBuildError(f"the layer archive of {layer.component} was damaged and made again, but the new one is "
                               f"not the one this build was planned with ({again.archive})",
@@ -139,16 +142,20 @@ def read_verified(layer: TreeLayer) -> dict[str, bytes]:
     return data
 
 
+def _read(layer: TreeLayer) -> dict[str, bytes]:
+    """Both archives' bytes by file name (none for one that is gone)."""
+    data = {}
+    for path in (layer.archive, layer.metadata_archive):
+        try:
+            data[path.name] = path.read_bytes()
+        except FileNotFoundError:
+            data[path.name] = b""
+    return data
+
+
 def _mismatches(layer: TreeLayer, data: dict[str, bytes]) -> list[Path]:
     expected = {layer.archive: layer.sha256, layer.metadata_archive: layer.metadata_sha256}
     return [path for path, digest in expected.items() if sha256_bytes(data[path.name]) != digest]
-
-
-def _damaged(layer: TreeLayer) -> bool:
-    try:
-        return bool(_mismatches(layer, {path.name: path.read_bytes() for path in (layer.archive, layer.metadata_archive)}))
-    except OSError:
-        return True
 
 
 def _cached(wheel: TreeWheel, directory: Path) -> TreeLayer | None:
