@@ -50,7 +50,7 @@ from .bytecode import ByteCode
 from .config import Project
 from .errors import ImageBuildError
 from .files import clean_staging, hash_inputs, read_json, replace_dir, sha256_bytes
-from .tree_wheel import REPRODUCIBLE_EPOCH, TreeWheel
+from .tree_wheel import REPRODUCIBLE_EPOCH, TreeWheel, verified
 
 LAYER_FORMAT = 5  # bump when the archives' content or form changes: every cached layer is then made again
 VENV = "/var/lib/openstack"  # the image's venv (the release layers make it)
@@ -112,7 +112,7 @@ def tree_layer(project: Project, wheel: TreeWheel, python: str, release: str, by
         clean_staging(root, key)
         made: list[TreeLayer] = []
         with console.step(f"layer {wheel.component} ({release})"):
-            replace_dir(directory, lambda staging: made.append(_make(wheel, python, staging, bytecode)))
+            replace_dir(directory, lambda staging: made.append(_make(verified(wheel), python, staging, bytecode)))
         return dataclasses.replace(made[0], directory=directory, remake=remake)
 
 

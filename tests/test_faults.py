@@ -344,6 +344,24 @@ def test_a_corrupt_byte_code_entry_is_compiled_again_never_shipped(tmp_path, ups
 
 
 @pytest.mark.docker
+def test_a_corrupt_wheel_of_a_patched_tree_is_built_again_never_installed(tmp_path, upstream):
+    """The tree's cached wheel overwritten (same size, same mtime), its layer then made again from it."""
+    import shutil
+
+    layout = demo_layout(tmp_path, upstream)
+    expect(build_demo(layout), 0)
+    record = image_record(layout)
+    wheel = next((tmp_path / "cache" / "tree-wheels").glob("*/demo-*.whl"))
+    overwrite_keeping_stat(wheel, 100, b"\x00" * 16)
+    shutil.rmtree(tmp_path / "cache" / "tree-layers")
+    forget_image(layout, record)
+    expect(build_demo(layout), 0, f"the cached wheel {wheel} of demo does not match the sha256 recorded when it was "
+                                  "built; building it again")
+    assert sha256_file(wheel) == record["wheels"]["demo"]["sha256"]
+    assert in_image(image_record(layout), SOURCE_OF_CORE) == upstream.read("demo/core.py")
+
+
+@pytest.mark.docker
 def test_an_engine_that_writes_layers_in_another_form_is_checked_against_its_own_form(tmp_path, upstream):
     """The archives are written as this engine writes layers, so each one's sha256 is its layer's diff ID.  An
     engine that writes layers otherwise (newer ones leave out owner names) is stood in for by an archive in
