@@ -264,10 +264,26 @@ def forget_image(layout: Layout, record: dict) -> None:
     docker.from_env().images.remove(record["tags"][0])
 
 
+def damaged_then_built(tmp_path: Path, upstream: Upstream, damage) -> tuple[Layout, dict, subprocess.CompletedProcess]:
+    """Build demo, ``damage(cache_dir)``, forget the image, build again: (layout, first record, second run)."""
+    layout = demo_layout(tmp_path, upstream)
+    expect(build_demo(layout), 0)
+    record = image_record(layout)
+    damage(tmp_path / "cache")
+    forget_image(layout, record)
+    return layout, record, build_demo(layout)
+
+
 def in_image(record: dict, script: str) -> str:
     import docker
 
     return docker.from_env().containers.run(record["tags"][0], ["python", "-c", script], remove=True).decode()
+
+
+def docker_layers(image_id: str) -> list[str]:
+    import docker
+
+    return docker.from_env().api.inspect_image(image_id)["RootFS"]["Layers"]
 
 
 def overwrite_keeping_stat(path: Path, offset: int, data: bytes) -> None:
@@ -279,6 +295,10 @@ def overwrite_keeping_stat(path: Path, offset: int, data: bytes) -> None:
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
+def layer_archive(cache: Path) -> Path:
+    return next((cache / "tree-layers").glob("*/layer.tar"))
+
+
 SOURCE_OF_CORE = "import demo.core, inspect; print(inspect.getsource(demo.core), end='')"
 
 
@@ -287,17 +307,15 @@ def test_a_corrupt_tree_layer_archive_is_made_again_never_shipped(tmp_path, upst
     """Bytes overwritten inside a cached layer.tar (same size, mtime restored), the image forgotten, a build."""
     import tarfile
 
-    layout = demo_layout(tmp_path, upstream)
-    expect(build_demo(layout), 0)
-    record = image_record(layout)
-    entry = next((tmp_path / "cache" / "tree-layers").glob("*/layer.tar"))
+    def damage(cache: Path) -> None:
+        with tarfile.open(layer_archive(cache)) as archive:
+            core = next(m for m in archive if m.name.endswith("demo/core.py"))
+        overwrite_keeping_stat(layer_archive(cache), core.offset_data, b"raise SystemExit")
+
+    layout, record, result = damaged_then_built(tmp_path, upstream, damage)
+    entry = layer_archive(tmp_path / "cache")
     recorded = json.loads((entry.parent / "layer.json").read_text())["sha256"]
-    assert sha256_file(entry) == recorded and record["tree_layers"]["demo"]["diff_id"] == f"sha256:{recorded}"
-    with tarfile.open(entry) as archive:
-        core = next(m for m in archive if m.name.endswith("demo/core.py"))
-    overwrite_keeping_stat(entry, core.offset_data, b"raise SystemExit")
-    forget_image(layout, record)
-    result = build_demo(layout)
+    assert record["tree_layers"]["demo"]["diff_id"] == f"sha256:{recorded}"
     expect(result, 0, f"the cached layer archive {entry} of demo does not match the sha256 recorded when it was "
                       "written; making it again")
     again = image_record(layout)
@@ -307,40 +325,30 @@ def test_a_corrupt_tree_layer_archive_is_made_again_never_shipped(tmp_path, upst
     assert f"sha256:{recorded}" in docker_layers(again["image_id"])
 
 
-def docker_layers(image_id: str) -> list[str]:
-    import docker
-
-    return docker.from_env().api.inspect_image(image_id)["RootFS"]["Layers"]
-
-
 @pytest.mark.docker
-@pytest.mark.parametrize("damage", ["overwritten", "cut"])
-def test_a_corrupt_byte_code_entry_is_compiled_again_never_shipped(tmp_path, upstream, damage):
+@pytest.mark.parametrize("how", ["overwritten", "cut"])
+def test_a_corrupt_byte_code_entry_is_compiled_again_never_shipped(tmp_path, upstream, how):
     """16 bytes of each cached .pyc overwritten (same size, same mtime), or each cut to 100 bytes; the layer is
     then made again from the byte-code cache (its own entry removed) and the image built again."""
     import shutil
 
-    layout = demo_layout(tmp_path, upstream)
-    expect(build_demo(layout), 0)
-    record = image_record(layout)
-    entries = sorted((tmp_path / "cache" / "bytecode").rglob("*.pyc"))
-    assert len(entries) == 4  # demo/__init__.py, demo/core.py and its tests (compiled early; the wheel skips them)
-    for entry in entries:
-        if damage == "cut":
-            os.truncate(entry, 100)
-        else:
-            overwrite_keeping_stat(entry, 48, b"\xff" * 16)
-    shutil.rmtree(tmp_path / "cache" / "tree-layers")
-    forget_image(layout, record)
-    result = build_demo(layout)
+    def damage(cache: Path) -> None:
+        entries = sorted((cache / "bytecode").rglob("*.pyc"))
+        assert len(entries) == 4  # demo/__init__.py, demo/core.py and its tests (compiled early; the wheel skips them)
+        for entry in entries:
+            os.truncate(entry, 100) if how == "cut" else overwrite_keeping_stat(entry, 48, b"\xff" * 16)
+        shutil.rmtree(cache / "tree-layers")
+
+    layout, _, result = damaged_then_built(tmp_path, upstream, damage)
     expect(result, 0, "2 cached byte-code file(s) do not match the sha256 recorded when they were written",
            "compiling them again")
     check = ("import demo.core, marshal; code = marshal.loads(open(demo.core.__cached__, 'rb').read()[16:]); "
              "print(code.co_filename, demo.core.add(1, 2))")
     assert in_image(image_record(layout), check).split() == [
         "/var/lib/openstack/lib/python3.11/site-packages/demo/core.py", "3"]
-    if damage == "cut":  # the layer's two entries are whole again; the tests' were never read, nor used
-        assert sorted(entry.stat().st_size > 100 for entry in entries) == [False, False, True, True]
+    if how == "cut":  # the layer's two entries are whole again; the tests' were never read, nor used
+        sizes = [entry.stat().st_size > 100 for entry in (tmp_path / "cache" / "bytecode").rglob("*.pyc")]
+        assert sorted(sizes) == [False, False, True, True]
 
 
 @pytest.mark.docker
@@ -348,15 +356,14 @@ def test_a_corrupt_wheel_of_a_patched_tree_is_built_again_never_installed(tmp_pa
     """The tree's cached wheel overwritten (same size, same mtime), its layer then made again from it."""
     import shutil
 
-    layout = demo_layout(tmp_path, upstream)
-    expect(build_demo(layout), 0)
-    record = image_record(layout)
+    def damage(cache: Path) -> None:
+        overwrite_keeping_stat(next((cache / "tree-wheels").glob("*/demo-*.whl")), 100, b"\x00" * 16)
+        shutil.rmtree(cache / "tree-layers")
+
+    layout, record, result = damaged_then_built(tmp_path, upstream, damage)
     wheel = next((tmp_path / "cache" / "tree-wheels").glob("*/demo-*.whl"))
-    overwrite_keeping_stat(wheel, 100, b"\x00" * 16)
-    shutil.rmtree(tmp_path / "cache" / "tree-layers")
-    forget_image(layout, record)
-    expect(build_demo(layout), 0, f"the cached wheel {wheel} of demo does not match the sha256 recorded when it was "
-                                  "built; building it again")
+    expect(result, 0, f"the cached wheel {wheel} of demo does not match the sha256 recorded when it was built; "
+                      "building it again")
     assert sha256_file(wheel) == record["wheels"]["demo"]["sha256"]
     assert in_image(image_record(layout), SOURCE_OF_CORE) == upstream.read("demo/core.py")
 
@@ -370,19 +377,18 @@ def test_an_engine_that_writes_layers_in_another_form_is_checked_against_its_own
     import io
     import tarfile
 
-    layout = demo_layout(tmp_path, upstream)
-    expect(build_demo(layout), 0)
-    entry = next((tmp_path / "cache" / "tree-layers").glob("*/layer.tar"))
-    other = io.BytesIO()
-    with tarfile.open(entry) as original, tarfile.open(fileobj=other, mode="w", format=tarfile.GNU_FORMAT) as out:
-        for member in original:
-            out.addfile(member, original.extractfile(member) if member.isfile() else None)
-    entry.write_bytes(other.getvalue())
-    record_file = entry.parent / "layer.json"
-    record_file.write_text(json.dumps({**json.loads(record_file.read_text()), "sha256": sha256_file(entry)}))
-    forget_image(layout, image_record(layout))
-    expect(build_demo(layout), 0)
-    record = image_record(layout)
+    def rewrite(cache: Path) -> None:
+        entry, other = layer_archive(cache), io.BytesIO()
+        with tarfile.open(entry) as original, tarfile.open(fileobj=other, mode="w", format=tarfile.GNU_FORMAT) as out:
+            for member in original:
+                out.addfile(member, original.extractfile(member) if member.isfile() else None)
+        entry.write_bytes(other.getvalue())
+        record_file = entry.parent / "layer.json"
+        record_file.write_text(json.dumps({**json.loads(record_file.read_text()), "sha256": sha256_file(entry)}))
+
+    layout, _, result = damaged_then_built(tmp_path, upstream, rewrite)
+    expect(result, 0)
+    record, entry = image_record(layout), layer_archive(tmp_path / "cache")
     learnt = json.loads((entry.parent / "diff-ids.json").read_text())
     assert list(learnt.values()) == [record["tree_layers"]["demo"]["diff_id"]] != [f"sha256:{sha256_file(entry)}"]
     assert record["tree_layers"]["demo"]["diff_id"] in docker_layers(record["image_id"])
