@@ -463,6 +463,10 @@ CASES = [
     Case("registry credentials in --cache-from, as a URL", ("build", "--release", "2025.2", "--service", "demo",
                                                            "--cache-from", f"https://u:{SECRET}@127.0.0.1:1/cache"),
          7, ("--cache-from: 'https://u:***@127.0.0.1:1/cache' is not a registry", "use 127.0.0.1:1/cache")),
+    Case("registry credentials in --cache-from", ("build", "--release", "2025.2", "--service", "demo", "--cache-from",
+                                                 f"u:{SECRET}@127.0.0.1:1"), 7,
+         ("--cache-from: 'u:***@127.0.0.1:1' is not a registry as images name it (host[:port][/path]): it holds "
+          "credentials",)),
     Case("registry credentials in cache_registry", ("build", "--release", "2025.2", "--service", "demo"), 2,
          ("pipeline.cache_registry: 'u:***@127.0.0.1:1' is not a registry",),
          env=(("INVOKE_PIPELINE_CACHE_REGISTRY", f"u:{SECRET}@127.0.0.1:1"),)),
