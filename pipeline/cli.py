@@ -15,6 +15,7 @@ import datetime
 import errno
 import functools
 import gc
+import json
 import os
 import signal
 import sys
@@ -76,10 +77,17 @@ def read_settings_files() -> None:
 
 
 def settings_file(path: Path) -> dict:
-    """A settings file's data: a mapping whose ``pipeline:`` (if present) is a mapping."""
+    """A settings file's data (YAML, or JSON): a mapping whose ``pipeline:`` (if present) is a mapping."""
     from . import yamlfile
 
-    data, located = yamlfile.load(path)
+    if path.suffix == ".json":
+        try:
+            data, located = json.loads(path.read_text(encoding="utf-8")), yamlfile.Located(path)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            where = f"{path}:{exc.lineno}:{exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(path)
+            raise ConfigError(f"{where}: invalid JSON: {getattr(exc, 'msg', exc)}", hint="fix the syntax and rerun") from None
+    else:
+        data, located = yamlfile.load(path)
     if data is None:
         return {}
     if not isinstance(data, dict):

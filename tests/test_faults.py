@@ -452,6 +452,8 @@ CASES = [
          ("{dir}/site.yaml:1: pipeline: must be a mapping of settings, not 5",), files=(("site.yaml", "pipeline: 5\n"),)),
     Case("a -f file that is a list", ("-f", "{dir}/site.yaml", "fetch", "--release", "2025.2"), 2,
          ("{dir}/site.yaml: a settings file is a mapping",), files=(("site.yaml", "- workdir\n"),)),
+    Case("json syntax error in the -f file", ("-f", "{dir}/site.json", "fetch", "--release", "2025.2"), 2,
+         ("{dir}/site.json:1:15: invalid JSON: Expecting ',' delimiter",), files=(("site.json", '{"pipeline": 5'),)),
     Case("a -f file that does not exist", ("-f", "{dir}/absent.yaml", "fetch", "--release", "2025.2"), 2,
          ("{dir}/absent.yaml: the settings file given to invoke -f does not exist",)),
     Case("a -f file of a type invoke does not read", ("-f", "{dir}/site.txt", "fetch", "--release", "2025.2"), 2,
