@@ -209,7 +209,8 @@ def test_a_cached_image_without_the_trees_layers_is_built_here_and_replaced_in_t
     from pipeline.service_image import label_instruction
 
     # A label of its own: the forged image must not stand under a tag other tests use meanwhile.
-    layout = demo_layout(tmp_path, upstream, cache, f"service_defaults:\n  demo: {{test: {uuid.uuid4().hex}}}\n")
+    token = uuid.uuid4().hex[:12]
+    layout = demo_layout(tmp_path, upstream, cache, f"service_defaults:\n  demo: {{test: {token}}}\n")
     first = invoke(layout, "build", "--release", "2025.2", "--service", "demo", "--cache-from", cache_registry)
     assert first.returncode == 0, first.stderr
     record = json.loads((layout.root / "build" / "2025.2" / "demo" / "image.json").read_text())
@@ -245,6 +246,11 @@ def test_a_cached_image_without_the_trees_layers_is_built_here_and_replaced_in_t
                                      headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
     with urllib.request.urlopen(request) as response:
         assert json.loads(response.read())["config"]["digest"] == row["image_id"]  # the cache holds it now
+    for image in engine_a.images.list(filters={"label": f"io.openstack-patches.default.test={token}"}):
+        for ref in image.tags:
+            if not ref.endswith(":2025.2"):  # the moving tag is every test's
+                engine_a.images.remove(ref)
+    engine_a.images.remove(forged.id, force=True)
 
 
 def test_an_unreachable_cache_is_its_own_error(on_a, engine_b, tmp_path):

@@ -239,13 +239,24 @@ def test_two_builds_on_one_engine_share_bases_without_retagging(tmp_path, upstre
 # --- damaged caches: nothing reaches an image that is not what was recorded when it was written ---------------
 
 
-def demo_layout(tmp_path: Path, upstream: Upstream) -> Layout:
-    """The demo service with a cache of its own, and a label of its own: other tests on the engine build demo
-    too, and this test's image (its immutable tag) must be its own."""
+@pytest.fixture
+def demo(tmp_path: Path, upstream: Upstream):
+    """The demo service with a cache of its own, and a label of its own: other tests (and runs) on the engine
+    build demo too, and this test's images (their immutable tags) must be its own; they go at the end."""
+    import uuid
+
+    import docker
+
+    token = uuid.uuid4().hex[:12]
     layout = Layout(tmp_path / "project", upstream.path.parent)
-    layout.release("2025.2", {"demo": "2.0.1"}, extra=f"service_defaults:\n  demo: {{test: {tmp_path.name}}}\n")
+    layout.release("2025.2", {"demo": "2.0.1"}, extra=f"service_defaults:\n  demo: {{test: {token}}}\n")
     layout.settings_overrides["cache_dir"] = str(tmp_path / "cache")
-    return layout
+    yield layout
+    client = docker.from_env()
+    for image in client.images.list(filters={"label": f"io.openstack-patches.default.test={token}"}):
+        for tag in image.tags:
+            if not tag.endswith(":2025.2"):  # the moving tag is every test's
+                client.images.remove(tag)
 
 
 def build_demo(layout: Layout) -> subprocess.CompletedProcess:
@@ -264,14 +275,13 @@ def forget_image(layout: Layout, record: dict) -> None:
     docker.from_env().images.remove(record["tags"][0])
 
 
-def damaged_then_built(tmp_path: Path, upstream: Upstream, damage) -> tuple[Layout, dict, subprocess.CompletedProcess]:
-    """Build demo, ``damage(cache_dir)``, forget the image, build again: (layout, first record, second run)."""
-    layout = demo_layout(tmp_path, upstream)
+def damaged_then_built(layout: Layout, damage) -> tuple[dict, subprocess.CompletedProcess]:
+    """Build demo, ``damage(cache_dir)``, forget the image, build again: (the first record, the second run)."""
     expect(build_demo(layout), 0)
     record = image_record(layout)
-    damage(tmp_path / "cache")
+    damage(Path(layout.settings_overrides["cache_dir"]))
     forget_image(layout, record)
-    return layout, record, build_demo(layout)
+    return record, build_demo(layout)
 
 
 def in_image(record: dict, script: str) -> str:
@@ -303,7 +313,7 @@ SOURCE_OF_CORE = "import demo.core, inspect; print(inspect.getsource(demo.core),
 
 
 @pytest.mark.docker
-def test_a_corrupt_tree_layer_archive_is_made_again_never_shipped(tmp_path, upstream):
+def test_a_corrupt_tree_layer_archive_is_made_again_never_shipped(tmp_path, upstream, demo):
     """Bytes overwritten inside a cached layer.tar (same size, mtime restored), the image forgotten, a build."""
     import tarfile
 
@@ -312,7 +322,8 @@ def test_a_corrupt_tree_layer_archive_is_made_again_never_shipped(tmp_path, upst
             core = next(m for m in archive if m.name.endswith("demo/core.py"))
         overwrite_keeping_stat(layer_archive(cache), core.offset_data, b"raise SystemExit")
 
-    layout, record, result = damaged_then_built(tmp_path, upstream, damage)
+    layout = demo
+    record, result = damaged_then_built(layout, damage)
     entry = layer_archive(tmp_path / "cache")
     recorded = json.loads((entry.parent / "layer.json").read_text())["sha256"]
     assert record["tree_layers"]["demo"]["diff_id"] == f"sha256:{recorded}"
@@ -327,7 +338,7 @@ def test_a_corrupt_tree_layer_archive_is_made_again_never_shipped(tmp_path, upst
 
 @pytest.mark.docker
 @pytest.mark.parametrize("how", ["overwritten", "cut"])
-def test_a_corrupt_byte_code_entry_is_compiled_again_never_shipped(tmp_path, upstream, how):
+def test_a_corrupt_byte_code_entry_is_compiled_again_never_shipped(tmp_path, demo, how):
     """16 bytes of each cached .pyc overwritten (same size, same mtime), or each cut to 100 bytes; the layer is
     then made again from the byte-code cache (its own entry removed) and the image built again."""
     import shutil
@@ -339,7 +350,8 @@ def test_a_corrupt_byte_code_entry_is_compiled_again_never_shipped(tmp_path, ups
             os.truncate(entry, 100) if how == "cut" else overwrite_keeping_stat(entry, 48, b"\xff" * 16)
         shutil.rmtree(cache / "tree-layers")
 
-    layout, _, result = damaged_then_built(tmp_path, upstream, damage)
+    layout = demo
+    _, result = damaged_then_built(layout, damage)
     expect(result, 0, "2 cached byte-code file(s) do not match the sha256 recorded when they were written",
            "compiling them again")
     check = ("import demo.core, marshal; code = marshal.loads(open(demo.core.__cached__, 'rb').read()[16:]); "
@@ -352,7 +364,7 @@ def test_a_corrupt_byte_code_entry_is_compiled_again_never_shipped(tmp_path, ups
 
 
 @pytest.mark.docker
-def test_a_corrupt_wheel_of_a_patched_tree_is_built_again_never_installed(tmp_path, upstream):
+def test_a_corrupt_wheel_of_a_patched_tree_is_built_again_never_installed(tmp_path, upstream, demo):
     """The tree's cached wheel overwritten (same size, same mtime), its layer then made again from it."""
     import shutil
 
@@ -360,7 +372,8 @@ def test_a_corrupt_wheel_of_a_patched_tree_is_built_again_never_installed(tmp_pa
         overwrite_keeping_stat(next((cache / "tree-wheels").glob("*/demo-*.whl")), 100, b"\x00" * 16)
         shutil.rmtree(cache / "tree-layers")
 
-    layout, record, result = damaged_then_built(tmp_path, upstream, damage)
+    layout = demo
+    record, result = damaged_then_built(layout, damage)
     wheel = next((tmp_path / "cache" / "tree-wheels").glob("*/demo-*.whl"))
     expect(result, 0, f"the cached wheel {wheel} of demo does not match the sha256 recorded when it was built; "
                       "building it again")
@@ -369,7 +382,7 @@ def test_a_corrupt_wheel_of_a_patched_tree_is_built_again_never_installed(tmp_pa
 
 
 @pytest.mark.docker
-def test_an_engine_that_writes_layers_in_another_form_is_checked_against_its_own_form(tmp_path, upstream):
+def test_an_engine_that_writes_layers_in_another_form_is_checked_against_its_own_form(tmp_path, upstream, demo):
     """The archives are written as this engine writes layers, so each one's sha256 is its layer's diff ID.  An
     engine that writes layers otherwise (newer ones leave out owner names) is stood in for by an archive in
     another form (Python's GNU tar) with the same files: the diff ID it gets is learnt once, from a build of
@@ -386,7 +399,8 @@ def test_an_engine_that_writes_layers_in_another_form_is_checked_against_its_own
         record_file = entry.parent / "layer.json"
         record_file.write_text(json.dumps({**json.loads(record_file.read_text()), "sha256": sha256_file(entry)}))
 
-    layout, _, result = damaged_then_built(tmp_path, upstream, rewrite)
+    layout = demo
+    _, result = damaged_then_built(layout, rewrite)
     expect(result, 0)
     record, entry = image_record(layout), layer_archive(tmp_path / "cache")
     learnt = json.loads((entry.parent / "diff-ids.json").read_text())
