@@ -322,14 +322,13 @@ def test_a_corrupt_tree_layer_archive_is_made_again_never_shipped(tmp_path, upst
             core = next(m for m in archive if m.name.endswith("demo/core.py"))
         overwrite_keeping_stat(layer_archive(cache), core.offset_data, b"raise SystemExit")
 
-    layout = demo
-    record, result = damaged_then_built(layout, damage)
+    record, result = damaged_then_built(demo, damage)
     entry = layer_archive(tmp_path / "cache")
     recorded = json.loads((entry.parent / "layer.json").read_text())["sha256"]
     assert record["tree_layers"]["demo"]["diff_id"] == f"sha256:{recorded}"
     expect(result, 0, f"the cached layer archive {entry} of demo does not match the sha256 recorded when it was "
                       "written; making it again")
-    again = image_record(layout)
+    again = image_record(demo)
     assert json.loads(result.stdout)[0]["result"] == "built" and again["tags"] == record["tags"]
     assert sha256_file(entry) == recorded and again["tree_layers"]["demo"]["diff_id"] == f"sha256:{recorded}"
     assert in_image(again, SOURCE_OF_CORE) == upstream.read("demo/core.py")
@@ -350,13 +349,12 @@ def test_a_corrupt_byte_code_entry_is_compiled_again_never_shipped(tmp_path, dem
             os.truncate(entry, 100) if how == "cut" else overwrite_keeping_stat(entry, 48, b"\xff" * 16)
         shutil.rmtree(cache / "tree-layers")
 
-    layout = demo
-    _, result = damaged_then_built(layout, damage)
+    _, result = damaged_then_built(demo, damage)
     expect(result, 0, "2 cached byte-code file(s) do not match the sha256 recorded when they were written",
            "compiling them again")
     check = ("import demo.core, marshal; code = marshal.loads(open(demo.core.__cached__, 'rb').read()[16:]); "
              "print(code.co_filename, demo.core.add(1, 2))")
-    assert in_image(image_record(layout), check).split() == [
+    assert in_image(image_record(demo), check).split() == [
         "/var/lib/openstack/lib/python3.11/site-packages/demo/core.py", "3"]
     if how == "cut":  # the layer's two entries are whole again; the tests' were never read, nor used
         sizes = [entry.stat().st_size > 100 for entry in (tmp_path / "cache" / "bytecode").rglob("*.pyc")]
@@ -372,13 +370,12 @@ def test_a_corrupt_wheel_of_a_patched_tree_is_built_again_never_installed(tmp_pa
         overwrite_keeping_stat(next((cache / "tree-wheels").glob("*/demo-*.whl")), 100, b"\x00" * 16)
         shutil.rmtree(cache / "tree-layers")
 
-    layout = demo
-    record, result = damaged_then_built(layout, damage)
+    record, result = damaged_then_built(demo, damage)
     wheel = next((tmp_path / "cache" / "tree-wheels").glob("*/demo-*.whl"))
     expect(result, 0, f"the cached wheel {wheel} of demo does not match the sha256 recorded when it was built; "
                       "building it again")
     assert sha256_file(wheel) == record["wheels"]["demo"]["sha256"]
-    assert in_image(image_record(layout), SOURCE_OF_CORE) == upstream.read("demo/core.py")
+    assert in_image(image_record(demo), SOURCE_OF_CORE) == upstream.read("demo/core.py")
 
 
 @pytest.mark.docker
@@ -399,18 +396,17 @@ def test_an_engine_that_writes_layers_in_another_form_is_checked_against_its_own
         record_file = entry.parent / "layer.json"
         record_file.write_text(json.dumps({**json.loads(record_file.read_text()), "sha256": sha256_file(entry)}))
 
-    layout = demo
-    _, result = damaged_then_built(layout, rewrite)
+    _, result = damaged_then_built(demo, rewrite)
     expect(result, 0)
-    record, entry = image_record(layout), layer_archive(tmp_path / "cache")
+    record, entry = image_record(demo), layer_archive(tmp_path / "cache")
     learnt = json.loads((entry.parent / "diff-ids.json").read_text())
     assert list(learnt.values()) == [record["tree_layers"]["demo"]["diff_id"]] != [f"sha256:{sha256_file(entry)}"]
     assert record["tree_layers"]["demo"]["diff_id"] in docker_layers(record["image_id"])
     assert in_image(record, SOURCE_OF_CORE) == upstream.read("demo/core.py")
     log = next(entry.parent.glob("diff-id-*.log"))
     made = log.stat().st_mtime_ns
-    forget_image(layout, record)
-    expect(build_demo(layout), 0)
+    forget_image(demo, record)
+    expect(build_demo(demo), 0)
     assert log.stat().st_mtime_ns == made  # learnt once per engine
 
 
