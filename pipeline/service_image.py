@@ -232,8 +232,10 @@ def build_service(client, project: Project, plan: ServicePlan, force: bool = Fal
     immutable, moving = plan.tags
     previous = None if force else is_current(client, project, plan)
     if previous is not None:
-        if (inspect(client, moving) or {}).get("Id") != previous["image_id"]:
-            tag(client, previous["image_id"], moving)
+        for ref in plan.tags:  # the moving tag follows the image; an immutable one removed by hand comes back
+            found = (inspect(client, ref) or {}).get("Id")
+            if found != previous["image_id"] and (ref == moving or found is None):
+                tag(client, previous["image_id"], ref)
         layer_cache.store_service(client, project.settings, plan.tags, inspect(client, previous["image_id"]))
         return ImageResult(name, release, "up to date", previous, 0, time.monotonic() - started, record_path)
 

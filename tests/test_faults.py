@@ -410,6 +410,23 @@ def test_an_engine_that_writes_layers_in_another_form_is_checked_against_its_own
     assert log.stat().st_mtime_ns == made  # learnt once per engine
 
 
+@pytest.mark.docker
+def test_an_immutable_tag_removed_by_hand_comes_back_with_no_build(demo):
+    """The image stays (another tag holds it), its immutable tag is gone: the record still describes it, and the
+    tag comes back."""
+    import docker
+
+    expect(build_demo(demo), 0)
+    record = image_record(demo)
+    client = docker.from_env()
+    client.api.tag(record["image_id"], "faults-hold", record["tags"][0].rpartition(":")[2])  # ours, unlike the moving tag
+    client.images.remove(record["tags"][0])
+    result = build_demo(demo)
+    expect(result, 0)
+    assert json.loads(result.stdout)[0]["result"] == "up to date"
+    assert docker_layers(record["tags"][0]) == docker_layers(record["image_id"])
+
+
 def mirror_of(layout: Layout) -> Path:
     return next((layout.root.parent / "cache" / "git").glob("demo-*.git"))
 
