@@ -7,7 +7,9 @@ one that needs no engine never pays for docker-py or cyclonedx.
 
 from invoke import Collection, task
 
-from pipeline.cli import entry, offline, output_format, positive_int, project_from
+from pipeline.cli import entry, offline, output_format, positive_int, project_from, read_settings_files
+
+read_settings_files()
 
 RELEASE_HELP = "OpenStack release, e.g. 2025.2 (a directory under releases/)"
 COMPONENT_HELP = "component (repeatable); default: every component of the release"

@@ -24,11 +24,12 @@ import shutil
 from pathlib import Path
 
 from . import layer_cache, locks
-from .build import check_services, prepare_release
+from .build import prepare_release
 from .config import Project
 from .engine import connect
 from .files import replace_dir, write_json
 from .service_image import ServicePlan
+from .tree_layer import read_verified
 from .wheels import fetch_files
 
 BASE_ARGS = ("BUILD_BASE", "RELEASE_BUILD", "RELEASE_BASE")
@@ -45,17 +46,17 @@ def _target(project: Project, plan: ServicePlan, bases: dict[str, str]) -> dict:
     """One bake target: the plan's Dockerfile and arguments, its named contexts as directories."""
     directory = project.layout.bake_dir(plan.release, plan.service)
     paths = {ctx.stage: fetch_files(project, list(ctx.files)) for ctx in plan.contexts}
+    for layer in plan.trees.values():
+        read_verified(layer)  # each archive as it was written (made again if damaged) before it is linked
 
     def fill(staging: Path) -> None:
         (staging / "context").mkdir(parents=True)
         (staging / "context" / "Dockerfile").write_text(plan.dockerfile)
         (staging / "context" / "dependencies.txt").write_text(plan.dependencies)
-        for name, archive in plan.trees.items():
+        (staging / "context" / "runtime.tar").write_bytes(plan.runtime)
+        for name, archive in plan.tree_files().items():
             (staging / "context" / name).parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(archive, bytes):  # made for this plan (runtime.tar)
-                (staging / "context" / name).write_bytes(archive)
-            else:
-                _link(archive, staging / "context" / name)
+            _link(archive, staging / "context" / name)
         for ctx in plan.contexts:
             (staging / ctx.stage).mkdir()
             for path in paths[ctx.stage].values():
@@ -74,8 +75,7 @@ def _target(project: Project, plan: ServicePlan, bases: dict[str, str]) -> dict:
 
 def write(project: Project, release: str, services: list[str], jobs: int = 1) -> tuple[Path, dict]:
     """Prepare the release (sources, bases, release layer) on the engine and write the bake file."""
-    rel = project.release(release)
-    check_services(project, rel, services)
+    rel = project.services(release, services)
     client = connect(project.settings)
     inputs = prepare_release(project, rel, services, client, jobs, contexts=False)
     cache = project.settings.cache_registry if layer_cache.enabled(project.settings) else ""

@@ -25,7 +25,7 @@ from .config import Project, Release
 from .dockerfiles import find_dockerfile, tool_file
 from .engine import context_tar, ensure_image, inspect, stream_build
 from .errors import BaseImageError, DiskFullError
-from .files import hash_inputs, sha256_bytes
+from .files import hash_inputs, sha256_bytes, sha256_file
 from .packages import apt_build
 from .wheels import Target, uv_binary, uv_wheel
 
@@ -195,11 +195,19 @@ def _origin(client, project: Project, rel: Release, log_dir: Path) -> str:
         with console.step(f"bootstrap {rootfs_ref} from {base.debian_mirror}"):
             archive = bootstrap_rootfs(project, rel, log_dir / "rootfs.log")
             try:
+                digest = sha256_file(archive)
                 repository, _, version = rootfs_ref.rpartition(":")
                 client.import_image_from_file(str(archive), repository=repository, tag=version)
             finally:
                 shutil.rmtree(archive.parent, ignore_errors=True)
-            return inspect(client, rootfs_ref)["Id"]
+            imported = inspect(client, rootfs_ref)
+            # An import keeps the archive as it came: its one layer's diff ID is the archive's sha256.
+            if imported["RootFS"]["Layers"] != [f"sha256:{digest}"]:
+                client.remove_image(rootfs_ref)
+                raise BaseImageError(f"the engine's image of the bootstrapped root filesystem is not the archive "
+                                     f"that was sent (its layer is not sha256:{digest[:16]}...)",
+                                     hint="check the engine (`docker info`, its storage), then rerun")
+            return imported["Id"]
 
     mode = base.bootstrap
     if mode in ("pull", "auto") and inspect(client, base.image):

@@ -22,13 +22,12 @@ from . import console, dag, locks, series
 from . import constraints as constraints_stage
 from .bases import BaseImages, ensure_bases
 from .bytecode import ByteCode, package_modules
-from .config import Project, Release
+from .config import Project, Release, registry_reference
 from .constraints import ConstraintsRecord
 from .dependencies import release_locks
 from .engine import connect, engine_info
-from .errors import ConfigError, PipelineError, UnknownComponentError
+from .errors import ConfigError, PipelineError, UsageError
 from .files import remove
-from .redact import register_url
 from .packages import service_packages
 from .release_layer import ReleaseLayers, ensure_release_layers
 from .series import PreparedTree
@@ -56,15 +55,6 @@ class ReleaseInputs:
     layers: ReleaseLayers
     plans: dict[str, ServicePlan]
     target: Target
-
-
-def check_services(project: Project, rel: Release, services: list[str]) -> None:
-    for service in services:
-        if service not in rel.services:
-            raise UnknownComponentError(
-                f"{service!r} is not a service of release {rel.name}",
-                hint=f"services of {rel.name}: {', '.join(rel.services)} (releases/{rel.name}/release.yaml)",
-            )
 
 
 def target_of(client, rel: Release) -> Target:
@@ -172,8 +162,8 @@ def with_cache(project: Project, cache_from: str | None) -> Project:
     """The project with ``--cache-from REGISTRY`` applied (the flag wins over ``cache_registry``)."""
     if not cache_from:
         return project
-    register_url(cache_from)
-    return replace(project, settings=replace(project.settings, cache_registry=cache_from.strip("/")))
+    registry = registry_reference(cache_from, "--cache-from", UsageError)
+    return replace(project, settings=replace(project.settings, cache_registry=registry))
 
 
 def build(project: Project, release: str, services: list[str], jobs: int = 1, force: bool = False,
@@ -182,8 +172,7 @@ def build(project: Project, release: str, services: list[str], jobs: int = 1, fo
     from . import sbom, vex
 
     project = with_cache(project, cache_from)
-    rel = project.release(release)
-    check_services(project, rel, services)
+    rel = project.services(release, services)
     if push and not project.settings.registry:
         raise ConfigError("--push needs a registry", hint="set pipeline.registry in invoke.yaml, or INVOKE_PIPELINE_REGISTRY=host:port")
     client = connect(project.settings)  # fail fast, before any fetching, when there is no engine (says which one)

@@ -13,18 +13,28 @@ step compiles.
 The interpreter is named by the runtime base's image ID, so a base made
 again compiles everything again.  Entries are content-addressed and written
 atomically: two runs at once may both compile a module, and either's entry
-is right; a killed run leaves entries that are whole or absent.
+is right; a killed run leaves entries that are whole or absent.  Each entry
+starts with the sha256 of its ``.pyc``, recorded when it was written and
+checked when a layer reads it: a damaged entry (overwritten, cut off) is
+reported and compiled again, never put into a layer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 import tarfile
 from pathlib import Path
 
+from . import console
 from .engine import run_with_files
 from .errors import ImageBuildError
 from .files import sha256_bytes, write_atomic
+
+FORMAT = 2  # bump when an entry's form changes: the entries of an older form are then left unread
+DIGEST = 32  # an entry: the sha256 of the .pyc, then the .pyc
+CACHE_TAG = re.compile(r"cpython-\d+")
 
 # Runs in the container: the sources come as /tmp/sources.tar (each at its path in the image, relative to /),
 # are unpacked into memory, given the archive's mtime and compiled as uv compiles them, by forked workers
@@ -68,30 +78,53 @@ class ByteCode:
 
     def __init__(self, client, image_id: str, python: str, cache_root: Path, epoch: int) -> None:
         self.client, self.image_id, self.python, self.epoch = client, image_id, python, epoch
-        self.directory = cache_root / image_id.removeprefix("sha256:")[:32]
+        self.directory = cache_root / f"{image_id.removeprefix('sha256:')[:32]}-v{FORMAT}"
 
     def compiled(self, sources: dict[str, bytes]) -> dict[str, bytes]:
         """The ``.pyc`` files of ``sources`` (path in the image -> content), by their paths in the image;
         a source that does not compile has none."""
         keys = {path: sha256_bytes(path.encode() + b"\0" + data) for path, data in sources.items()}
-        missing = {path: sources[path] for path, key in keys.items()
-                   if not self._entry(key, ".pyc").exists() and not self._entry(key, ".none").exists()}
-        tag_file = self.directory / "cache-tag"
-        if missing or not tag_file.exists():
-            self._compile(missing, keys, tag_file)
-        tag = tag_file.read_text().strip()
+        found = {path: self._read(key) for path, key in keys.items()}
+        damaged = [self._entry(keys[path], ".pyc") for path, entry in found.items() if entry is False]
+        if damaged:
+            console.note(f"{len(damaged)} cached byte-code file(s) do not match the sha256 recorded when they were "
+                         f"written (e.g. {damaged[0]}); compiling them again")
+        missing = {path: sources[path] for path, entry in found.items() if not isinstance(entry, bytes)}
+        tag = self._tag()
+        if missing or tag is None:
+            found.update(self._compile(missing, keys))
+            tag = self._tag()
         out = {}
-        for path, key in keys.items():
-            entry = self._entry(key, ".pyc")
-            if entry.exists():
+        for path, pyc in found.items():
+            if pyc:
                 folder, _, name = path.rpartition("/")
-                out[f"{folder}/__pycache__/{name.removesuffix('.py')}.{tag}.pyc"] = entry.read_bytes()
+                out[f"{folder}/__pycache__/{name.removesuffix('.py')}.{tag}.pyc"] = pyc
         return out
 
     def _entry(self, key: str, suffix: str) -> Path:
         return self.directory / key[:2] / f"{key}{suffix}"
 
-    def _compile(self, sources: dict[str, bytes], keys: dict[str, str], tag_file: Path) -> None:
+    def _read(self, key: str) -> bytes | None | bool:
+        """The entry's ``.pyc`` if whole; b"" for a module that does not compile; None if absent; False if
+        damaged (its bytes are not those whose hash it recorded)."""
+        try:
+            data = self._entry(key, ".pyc").read_bytes()
+        except FileNotFoundError:
+            none = self._entry(key, ".none")
+            return b"" if none.exists() and none.stat().st_size == 0 else None
+        pyc = data[DIGEST:]
+        return pyc if len(data) > DIGEST and hashlib.sha256(pyc).digest() == data[:DIGEST] else False
+
+    def _tag(self) -> str | None:
+        try:
+            tag = (self.directory / "cache-tag").read_text().strip()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+        return tag if CACHE_TAG.fullmatch(tag) else None
+
+    def _compile(self, sources: dict[str, bytes], keys: dict[str, str]) -> dict[str, bytes]:
+        """Compile ``sources`` in a container of the runtime base, keep each result (and the interpreter's
+        cache tag); their .pyc by path (b"" for one that does not compile)."""
         # One file to put: the engine would take about 1 ms for each of the sources' files.
         archive = _tar({"sources.tar": _tar({path.lstrip("/"): data for path, data in sources.items()})})
         size = sum(len(data) for data in sources.values())
@@ -102,13 +135,16 @@ class ByteCode:
             shm_size=max(64 << 20, 3 * size))  # the sources and their .pyc, in memory
         compiled = _members(_members(result or b"")["bytecode.tar"])
         tag = out.decode().strip().splitlines()[-1] if out.strip() else ""
-        if not tag.startswith("cpython-"):
+        if not CACHE_TAG.fullmatch(tag):
             raise ImageBuildError(f"byte code: the runtime base {self.image_id[:19]} reports no CPython cache tag ({tag!r})",
                                   hint="the runtime base must run CPython: check dockerfiles/base-runtime.Dockerfile")
+        made = {}
         for path in sources:
-            data = compiled.get(path.lstrip("/"))
-            write_atomic(self._entry(keys[path], ".pyc" if data is not None else ".none"), data or b"")
-        write_atomic(tag_file, tag + "\n")
+            made[path] = data = compiled.get(path.lstrip("/"), b"")
+            write_atomic(self._entry(keys[path], ".pyc" if data else ".none"),
+                         hashlib.sha256(data).digest() + data if data else b"")
+        write_atomic(self.directory / "cache-tag", tag + "\n")
+        return made
 
 
 def _tar(files: dict[str, bytes]) -> bytes:

@@ -4,14 +4,18 @@
 message and its exit code; Ctrl-C or SIGTERM exit 130 with a message; a full
 disk or an unwritable work directory is named as such; anything else is a
 bug, reported as one ``internal error:`` line naming a log file that holds
-the traceback (exit 1).  No traceback ever reaches the terminal.
+the traceback (exit 1).  No traceback ever reaches the terminal, not even
+for the settings files invoke reads itself before any task runs
+(``read_settings_files``).
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import functools
 import gc
+import json
 import os
 import signal
 import sys
@@ -26,13 +30,13 @@ from invoke import Exit
 
 from . import console
 from .errors import (
-    DiskFullError,
+    ConfigError,
     Interrupted,
     PipelineError,
     UsageError,
     WorkdirNotWritableError,
 )
-from .files import is_disk_full, is_not_writable
+from .files import disk_full, is_disk_full, is_not_writable, name_places
 from .redact import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,16 +44,76 @@ FORMATS = ("table", "json")
 _loaded: dict[str, Any] = {}
 
 
+def read_settings_files() -> None:
+    """Have invoke read ``invoke.yaml`` and the file of ``invoke -f`` through ``yamlfile``.
+
+    invoke reads them itself, after importing tasks.py and before any task
+    runs, so a YAML error, a ``pipeline:`` that is no mapping, or a file type
+    it does not know would end in its traceback.  Each becomes one error
+    naming the file and line (exit 2) instead.
+    """
+    from invoke.config import Config
+    from invoke.exceptions import UnknownFileType
+
+    def load(config: Any, path: str) -> Any:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(errno.ENOENT, "no such file", path)  # invoke goes on to its next candidate
+        try:
+            return settings_file(Path(path))
+        except PipelineError as error:
+            fail(error)
+
+    load_runtime = Config.load_runtime
+
+    def runtime(config: Any, merge: bool = True) -> None:
+        try:
+            load_runtime(config, merge)
+        except UnknownFileType:
+            fail(ConfigError(f"{config._runtime_path}: invoke -f reads settings from .yaml, .yml or .json files",
+                             hint="rename the file, or give a YAML file"))
+
+    Config._load_yaml = Config._load_yml = Config._load_json = load
+    Config.load_runtime = runtime
+
+
+def settings_file(path: Path) -> dict:
+    """A settings file's data (YAML, or JSON): a mapping whose ``pipeline:`` (if present) is a mapping."""
+    from . import yamlfile
+
+    if path.suffix == ".json":
+        try:
+            data, located = json.loads(path.read_text(encoding="utf-8")), yamlfile.Located(path)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            where = f"{path}:{exc.lineno}:{exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(path)
+            raise ConfigError(f"{where}: invalid JSON: {getattr(exc, 'msg', exc)}", hint="fix the syntax and rerun") from None
+    else:
+        data, located = yamlfile.load(path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a settings file is a mapping (pipeline: {{key: value}}), not a {type(data).__name__}",
+                          hint="see invoke.yaml next to tasks.py for its form")
+    if "pipeline" in data and not isinstance(data["pipeline"], dict):
+        raise ConfigError(f"{located.where('pipeline')}: pipeline: must be a mapping of settings, not "
+                          f"{data['pipeline']!r}", hint="e.g. pipeline:\n    workdir: /srv/build")
+    return data
+
+
 def project_from(ctx: Any):
     """Settings (invoke configuration ``pipeline:``) and every release, loaded and validated once per run."""
     from .config import Settings, load_project
     from .git import configure
 
+    runtime = getattr(ctx.config, "_runtime_path", None)
+    if runtime and not getattr(ctx.config, "_runtime_found", False):  # invoke ignores a -f file it cannot find
+        raise ConfigError(f"{runtime}: the settings file given to invoke -f does not exist",
+                          hint="check the path; nothing was read or written")
     raw = ctx.config.get("pipeline", {}) or {}
     settings = Settings.from_mapping(dict(raw))
     configure(settings.network.tool_env() if not settings.offline else settings.network.proxy_env())
     project = load_project(settings)
     _loaded["workdir"] = settings.workdir
+    name_places({settings.workdir: "the work directory", settings.cache_dir: "the cache (cache_dir)"})
     return project
 
 
@@ -137,8 +201,7 @@ def entry(func: F) -> F:
         except OSError as exc:
             where = exc.filename or _loaded.get("workdir", "the work directory")
             if is_disk_full(exc):
-                fail(DiskFullError(f"no space left on the device while writing {where}",
-                                   hint="free space in the work directory and the cache (cache_dir), then rerun"))
+                fail(disk_full(where))
             if is_not_writable(exc):
                 fail(WorkdirNotWritableError(f"cannot write {where}: {exc.strerror}",
                                              hint="make the work directory and cache writable, or point workdir/cache_dir elsewhere"))

@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name
 from . import yamlfile
 from .errors import ConfigError, UnknownComponentError, UnknownReleaseError, ValueTypeError
 from .layout import Layout
-from .redact import public_url, register_url
+from .redact import public_url, redact, register_url
 from .runtime import EMPTY as NO_RUNTIME
 from .runtime import RuntimeDeclaration, load_runtime
 
@@ -210,6 +210,7 @@ class Settings:
             tls_verify=environ.get("DOCKER_TLS_VERIFY", "") not in ("", "0"),
             cert_path=environ.get("DOCKER_CERT_PATH", ""),
         )
+        registries = {key: registry_reference(values[key], f"pipeline.{key}") for key in ("registry", "cache_registry")}
         repos = {k: str(v) for k, v in values["repos"].items()}
         for url in (values["git_base"], values["gerrit_base"], values["index_url"], values["constraints_url"],
                     values["registry"], values["cache_registry"], network.http_proxy, network.https_proxy,
@@ -229,10 +230,10 @@ class Settings:
             network=network,
             engine=engine,
             image_prefix=values["image_prefix"].strip("/"),
-            registry=values["registry"].strip("/"),
+            registry=registries["registry"],
             test_commands=_frozen({str(k): str(v) for k, v in values["test_commands"].items()}),
             gerrit_base=values["gerrit_base"].rstrip("/"),
-            cache_registry=values["cache_registry"].strip("/"),
+            cache_registry=registries["cache_registry"],
         )
 
     def git_url(self, component: str) -> str:
@@ -249,6 +250,25 @@ class Settings:
 
     def pypi_name(self, component: str) -> str:
         return self.pypi_names.get(component, component)
+
+
+def registry_reference(value: str, where: str, error: type[ConfigError] = ConfigError) -> str:
+    """A registry as the engine names it in an image reference: ``host[:port][/path]``.
+
+    A scheme or user-info cannot be part of an image reference (the engine
+    refuses it, deep in a push), and credentials there would travel into
+    messages and logs: both are refused here, the password masked, with the
+    form to use and the engine's own login in the hint."""
+    text = value.strip().strip("/")
+    rest = text.partition("://")[2] or text
+    netloc, slash, path = rest.partition("/")
+    userinfo, _, host = netloc.rpartition("@")
+    if rest == text and not userinfo:
+        return text
+    register_url(f"//{rest}")  # the password (or token) is masked from here on, in every message and log
+    login = f", and log in with `docker login {host}` (pushes and pulls use the engine host's login)"
+    raise error(f"{where}: {redact(text)!r} is not a registry as images name it (host[:port][/path])"
+                + (": it holds credentials" if userinfo else ""), hint=f"use {host}{slash}{path}" + (login if userinfo else ""))
 
 
 def local_to_url(url: str, root: Path) -> str:
@@ -481,6 +501,17 @@ class Project:
                 f"unknown release {name!r}",
                 hint=f"known releases: {', '.join(self.releases) or 'none'} (directories under {self.settings.root / 'releases'})",
             ) from None
+
+    def services(self, release: str, names: list[str] | tuple[str, ...]) -> Release:
+        """The release, after checking that each of ``names`` is one of its services."""
+        rel = self.release(release)
+        for name in names:
+            if name not in rel.services:
+                raise UnknownComponentError(
+                    f"{name!r} is not a service of release {rel.name}",
+                    hint=f"services of {rel.name}: {', '.join(rel.services)} (releases/{rel.name}/release.yaml)",
+                )
+        return rel
 
     def component(self, release: str, name: str) -> Component:
         rel = self.release(release)

@@ -337,15 +337,15 @@ def _unreachable_hint(release: str) -> str:
             f"`invoke constraints --release {release} --update` to pin a snapshot in the repository")
 
 
-def _download(project: Project, release: str, url: str) -> bytes:
+def _download(project: Project, release: str, url: str, hint: str | None = None) -> bytes:
     try:
         body = read_local_or_fetch(url, project.network, what=f"upper-constraints of {release}")
     except FetchError as error:
-        raise FetchError(error.message, hint=_unreachable_hint(release)) from None
+        raise FetchError(error.message, hint=hint or _unreachable_hint(release)) from None
     problem = validate(body.decode("utf-8", "replace"), url)
     if problem:
         raise FetchError(f"{public_url(url)}: not a whole upper-constraints file: {problem}",
-                         hint="check constraints_url; the download may have been cut off (retry)")
+                         hint=hint or "check constraints_url; the download may have been cut off (retry)")
     return body
 
 
@@ -414,14 +414,16 @@ def upstream_text(project: Project, release: str) -> tuple[str, str]:
 def update_snapshot(project: Project, release: str, url: str | None = None, note: str | None = None) -> Path:
     """Write or refresh ``releases/<release>/upper-constraints.txt`` from ``url`` (default constraints_url)."""
     source = local_to_url(url, project.settings.root) if url else constraints_url(project, release)
-    body = _download(project, release, source).decode("utf-8")
+    snapshot = project.layout.constraints_snapshot(release)
+    unchanged = f"{project.layout.repo_rel(snapshot)} is unchanged" if snapshot.exists() else "no snapshot was written"
+    body = _download(project, release, source, hint=f"check {'--from' if url else 'constraints_url'} (a URL, or a "
+                                                    f"file path); {unchanged}").decode("utf-8")
     fetched = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     lines = [f"{SNAPSHOT_TITLE} for OpenStack {release}, written by `invoke constraints --update`.",
              f"# source: {public_url(source)}"]
     if note:
         lines.append(f"# note: {note}")
     lines += [f"# fetched: {fetched}", f"# sha256: {sha256_bytes(body.encode())}"]
-    snapshot = project.layout.constraints_snapshot(release)
     write_atomic(snapshot, "\n".join(lines) + "\n" + body)
     return snapshot
 

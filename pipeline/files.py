@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from . import console
+from .errors import DiskFullError
 
 STAGING_PREFIX = ".staging-"
+_PLACES: dict[Path, str] = {}  # the run's directories and what they are, for messages
 
 
 def _process_umask() -> int:
@@ -245,6 +247,32 @@ def clean_staging(parent: Path, name: str = "") -> None:
     for leftover in stale_staging(parent, name):
         console.note(f"removing {leftover} left by an interrupted run")
         shutil.rmtree(leftover, ignore_errors=True)
+
+
+def name_places(places: dict[Path, str]) -> None:
+    """What the run's directories are (``{workdir: "the work directory", ...}``), for messages."""
+    _PLACES.update(places)
+
+
+def disk_full(path: Path | str) -> DiskFullError:
+    """A write into ``path`` found its device full: named by the directory the user can free space in (the
+    work directory, the cache), and where in it."""
+    path = Path(path).absolute()
+    place = str(path)
+    for root, what in sorted(_PLACES.items(), key=lambda item: len(str(item[0])), reverse=True):
+        if path == root or root in path.parents:
+            place = f"{what} {root}" + ("" if path == root else f" ({path.relative_to(root)})")
+            break
+    return DiskFullError(f"no space left on the device of {place}",
+                         hint="free space there (or point workdir / cache_dir at a larger file system), then rerun")
+
+
+def nearly_full(path: Path | str) -> bool:
+    """Less than a MiB left where ``path`` is (or would be): what makes a write fail with no clearer word."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free < 1 << 20
 
 
 def is_disk_full(exc: BaseException) -> bool:

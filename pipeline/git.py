@@ -3,7 +3,8 @@
 No pager, no colour, no prompts, no signing, no line-ending conversion, a
 fixed locale so error text can be matched, and errors that carry git's whole
 stderr (redacted) and the working directory (``sh``'s own message truncates
-both).  A full disk is reported as such, not as a git failure.
+both).  A full disk is reported as such (naming the work directory or the
+cache), not as a git failure or a damaged repository.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import sh
 
-from .errors import DiskFullError, GitError
+from .errors import GitError
+from .files import disk_full, nearly_full
 
 _BASE_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_CONFIG_NOSYSTEM": "1", "GIT_ASKPASS": "true",
              "SSH_ASKPASS": "true"}
@@ -21,6 +23,7 @@ _CONFIG = ("-c", "color.ui=never", "-c", "advice.detachedHead=false", "-c", "ini
            "-c", "core.autocrlf=false", "-c", "core.safecrlf=false", "-c", "commit.gpgsign=false",
            "-c", "tag.gpgsign=false", "-c", "gc.auto=0", "-c", "maintenance.auto=false")
 _extra_env: dict[str, str] = {}
+DISK_FULL_MARKERS = ("No space left on device", "Out of diskspace")
 
 CORRUPTION_MARKERS = ("corrupt", "bad object", "did not receive expected object", "packfile", "loose object",
                       "unable to read", "inflate", "missing blob", "missing tree", "broken link", "object file",
@@ -42,9 +45,10 @@ def git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, 
                      _tty_out=False, _in=input, _err_to_out=False, _return_cmd=True, _decode_errors="replace")
     except sh.ErrorReturnCode as exc:
         stderr = exc.stderr.decode("utf-8", "replace")
-        if "No space left on device" in stderr:
-            raise DiskFullError(f"no space left on the device while running git in {cwd or Path.cwd()}",
-                                hint="free space in the work directory and the cache (cache_dir), then rerun") from None
+        # A checkout on a full disk prints "unable to write file" for each file and names the cause last, if
+        # at all ("Out of diskspace"): it is a full disk, not a failure of git or a damaged repository.
+        if any(marker in stderr for marker in DISK_FULL_MARKERS) or nearly_full(cwd or Path.cwd()):
+            raise disk_full(cwd or Path.cwd()) from None
         raise GitError(tuple(args), cwd, exc.exit_code, stderr) from None
     return out.stdout if binary else out.stdout.decode("utf-8", "replace")
 

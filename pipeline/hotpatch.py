@@ -29,8 +29,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from . import console
-from .build import check_services
 from .config import Project
 from .engine import connect, engine_info
 from .errors import HotpatchError
@@ -244,11 +242,9 @@ def _payload(client, project: Project, container_id: str, planned: list[HotFile]
 def hotpatch(project: Project, release: str, service: str, name: str) -> HotpatchResult:
     import docker.errors
 
-    rel = project.release(release)
-    check_services(project, rel, [service])
-    client = connect(project.settings)
+    rel = project.services(release, [service])
+    client = connect(project.settings)  # it says which engine answered
     where = f"{project.settings.engine.description} ({engine_info(client)['name']})"
-    console.note(f"engine: {where}")
     container = _running_container(client, name, where)
     labels = _labels(client, container)
     check_image(name, labels, release, service)

@@ -76,18 +76,19 @@ def _push(client, settings: Settings, image_id: str, ref: str) -> None:
             raise _fail(settings, failure) from None
 
 
-def store(client, settings: Settings, ref: str, image: dict) -> bool:
-    """Push ``image`` (an inspect result) to the cache as ``ref`` unless it is there already; whether it pushed."""
+def store(client, settings: Settings, ref: str, image: dict, replace: bool = False) -> bool:
+    """Push ``image`` (an inspect result) to the cache as ``ref`` unless it is there already (with ``replace``:
+    the cache's image under ``ref`` was refused, so it goes whatever the engine remembers); whether it pushed."""
     if not enabled(settings):
         return False
     repository, _ = _split(settings, ref)
-    if any(d.startswith(f"{repository}@") for d in image.get("RepoDigests") or ()):
+    if not replace and any(d.startswith(f"{repository}@") for d in image.get("RepoDigests") or ()):
         return False
     _push(client, settings, image["Id"], ref)
     return True
 
 
-def store_service(client, settings: Settings, tags: tuple[str, str], image: dict) -> None:
+def store_service(client, settings: Settings, tags: tuple[str, str], image: dict, replace: bool = False) -> None:
     """A service image under its immutable tag, then its moving tag (which follows every new image)."""
-    if store(client, settings, tags[0], image):
+    if store(client, settings, tags[0], image, replace):
         _push(client, settings, image["Id"], tags[1])

@@ -102,5 +102,6 @@ def read_local_or_fetch(url: str, network: Network, what: str = "") -> bytes:
         try:
             return path.read_bytes()
         except OSError as exc:
-            raise FetchError(f"{what or url}: cannot be read: {exc.strerror}", hint=f"check that {path} exists") from None
+            raise FetchError(f"{what + ': ' if what else ''}{path} cannot be read: {exc.strerror}",
+                             hint=f"check that {path} exists") from None
     return fetch_url(url, network, what=what)[0]

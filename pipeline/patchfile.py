@@ -314,9 +314,10 @@ def parse_patch(raw: bytes, filename: str = "") -> PatchMeta:
 
 
 def trailers(message: str) -> list[tuple[str, str]]:
-    """``Key: value`` trailers of the last paragraph of a commit message."""
+    """``Key: value`` trailers of the last paragraph of a commit message; never of its subject (as git: a
+    message that is a subject alone, such as ``rabbit: Fix ignored error``, has no trailers)."""
     paragraphs = [p for p in re.split(r"\n\s*\n", message.strip()) if p.strip()]
-    if not paragraphs:
+    if len(paragraphs) < 2:
         return []
     found = []
     for line in paragraphs[-1].splitlines():

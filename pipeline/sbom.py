@@ -369,6 +369,7 @@ def check_libraries(record: dict, inventory: Inventory) -> None:
 
 
 def load_image_record(project: Project, release: str, service: str) -> dict:
+    project.services(release, [service])  # an unknown release or service is that, not a missing build
     path = project.layout.image_record(release, service)
     record = read_json(path)
     if not isinstance(record, dict) or "image_id" not in record:

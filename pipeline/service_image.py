@@ -12,6 +12,13 @@ once, after a successful build, with everything later stages need (the
 source record of every component, every patch with the hash of its bytes
 and its provenance, the constraint changes, the layers), so no later stage
 re-reads patch files, sources or settings.
+
+Before the record is written, the image itself must prove that it holds
+each patched tree's layer archive: one of its layers' diff IDs (the sha256
+the engine recorded of the layer) is the archive's sha256.  An image that
+fails this, pulled from the layer cache or made with the engine's build
+cache, is not tagged: it is built again without that cache, and a second
+failure is an error.
 """
 
 from __future__ import annotations
@@ -34,8 +41,8 @@ from .config import Project
 from .constraints import ConstraintsRecord
 from .dependencies import ServiceLock, requirements_text
 from .dockerfiles import LibrarySlot, find_dockerfile, render
-from .engine import context_image, context_tar, inspect, stream_build, tag
-from .errors import LayerCacheError
+from .engine import context_image, context_tar, engine_key, inspect, stream_build, tag
+from .errors import ImageBuildError, LayerCacheError
 from .files import hash_inputs, read_json, remove, sha256_bytes, write_atomic, write_json
 from .packages import ServicePackages, ensure_packages_image, packages_ref
 from .redact import public_url
@@ -43,7 +50,7 @@ from .release_layer import ReleaseLayers
 from .series import PreparedTree
 from .stamps import input_hash, tool_id
 from .runtime import ServiceRuntime, runtime_archive
-from .tree_layer import TreeLayer
+from .tree_layer import TreeLayer, read_verified
 from .wheels import LockedFile, Target, fetch_files, wheel_set, wheelhouse_context
 
 LABEL_NS = "io.openstack-patches"
@@ -123,8 +130,9 @@ class ServicePlan:
     input_hash: str
     tags: tuple[str, str]  # immutable, moving
     contexts: list[NamedContext]
-    trees: dict[str, Path | bytes]  # files of the build context beside the Dockerfile: the trees' archives, runtime.tar
+    trees: dict[str, TreeLayer]  # the patched trees' layers, by their folder in the build context (trees/<name>/)
     record: dict[str, Any]  # the image record without image_id
+    runtime: bytes = b""  # runtime.tar of the build context: /etc/<service>, /var/lib/<service>, httpd configurations
     packages_image: PackagesImage | None = None  # the service's own Debian packages, when it has any
 
 
@@ -135,6 +143,11 @@ class PackagesImage:
     parent: str  # image ID
     origins: Mapping[str, str]  # package -> where it is asked for
     ref: str  # its content-addressed tag
+
+    def tree_files(self) -> dict[str, Path]:
+        """The trees' archives by their path in the build context."""
+        return {f"trees/{tree}/{archive.name}": archive for tree, layer in self.trees.items()
+                for archive in (layer.archive, layer.metadata_archive)}
 
 
 def plan_service(project: Project, release: str, service: PreparedTree, libraries: dict[str, PreparedTree],
@@ -161,9 +174,7 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
     trees = {"service": tree_layers[name], **{lib.component: tree_layers[lib.component] for lib in libs}}
     template = find_dockerfile(project, release, [name, "service"])
     dockerfile = render(template.read_text(), slots, {"dependencies": bool(extras)}) + label_instruction(labels)
-    context_files: dict[str, Path | bytes] = {f"trees/{tree}/{archive.name}": archive for tree, layer in trees.items()
-                                              for archive in (layer.archive, layer.metadata_archive)}
-    context_files["runtime.tar"] = runtime_archive(runtime, target.python)
+    runtime_tar = runtime_archive(runtime, target.python)
     dependencies = requirements_text(extras)
     prefix = settings.image_prefix
 
@@ -175,7 +186,7 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
     }
     digest = input_hash({"dockerfile": dockerfile, "dependencies": dependencies, "buildargs": buildargs,
                          "trees": {tree: [layer.sha256, layer.metadata_sha256] for tree, layer in trees.items()},
-                         "runtime": sha256_bytes(context_files["runtime.tar"]),
+                         "runtime": sha256_bytes(runtime_tar),
                          "labels": labels, "record_format": RECORD_FORMAT})
     image_name = f"{prefix}/{name}"
     tags = (f"{image_name}:{service.source.version}-p{len(patches)}-{digest[:12]}", f"{image_name}:{release}")
@@ -209,8 +220,8 @@ def plan_service(project: Project, release: str, service: PreparedTree, librarie
         "runtime": runtime_record(runtime, packages, lock),
         "build_log": layout.rel(layout.build_log(release, name)),
     }
-    return ServicePlan(name, release, dockerfile, dependencies, buildargs, labels, digest, tags, contexts,
-                       context_files, record, packages_image)
+    return ServicePlan(name, release, dockerfile, dependencies, buildargs, labels, digest, tags, contexts, trees,
+                       record, runtime_tar, packages_image)
 
 
 def runtime_labels(runtime: ServiceRuntime) -> dict[str, str]:
@@ -285,8 +296,10 @@ def build_service(client, project: Project, plan: ServicePlan, force: bool = Fal
     immutable, moving = plan.tags
     previous = None if force else is_current(client, project, plan)
     if previous is not None:
-        if (inspect(client, moving) or {}).get("Id") != previous["image_id"]:
-            tag(client, previous["image_id"], moving)
+        for ref in plan.tags:  # the moving tag follows the image; an immutable one removed by hand comes back
+            found = (inspect(client, ref) or {}).get("Id")
+            if found != previous["image_id"] and (ref == moving or found is None):
+                tag(client, previous["image_id"], ref)
         layer_cache.store_service(client, project.settings, plan.tags, inspect(client, previous["image_id"]))
         return ImageResult(name, release, "up to date", previous, 0, time.monotonic() - started, record_path)
 
@@ -302,15 +315,73 @@ def build_service(client, project: Project, plan: ServicePlan, force: bool = Fal
         raise LayerCacheError(f"layer cache: {immutable} does not carry the labels of this build",
                               hint="the cache holds an image that was not made by this tool: remove that tag from it")
     action, calls = "from the layer cache", 0
-    if image_id is None:
+    diff_ids = _tree_diff_ids(client, plan, image_id) if image_id is not None else None
+    refused = image_id is not None and diff_ids is None
+    if refused:
+        console.note(f"layer cache: {immutable} does not hold the layer archives of this build's patched trees; "
+                     "building it here (and replacing it in the cache)")
+
+    def build_here(nocache: bool) -> str:
         context = context_tar({"Dockerfile": plan.dockerfile.encode(), "dependencies.txt": plan.dependencies.encode(),
-                               **plan.trees})
+                               "runtime.tar": plan.runtime, **{f"trees/{tree}/{archive}": data for tree, layer in plan.trees.items()
+                                  for archive, data in read_verified(layer).items()}})
         with console.step(f"image {name} ({release})"):
-            image_id = stream_build(client, context, layout.build_log(release, name), f"{name} ({release})",
-                                    buildargs=plan.buildargs, nocache=force)
-        action, calls = "built", 1
+            return stream_build(client, context, layout.build_log(release, name), f"{name} ({release})",
+                                buildargs=plan.buildargs, nocache=nocache)
+
+    if diff_ids is None:
+        image_id, action, calls = build_here(force), "built", 1
+        diff_ids = _tree_diff_ids(client, plan, image_id)
+    if diff_ids is None and not force:
+        console.note(f"{name} ({release}): the layers the engine's build cache gave do not hold the patched trees' "
+                     "archives; building again without it")
+        image_id, calls = build_here(True), 2
+        diff_ids = _tree_diff_ids(client, plan, image_id)
+    if diff_ids is None:
+        raise ImageBuildError(f"{name} ({release}): the engine's image {image_id[7:19]} does not hold the layer archives "
+                              "of the patched trees it was built from (no layer has their sha256 as its diff ID)",
+                              hint=f"check the engine (`docker info`, its storage); build log: "
+                                   f"{layout.build_log(release, name)}")
     tag(client, image_id, immutable)
     tag(client, image_id, moving)
-    layer_cache.store_service(client, project.settings, plan.tags, inspect(client, image_id))
-    write_json(record_path, {**plan.record, "image_id": image_id})
+    layer_cache.store_service(client, project.settings, plan.tags, inspect(client, image_id), replace=refused)
+    tree_layers = {c: {**entry, "diff_id": diff_ids[c]} for c, entry in plan.record["tree_layers"].items()}
+    write_json(record_path, {**plan.record, "tree_layers": tree_layers, "image_id": image_id})
     return ImageResult(name, release, action, read_json(record_path), calls, time.monotonic() - started, record_path)
+
+
+def _tree_diff_ids(client, plan: ServicePlan, image_id: str) -> dict[str, str] | None:
+    """Each patched tree's layer in the image (component -> diff ID), or None if the image lacks one.
+
+    The archives are written as the engine writes layers, so the layer ``ADD``
+    makes of one has the archive's sha256 as its diff ID.  An engine that
+    writes layers otherwise gives other diff IDs: for it, the diff ID of each
+    archive is learnt once from a build of that archive alone on an empty
+    image, without the engine's cache, and kept beside the archive."""
+    present = set(inspect(client, image_id)["RootFS"]["Layers"])
+    found = {}
+    for layer in plan.trees.values():
+        diff_id = f"sha256:{layer.sha256}"
+        if diff_id not in present:
+            diff_id = _engine_diff_id(client, layer)
+        if diff_id not in present:
+            return None
+        found[layer.component] = diff_id
+    return found
+
+
+def _engine_diff_id(client, layer: TreeLayer) -> str:
+    """The diff ID this engine gives the layer ``ADD`` makes of ``layer``'s archive."""
+    known = layer.directory / "diff-ids.json"
+    ids = read_json(known)
+    ids = ids if isinstance(ids, dict) else {}
+    key = engine_key(client)
+    if not isinstance(ids.get(key), str):
+        context = context_tar({"Dockerfile": b"FROM scratch\nADD layer.tar /\n",
+                               "layer.tar": read_verified(layer)["layer.tar"]})
+        image_id = stream_build(client, context, layer.directory / f"diff-id-{key}.log",
+                                f"the layer of {layer.component} alone", nocache=True)
+        ids[key] = inspect(client, image_id)["RootFS"]["Layers"][-1]
+        client.remove_image(image_id)
+        write_json(known, ids)
+    return ids[key]

@@ -124,11 +124,26 @@ class Mirror:
 
     def ensure(self) -> None:
         clean_staging(self.path.parent, self.path.name)
+        if (self.path / "HEAD").exists():
+            try:  # git must still see a repository there: a damaged HEAD or config, or objects/ gone, and it does not
+                text(f"--git-dir={self.path}", "rev-parse", "--is-bare-repository")
+            except GitError as exc:
+                self.discard(exc)
         if not (self.path / "HEAD").exists():
             remove(self.path)  # a torn directory without HEAD is no mirror
             self.path.parent.mkdir(parents=True, exist_ok=True)
             replace_dir(self.path, lambda tmp: text("init", "--quiet", "--bare", str(tmp)))
         locks.clean_git_locks(self.path)
+
+    def discard(self, exc: GitError) -> None:
+        """Remove the mirror git reports as corrupt (it is fetched again); offline, that is the error."""
+        why = exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else f"git exit {exc.returncode}"
+        if self.offline:
+            raise CacheCorruptError(f"the git mirror {self.path} of {self.component.name} is corrupt ({why}), "
+                                    "and offline mode forbids fetching it again",
+                                    hint="run once without --offline: the mirror is then removed and fetched again")
+        console.note(f"the git mirror {self.path} is corrupt ({why}); removing it and fetching again")
+        remove(self.path)
 
     def fetch(self, *refspecs: str, depth: int | None = 1, whole: bool = False) -> None:
         args = ["fetch", "--quiet", "--no-tags", "--force"]
@@ -274,15 +289,7 @@ def _with_mirror(mirror: Mirror, action: Callable[[], tuple]) -> tuple:
         except GitError as exc:
             if not is_corruption(exc):
                 raise
-            if mirror.offline:
-                raise CacheCorruptError(
-                    f"the git mirror {mirror.path} of {mirror.component.name} is corrupt ({exc.stderr.strip().splitlines()[-1]}), "
-                    "and offline mode forbids fetching it again",
-                    hint="run once without --offline: the mirror is then removed and fetched again",
-                ) from None
-            console.note(f"the git mirror {mirror.path} is corrupt ({exc.stderr.strip().splitlines()[-1]}); "
-                         "removing it and fetching again")
-            remove(mirror.path)
+            mirror.discard(exc)
             mirror.ensure()
             return action()
 

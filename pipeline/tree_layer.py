@@ -22,6 +22,16 @@ and 1.8 s for the copy, against 0.6 s for the ``ADD`` of the archive); a
 ``RUN`` that compiles after the ``ADD`` costs a container and a commit too
 (1.8 s), and compiles every module again.
 Archives are content-addressed by their inputs under ``<cache>/tree-layers/``.
+
+Each archive is written in the form the engine gives a layer (Docker's
+``pkg/archive`` over Go's ``archive/tar``: entries in the order the engine
+walks a directory, USTAR headers with the file type in the mode and root's
+name, PAX only where USTAR cannot hold a name), so its sha256 is the diff ID
+the engine records for the layer ``ADD`` makes of it: the image's own
+record then shows that it holds these bytes (``service_image`` checks it).
+The sha256 of both archives is recorded when they are written and checked,
+in one read, when a build uses them; an archive whose bytes no longer match
+is reported with its path and made again, never sent to the engine.
 """
 
 from __future__ import annotations
@@ -30,8 +40,8 @@ import dataclasses
 import importlib.metadata
 import io
 import json
-import tarfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,9 +50,9 @@ from .bytecode import ByteCode
 from .config import Project
 from .errors import ImageBuildError
 from .files import clean_staging, hash_inputs, read_json, replace_dir, sha256_bytes
-from .tree_wheel import REPRODUCIBLE_EPOCH, TreeWheel
+from .tree_wheel import REPRODUCIBLE_EPOCH, TreeWheel, verified
 
-LAYER_FORMAT = 5  # bump when the archives' content or form changes: every cached layer is then made again
+LAYER_FORMAT = 6  # bump when the archives' content or form changes: every cached layer is then made again
 VENV = "/var/lib/openstack"  # the image's venv (the release layers make it)
 INSTALLER = b"openstack-patches\n"  # PEP 376: who installed the distribution (uv's own layers say uv)
 EPOCH = int(REPRODUCIBLE_EPOCH)
@@ -61,6 +71,7 @@ class TreeLayer:
     metadata_sha256: str
     dist_info: str  # e.g. keystone-28.0.0.dist-info
     bytecode: int  # how many of its modules' .pyc the layer holds
+    remake: Callable[[], TreeLayer] | None = field(default=None, compare=False, repr=False)  # after damage
 
     @property
     def component(self) -> str:
@@ -79,44 +90,85 @@ class TreeLayer:
                 "bytecode": self.bytecode}
 
 
-def tree_layer(project: Project, wheel: TreeWheel, python: str, release: str, bytecode: ByteCode) -> TreeLayer:
+def tree_layer(project: Project, wheel: TreeWheel, python: str, release: str, bytecode: ByteCode,
+               verify: bool = False) -> TreeLayer:
     """The layer archives of ``wheel`` installed into the venv of an image with Python ``python``, whose
-    interpreter ``bytecode`` compiles."""
+    interpreter ``bytecode`` compiles; with ``verify``, a cached entry is used only if its bytes match the
+    sha256 recorded when it was written."""
     layout = project.layout
     # installer's version from its metadata: importing it costs a no-change build 0.08 s
     key = hash_inputs([LAYER_FORMAT, wheel.sha256, python, VENV, EPOCH, importlib.metadata.version("installer"),
                        bytecode.image_id])[:32]
     root = layout.tree_layers()
     directory = root / key
+
+    def remake() -> TreeLayer:  # for a build that finds the archives damaged
+        return tree_layer(project, wheel, python, release, bytecode, verify=True)
+
     with locks.hold(layout.cache_lock(f"tree-layer-{key}"), f"the image layer of {wheel.component}"):
         found = _cached(wheel, directory)
-        if found is not None:
-            return found
+        if found is not None and not (verify and _mismatches(found, _read(found))):
+            return dataclasses.replace(found, remake=remake)
         clean_staging(root, key)
         made: list[TreeLayer] = []
         with console.step(f"layer {wheel.component} ({release})"):
-            replace_dir(directory, lambda staging: made.append(_make(wheel, python, staging, bytecode)))
-        return dataclasses.replace(made[0], directory=directory)
+            replace_dir(directory, lambda staging: made.append(_make(verified(wheel), python, staging, bytecode)))
+        return dataclasses.replace(made[0], directory=directory, remake=remake)
+
+
+def read_verified(layer: TreeLayer) -> dict[str, bytes]:
+    """The bytes of the layer's archives (by file name), each as its sha256 was recorded when it was written.
+
+    What a build sends to the engine: read once, checked, sent.  An archive
+    that no longer matches (a damaged disk, a hand edit) is reported with
+    its path and made again; the archives are reproducible, so the new ones
+    have the recorded hashes, or the build stops before shipping anything.
+    """
+    data = _read(layer)
+    bad = _mismatches(layer, data)
+    if not bad:
+        return data
+    console.note(f"the cached layer archive {bad[0]} of {layer.component} does not match the sha256 recorded when it "
+                 "was written; making it again")
+    if layer.remake is None:
+        raise ImageBuildError(f"the layer archive {bad[0]} of {layer.component} is damaged",
+                              hint=f"remove {layer.directory} and rerun")
+    again = layer.remake()
+    data = _read(again)
+    if (again.sha256, again.metadata_sha256) != (layer.sha256, layer.metadata_sha256) or _mismatches(again, data):
+        raise ImageBuildError(f"the layer archive of {layer.component} was damaged and made again, but the new one is "
+                              f"not the one this build was planned with ({again.archive})",
+                              hint="rerun the build: it plans with the new archive")
+    return data
+
+
+def _read(layer: TreeLayer) -> dict[str, bytes]:
+    """Both archives' bytes by file name (none for one that is gone)."""
+    data = {}
+    for path in (layer.archive, layer.metadata_archive):
+        try:
+            data[path.name] = path.read_bytes()
+        except FileNotFoundError:
+            data[path.name] = b""
+    return data
+
+
+def _mismatches(layer: TreeLayer, data: dict[str, bytes]) -> list[Path]:
+    expected = {layer.archive: layer.sha256, layer.metadata_archive: layer.metadata_sha256}
+    return [path for path, digest in expected.items() if sha256_bytes(data[path.name]) != digest]
 
 
 def _cached(wheel: TreeWheel, directory: Path) -> TreeLayer | None:
-    """The cache entry, if whole: its archives as they were written (a damaged or replaced one is made again,
-    never used).  Their size and mtime tell, not their hash: hashing every archive again cost a no-change
-    `build --all` 0.15 s, and a file written again has a new mtime."""
+    """The cache entry as recorded, if its record and archives are there.  Their bytes are checked against the
+    recorded hashes when a build reads them (``read_verified``), not here: hashing every archive of a release
+    cost a no-change `build --all` 0.15 s, for images that need no build."""
     data = read_json(directory / "layer.json")
-    if not isinstance(data, dict) or not {"sha256", "metadata_sha256", "dist_info", "bytecode", "stat"} <= data.keys():
+    if not isinstance(data, dict) or not {"sha256", "metadata_sha256", "dist_info", "bytecode"} <= data.keys():
         return None
     layer = TreeLayer(wheel, directory, data["sha256"], data["metadata_sha256"], data["dist_info"], data["bytecode"])
-    if _stat(layer) != data["stat"]:
+    if not (layer.archive.is_file() and layer.metadata_archive.is_file()):
         return None
     return layer
-
-
-def _stat(layer: TreeLayer) -> list[list[int]] | None:
-    try:
-        return [[(st := path.stat()).st_size, st.st_mtime_ns] for path in (layer.archive, layer.metadata_archive)]
-    except FileNotFoundError:
-        return None
 
 
 def _make(wheel: TreeWheel, python: str, out: Path, bytecode: ByteCode) -> TreeLayer:
@@ -162,7 +214,7 @@ def _make(wheel: TreeWheel, python: str, out: Path, bytecode: ByteCode) -> TreeL
     made = TreeLayer(wheel, out, sha256_bytes(archives["layer.tar"]), sha256_bytes(archives["metadata.tar"]),
                      dist_info, len(compiled))
     (out / "layer.json").write_text(json.dumps({
-        "wheel": wheel.path.name, "wheel_sha256": wheel.sha256, **made.to_dict(), "stat": _stat(made),
+        "wheel": wheel.path.name, "wheel_sha256": wheel.sha256, **made.to_dict(),
     }, indent=2, sort_keys=True) + "\n")
     return made
 
@@ -198,25 +250,80 @@ def _memory_destination():
 
 
 def _archive(files: dict[str, tuple[bytes, bool]]) -> bytes:
-    """``files`` (relative path -> (bytes, executable)) and every directory above them, in order, owned by
-    root, with one mtime and normal modes."""
+    """``files`` (relative path -> (bytes, executable)) and every directory above them, owned by root, with one
+    mtime and normal modes, as the engine writes a layer of these files (see the module's docstring)."""
     entries: dict[str, tuple[bytes, bool] | None] = {}  # None: a directory
     for name, content in files.items():
         parts = name.split("/")
         for depth in range(1, len(parts)):
             entries.setdefault("/".join(parts[:depth]), None)
         entries[name] = content
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
-        for name in sorted(entries):
-            info = tarfile.TarInfo(name)
-            info.mtime = EPOCH
-            content = entries[name]
-            if content is None:
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                archive.addfile(info)
-            else:
-                data, executable = content
-                info.size, info.mode = len(data), 0o755 if executable else 0o644
-                archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    out = io.BytesIO()
+    for name in sorted(entries, key=lambda n: n.split("/")):  # a directory, then what it holds, by name
+        content = entries[name]
+        if content is None:
+            out.write(_header(f"{name}/", 0o40755, 0, b"5"))
+        else:
+            data, executable = content
+            out.write(_header(name, 0o100755 if executable else 0o100644, len(data), b"0"))
+            out.write(data + bytes(-len(data) % BLOCK))
+    out.write(bytes(2 * BLOCK))
+    return out.getvalue()
+
+
+BLOCK = 512
+
+
+def _header(name: str, mode: int, size: int, typeflag: bytes) -> bytes:
+    """The header block(s) of one entry as Go's archive/tar writes them for the engine (USTAR, with the
+    name split into prefix and name where it is longer than 100 bytes; else a PAX record of the name)."""
+    raw = name.encode()
+    split = _ustar_split(raw) if raw.isascii() else None
+    if len(raw) <= 100 and raw.isascii():
+        return _block(raw, mode, size, EPOCH, typeflag)
+    if split is not None:
+        return _block(split[1], mode, size, EPOCH, typeflag, prefix=split[0])
+    record = _pax_record("path", raw)
+    head, _, tail = name.rpartition("/")
+    pax_name = "/".join(part for part in (head, "PaxHeaders.0", tail) if part).encode("ascii", "ignore")[:100]
+    short = bytearray(name.encode("ascii", "ignore")[:101])
+    if len(short) > 100 and short[99] == ord("/"):  # Go keeps a cut name from ending in a slash
+        short[len(bytes(short[:99]).rstrip(b"/"))] = 0
+    return (_block(pax_name.rstrip(b"/"), 0, len(record), 0, b"x", owner=b"", devices=False)
+            + record + bytes(-len(record) % BLOCK) + _block(bytes(short[:100]), mode, size, EPOCH, typeflag))
+
+
+def _ustar_split(name: bytes) -> tuple[bytes, bytes] | None:
+    """Go's split of a long name into USTAR's prefix (up to 155 bytes) and name (up to 100): at the last
+    slash that fits."""
+    if len(name) <= 100:
+        return None
+    end = 156 if len(name) > 156 else len(name) - (name.endswith(b"/"))
+    cut = name.rfind(b"/", 0, end)
+    if cut <= 0 or len(name) - cut - 1 > 100 or len(name) - cut - 1 == 0 or cut > 155:
+        return None
+    return name[:cut], name[cut + 1:]
+
+
+def _pax_record(key: str, value: bytes) -> bytes:
+    body = f" {key}=".encode() + value + b"\n"
+    size = len(body) + len(str(len(body)))
+    if len(str(size)) + len(body) != size:
+        size = len(str(size)) + len(body)
+    return str(size).encode() + body
+
+
+def _block(name: bytes, mode: int, size: int, mtime: int, typeflag: bytes, prefix: bytes = b"",
+           owner: bytes = b"root", devices: bool = True) -> bytes:
+    def octal(value: int, width: int) -> bytes:
+        return b"%0*o\0" % (width - 1, value)
+
+    block = bytearray(BLOCK)
+    for offset, value in ((0, name[:100]), (100, octal(mode, 8)), (108, octal(0, 8)), (116, octal(0, 8)),
+                          (124, octal(size, 12)), (136, octal(mtime, 12)), (148, b" " * 8), (156, typeflag),
+                          (257, b"ustar\0" + b"00"), (265, owner), (297, owner), (345, prefix)):
+        block[offset:offset + len(value)] = value
+    if devices:
+        block[329:345] = octal(0, 8) * 2
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)

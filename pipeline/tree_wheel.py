@@ -21,12 +21,15 @@ their inputs (tree head, version, build requirement files, the host's Python
 version) under ``<cache>/tree-wheels/``, so a rerun, another release or
 another work directory with the same tree reuses one; a per-key lock makes
 two runs at once build it once, and a killed build leaves only a staging
-directory that the next one removes.
+directory that the next one removes.  A cached wheel is checked against the
+sha256 recorded when it was built when a layer is made of it
+(``verified``), not on every lookup: a damaged one is built again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.metadata
 import os
 import shutil
@@ -37,7 +40,7 @@ import time
 import tomllib
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -83,6 +86,7 @@ class TreeWheel:
     component: str
     path: Path  # the wheel, alone in its directory of the cache (that directory is the build context)
     sha256: str
+    remake: Callable[[], TreeWheel] | None = field(default=None, compare=False, repr=False)  # after damage
 
     @property
     def directory(self) -> Path:
@@ -102,20 +106,35 @@ def _backend(tree: Path, label: str) -> tuple[str, list[str] | None]:
     return str(system.get("build-backend") or DEFAULT_BACKEND), system.get("backend-path")
 
 
-def _cached(directory: Path, record: Path) -> TreeWheel | None:
+def _cached(directory: Path, record: Path, verify: bool) -> TreeWheel | None:
+    """The cached wheel as recorded; with ``verify``, only if its bytes have the recorded sha256."""
     data = read_json(record)
     if not isinstance(data, dict) or not {"component", "file", "sha256"} <= data.keys():
         return None
     path = directory / data["file"]
-    if not path.is_file() or sha256_file(path) != data["sha256"]:
-        return None  # a damaged cache entry is built again, never used
+    if not path.is_file() or (verify and sha256_file(path) != data["sha256"]):
+        return None
     return TreeWheel(data["component"], path, data["sha256"])
 
 
+def verified(wheel: TreeWheel) -> TreeWheel:
+    """``wheel`` if its bytes have the sha256 recorded when it was built; else built again (the build is
+    reproducible: the same bytes), reported with its path."""
+    if sha256_file(wheel.path) == wheel.sha256:
+        return wheel
+    console.note(f"the cached wheel {wheel.path} of {wheel.component} does not match the sha256 recorded when it was "
+                 "built; building it again")
+    again = wheel.remake() if wheel.remake else None
+    if again is None or again.sha256 != wheel.sha256:
+        raise ImageBuildError(f"the wheel of {wheel.component} was damaged ({wheel.path}) and could not be built "
+                              "again with the same bytes", hint="rerun the build")
+    return again
+
+
 def tree_wheel(project: Project, tree: PreparedTree, build_files: list[LockedFile] | tuple[LockedFile, ...],
-               beside: Callable[[], None] | None = None) -> TreeWheel:
+               beside: Callable[[], None] | None = None, verify: bool = False) -> TreeWheel:
     """The wheel of ``tree`` at its head, from the cache or built now (with ``beside`` run in a thread
-    meanwhile: work that only a new wheel needs)."""
+    meanwhile: work that only a new wheel needs); with ``verify``, a cached one only if its bytes are whole."""
     layout = project.layout
     source = layout.resolve(tree.tree)
     label = f"wheel {tree.component} ({tree.release})"
@@ -124,10 +143,14 @@ def tree_wheel(project: Project, tree: PreparedTree, build_files: list[LockedFil
                        sorted(f.sha256 for f in build_files), list(sys.version_info[:2])])[:32]
     root = layout.tree_wheels()
     directory, record = root / key, root / f"{key}.json"
+
+    def remake() -> TreeWheel:  # for a layer that finds the wheel damaged
+        return tree_wheel(project, tree, build_files, verify=True)
+
     with locks.hold(layout.cache_lock(f"tree-wheel-{key}"), f"the wheel of {tree.component} ({tree.release})"):
-        found = _cached(directory, record)
+        found = _cached(directory, record, verify)
         if found is not None:
-            return found
+            return dataclasses.replace(found, remake=remake)
         clean_staging(root, key)
         log = layout.tree_wheel_log(tree.release, tree.component)
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -148,7 +171,7 @@ def tree_wheel(project: Project, tree: PreparedTree, build_files: list[LockedFil
                 if incremental and (build_tree / SETUPTOOLS_BUILD).is_dir():
                     (build_tree / SETUPTOOLS_BUILD / BUILD_COMPLETE).touch()
         path = directory / built["wheel"].name
-        wheel = TreeWheel(tree.component, path, sha256_file(path))
+        wheel = TreeWheel(tree.component, path, sha256_file(path), remake)
         write_json(record, {"component": tree.component, **wheel.to_dict()})
         return wheel
 

@@ -100,6 +100,7 @@ class LockedFile:
 
 
 _uv_lock = threading.Lock()
+UV_OFFLINE_MISSES = ("network was disabled", "not found in the cache")  # uv --offline: the cache lacks a page
 
 
 @functools.cache
@@ -174,8 +175,13 @@ def compile_lock(project: Project, requirements: list[Path], constraints: str | 
     result, packages = _compile(project, requirements, constraints, target, offline=False)
     if result.returncode != 0:
         detail = "\n    ".join(redact(result.stderr).strip().splitlines()[-10:])
-        offline = " (offline: the resolver has no cached index data for these packages)" if project.settings.offline else ""
-        raise ConfigError(f"{what}: dependencies cannot be resolved{offline}:\n    {detail}", hint=hint)
+        if project.settings.offline and any(m in result.stderr for m in UV_OFFLINE_MISSES):
+            raise FetchError(f"{what}: resolving the dependencies needs the package index "
+                             f"({project.network.index_public}), and offline mode forbids reading it: uv's cache "
+                             f"lacks what they ask for:\n    {detail}",
+                             hint="run once without --offline (a changed override or requirement needs a new "
+                                  "resolution); offline runs then reuse its result")
+        raise ConfigError(f"{what}: dependencies cannot be resolved:\n    {detail}", hint=hint)
     return packages
 
 

@@ -199,6 +199,60 @@ def test_a_changed_service_builds_on_b_only_and_reaches_the_cache(on_a, engine_b
     assert sbom["metadata"]["component"]["version"] == row["image"].split(":")[1]
 
 
+def test_a_cached_image_without_the_trees_layers_is_built_here_and_replaced_in_the_cache(cache_registry, cache,
+                                                                                          tmp_path, upstream):
+    """A forged image under the service's immutable tag (the right labels, another layer where the tree's
+    should be) is found by its diff IDs, never tagged or recorded: the image is built here and replaces it."""
+    import io
+    import tarfile
+
+    from pipeline.service_image import label_instruction
+
+    # A label of its own: the forged image must not stand under a tag other tests use meanwhile.
+    token = uuid.uuid4().hex[:12]
+    layout = demo_layout(tmp_path, upstream, cache, f"service_defaults:\n  demo: {{test: {token}}}\n")
+    first = invoke(layout, "build", "--release", "2025.2", "--service", "demo", "--cache-from", cache_registry)
+    assert first.returncode == 0, first.stderr
+    record = json.loads((layout.root / "build" / "2025.2" / "demo" / "image.json").read_text())
+    forged_file = io.BytesIO()
+    with tarfile.open(fileobj=forged_file, mode="w") as archive:
+        info = tarfile.TarInfo("var/lib/openstack/lib/python3.11/site-packages/demo/core.py")
+        info.size = len(b"raise SystemExit\n")
+        archive.addfile(info, io.BytesIO(b"raise SystemExit\n"))
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as archive:
+        for name, data in (("Dockerfile", f"FROM {record['bases']['release_layer']}\nADD forged.tar /\n"
+                                          f"{label_instruction(record['labels'])}".encode()),
+                           ("forged.tar", forged_file.getvalue())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    engine_a = docker.from_env()
+    forged, _ = engine_a.images.build(fileobj=io.BytesIO(context.getvalue()), custom_context=True, rm=True)
+    repository, _, version = f"{cache_registry}/{record['tags'][0]}".rpartition(":")
+    forged.tag(repository, version)
+    engine_a.images.push(repository, version)
+    result = invoke(layout, "build", "--release", "2025.2", "--service", "demo", "--format", "json",
+                    "--cache-from", cache_registry, env={"INVOKE_PIPELINE_WORKDIR": str(tmp_path / "again")})
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert f"layer cache: {record['tags'][0]} does not hold the layer archives of this build's patched trees; " \
+           "building it here" in result.stderr
+    (row,) = json.loads(result.stdout)
+    assert row["result"] == "built" and row["image_id"] != forged.id
+    again = json.loads((tmp_path / "again" / "2025.2" / "demo" / "image.json").read_text())
+    assert again["tree_layers"]["demo"]["diff_id"] in engine_a.api.inspect_image(row["image_id"])["RootFS"]["Layers"]
+    assert greet(engine_a.api, record["tags"][0]) == "hello, x"
+    request = urllib.request.Request(f"http://{cache_registry}/v2/{repository.partition('/')[2]}/manifests/{version}",
+                                     headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    with urllib.request.urlopen(request) as response:
+        assert json.loads(response.read())["config"]["digest"] == row["image_id"]  # the cache holds it now
+    for image in engine_a.images.list(filters={"label": f"io.openstack-patches.default.test={token}"}):
+        for ref in image.tags:
+            if not ref.endswith(":2025.2"):  # the moving tag is every test's
+                engine_a.images.remove(ref)
+    engine_a.images.remove(forged.id, force=True)
+
+
 def test_an_unreachable_cache_is_its_own_error(on_a, engine_b, tmp_path):
     layout, _, _ = on_a
     closed = f"127.0.0.1:{free_port()}"

@@ -5,9 +5,13 @@ The byte code here is the host Python's; the runtime base's (``pipeline.bytecode
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
+import io
 import json
 import marshal
+import os
+import shutil
 import sys
 import tarfile
 import zipfile
@@ -90,8 +94,10 @@ def test_the_archive_is_the_install_at_its_image_paths_and_the_same_wheel_gives_
     # the tree's configuration files are where its processes look for them too
     assert content["etc/tool/tool.conf"] == content["var/lib/openstack/etc/tool/tool.conf"] == b"[DEFAULT]\n"
     assert content["var/lib/openstack/bin/tool-run"].startswith(b"#!/var/lib/openstack/bin/python\n")
-    assert members["var/lib/openstack/bin/tool-run"].mode == 0o755 and members[f"{SITE}/tool/cli.py"].mode == 0o644
-    assert members[f"{SITE}/tool/__pycache__/cli.{tag}.pyc"].mode == 0o644 and members[f"{SITE}/tool/__pycache__"].isdir()
+    # Modes carry the file type, as the engine writes them (the archive's sha256 is then the layer's diff ID).
+    assert members["var/lib/openstack/bin/tool-run"].mode == 0o100755 and members[f"{SITE}/tool/cli.py"].mode == 0o100644
+    assert members[f"{SITE}/tool/__pycache__/cli.{tag}.pyc"].mode == 0o100644 and members[f"{SITE}/tool/__pycache__"].isdir()
+    assert members[f"{SITE}/tool"].mode == 0o40755 and {m.uname for m in members.values()} == {"root"}
     assert {(m.uid, m.gid, m.mtime) for m in members.values()} == {(0, 0, tree_layer.EPOCH)}
     assert {"var", "var/lib/openstack/bin", SITE, f"{SITE}/tool"} <= {n for n, m in members.items() if m.isdir()}
     layer = json.loads((tmp_path / "a" / "layer.json").read_text())
@@ -113,12 +119,51 @@ def test_only_the_modules_under_site_packages_are_compiled_and_one_that_does_not
     assert json.loads((tmp_path / "a" / "layer.json").read_text())["bytecode"] == 3
 
 
-def test_a_damaged_or_rewritten_archive_is_not_used(tmp_path):
+def test_entries_come_in_the_engine_s_order_and_long_or_foreign_names_as_go_writes_them(tmp_path):
+    """A directory, then what it holds, by name (``a/b`` before ``a-b``, which a sort of whole paths inverts);
+    names too long for USTAR's 100 bytes in its 155-byte prefix, or in a PAX record when they cannot be split or
+    are not ASCII; two zero blocks at the end and no padding beyond (the engine's diff ID hashes every byte)."""
+    long_dir = "d" * 120
+    deep = "/".join(["p" * 60] * 5)
+    data = tree_layer._archive({"x/a/b": (b"1", False), "x/a-b": (b"", True), f"x/{long_dir}/f.py": (b"2", False),
+                                "x/\u00e9.py": (b"3", False), f"x/{deep}/g": (b"4" * 700, False)})
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        names = [m.name for m in archive]
+    assert names.index("x/a/b") < names.index("x/a-b") and f"x/{deep}/g" in names and "x/\u00e9.py" in names
+    blocks = [data[i:i + 512] for i in range(0, len(data), 512)]
+    assert data.endswith(bytes(1024)) and not data.endswith(bytes(1536))
+    split = next(b for b in blocks if b.startswith(b"f.py\0"))
+    assert split[345:].rstrip(b"\0").startswith(f"x/{long_dir}".encode())  # USTAR prefix: the last slash that fits
+    assert any(b[156:157] == b"x" and b"PaxHeaders.0" in b[:100] for b in blocks)
+    assert all(b[257:265] == b"ustar\x0000" for b in blocks if b[156:157] in (b"0", b"5", b"x"))
+
+
+def test_a_damaged_archive_is_made_again_before_a_build_reads_it(tmp_path, capfd):
+    """Same size, same mtime, other bytes: the hash recorded at write time tells; the archive is made again."""
     source = wheel(tmp_path, FILES)
-    tree_layer._make(source, "3.11", tmp_path / "a", HostByteCode())
-    assert tree_layer._cached(source, tmp_path / "a") is not None
-    (tmp_path / "a" / "metadata.tar").write_bytes(b"damaged")
-    assert tree_layer._cached(source, tmp_path / "a") is None
+    directory = tmp_path / "a"
+    tree_layer._make(source, "3.11", directory, HostByteCode())
+    good = (directory / "layer.tar").read_bytes()
+    remade = []
+
+    def remake():
+        remade.append(True)
+        shutil.rmtree(directory)
+        tree_layer._make(source, "3.11", directory, HostByteCode())
+        return tree_layer._cached(source, directory)
+
+    layer = dataclasses.replace(tree_layer._cached(source, directory), remake=remake)
+    assert tree_layer.read_verified(layer)["layer.tar"] == good and not remade
+    stat = (directory / "layer.tar").stat()
+    with (directory / "layer.tar").open("r+b") as handle:
+        handle.seek(1024)
+        handle.write(b"corrupt!" * 2)
+    os.utime(directory / "layer.tar", ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert tree_layer.read_verified(layer)["layer.tar"] == good and remade == [True]
+    assert f"the cached layer archive {directory / 'layer.tar'} of tool does not match the sha256" in capfd.readouterr().err
+    (directory / "metadata.tar").write_bytes(b"cut")
+    assert tree_layer.read_verified(layer)["metadata.tar"] == (directory / "metadata.tar").read_bytes() != b"cut"
+    assert tree_layer._cached(source, tmp_path / "absent") is None
 
 
 @pytest.mark.parametrize("case, expected", [
