@@ -7,6 +7,7 @@ packages); only the malformed files are made here, from real ones.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -14,8 +15,10 @@ import pytest
 from packaging.specifiers import SpecifierSet
 
 from pipeline import advisories
+from pipeline.assessment import patch_fixes
+from pipeline.errors import ConfigError
 
-from conftest import run_git
+from conftest import REPO_ROOT, invoke, run_git
 
 SNAPSHOTS = Path("/work/shared/advisories")
 OSSA, PYPA = SNAPSHOTS / "ossa", SNAPSHOTS / "pypa" / "vulns"
@@ -89,6 +92,42 @@ def test_pypa_events_in_any_order_and_an_ossa_cve_once(database, layout):
     assert zstd.containing("1.5.7.2").fixed == "no fixed version named"
 
 
+def test_patch_messages_that_fix_an_advisory(database):
+    ldap = advisory(database, "keystone", "OSSA-2026-007")
+    shipped = (REPO_ROOT / "patches" / "keystone" / "2025.2").glob("0002-*.patch")
+    from pipeline.patchfile import parse_patch
+
+    message = parse_patch(next(shipped).read_bytes()).message
+    assert patch_fixes(ldap, "keystone", message) == "names OSSA-2026-007"
+    ec2 = advisory(database, "keystone", "OSSA-2026-005")
+    assert patch_fixes(ec2, "keystone", "Enforce the boundary\n\nCloses-Bug: #2142138\n") == "Closes-Bug #2142138, the advisory's bug"
+    assert patch_fixes(ec2, "keystone", "Fix it\n\nRelated-Bug: #2142138\n") is None
+    assert patch_fixes(ec2, "keystone", "Fix it\n\nGerrit-Change: 983588/4\n") == "Gerrit change 983588, a review of the advisory"
+    s3 = advisory(database, "keystone", "OSSA-2025-002")  # its reviews for swift are not keystone's fix
+    assert patch_fixes(s3, "keystone", "Fix it\n\nGerrit-Change: 966063/1\n") is None
+    assert patch_fixes(s3, "keystone", "Fix it\n\nGerrit-Change: 966070/1\n") is not None
+    assert patch_fixes(ec2, "keystone", "Fix CVE-2026-33551\n") == "names CVE-2026-33551"
+
+
+def test_a_malformed_advisory_is_named_and_skipped(layout, tmp_path):
+    folder = tmp_path / "ossa"
+    shutil.copytree(OSSA, folder)
+    broken = folder / "OSSA-2026-005.yaml"
+    broken.write_text(broken.read_text().replace("affected-products:\n", "affected-products:\n  - [", 1))
+    bad_range = folder / "OSSA-2026-007.yaml"
+    bad_range.write_text(bad_range.read_text().replace("'>=8.0.0 <25.0.1", "'>=8.0.0 <<25.0.1"))
+    layout.release("2025.2", {"demo": "2.0.1"})
+    layout.settings_overrides.update(ossa=str(folder), pypa_advisories="")
+    result = invoke(layout, "advisories", "--release", "2025.2", "--strict")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert f"warning: {folder}: OSSA-2026-005.yaml: line 20: " in result.stderr
+    assert f"{folder}: OSSA-2026-007.yaml: keystone: version range" in result.stderr
+    assert "2025.2 demo: not built (invoke build --release 2025.2 --service demo): not assessed" in result.stderr
+    assert result.stdout.strip() == "no built image to assess"
+    data = json.loads(invoke(layout, "advisories", "--format", "json").stdout)
+    assert len([s for s in data["skipped"] if "OSSA-2026-00" in s]) == 2 and data["findings"] == []
+
+
 def ossa_repository(tmp_path: Path) -> Path:
     repo = tmp_path / "ossa-repo"
     shutil.copytree(OSSA, repo / "ossa")
@@ -123,3 +162,82 @@ def test_a_git_source_is_fetched_once_exported_and_kept_when_unreachable(layout,
     assert "unreachable" in capfd.readouterr().err
     advisories._cache.clear()
     advisories.load(layout.project(ossa=repo.as_uri(), pypa_advisories="", offline=True))
+
+
+def test_an_unreachable_source_never_fetched_is_exit_10_without_its_credentials(layout):
+    layout.release("2025.2", {"demo": "2.0.1"})
+    layout.settings_overrides.update(ossa="https://advisories:s3cret-token@127.0.0.1:9/openstack/ossa",
+                                     pypa_advisories="")
+    result = invoke(layout, "advisories")
+    assert result.returncode == 10 and "Traceback" not in result.stderr
+    assert "error: pipeline.ossa: cannot fetch https://127.0.0.1:9/openstack/ossa: " in result.stderr
+    assert "s3cret-token" not in result.stderr + result.stdout
+    offline = invoke(layout, "advisories", "--offline")
+    assert offline.returncode == 10 and "offline mode forbids fetching it" in offline.stderr
+    with pytest.raises(ConfigError, match="is not a folder"):
+        advisories.load(layout.project(ossa=str(layout.root / "no-such-folder")))
+
+
+# --- a real image: the shipped keystone of 2025.2 -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped_keystone(tmp_path_factory):
+    """keystone 2025.2 built from the shipped configuration, with the advisory sources pointed at the snapshots."""
+    from pipeline import build as build_stage
+    from pipeline.config import PROJECT_ROOT, Settings, load_project
+    from pipeline.git import configure
+
+    workdir = tmp_path_factory.mktemp("advisories") / "build"
+    values = {"workdir": str(workdir), "cache_dir": str(workdir.parent / "cache"), "ossa": str(OSSA),
+              "pypa_advisories": str(PYPA)}
+    settings = Settings.from_mapping(values, root=PROJECT_ROOT)
+    configure(settings.network.tool_env())
+    project = load_project(settings)
+    report = build_stage.build(project, "2025.2", ["keystone"])
+    assert report.first_error() is None
+    env = {f"INVOKE_PIPELINE_{k.upper()}": v for k, v in values.items()}
+    return project, env
+
+
+def run(env, *args):
+    return invoke(None, *args, env=env)
+
+
+@pytest.mark.docker
+@pytest.mark.network
+def test_shipped_keystone_2025_2(shipped_keystone):
+    project, env = shipped_keystone
+    table = run(env, "advisories", "--release", "2025.2", "--service", "keystone")
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[2]: line for line in table.stdout.splitlines() if line.startswith("2025.2   keystone")}
+    assert "fixed by patch" in rows["OSSA-2026-007"] and "0002-fix-ldap-enabled-setting-not-interpreted-as-boolean.patch" \
+        in rows["OSSA-2026-007"]
+    assert " affected " in rows["OSSA-2026-005"] and "https://review.opendev.org/983588" in rows["OSSA-2026-005"]
+    assert "invoke patches.import --release 2025.2 --component keystone --change 983588" in table.stdout
+    strict = run(env, "advisories", "--release", "2025.2", "--service", "keystone", "--strict", "--format", "json")
+    assert strict.returncode == 64
+    data = json.loads(strict.stdout)  # stdout is nothing but the JSON
+    finding = next(f for f in data["findings"] if f["advisory"] == "OSSA-2026-005")
+    assert (finding["status"], finding["version"], finding["cves"]) == ("affected", "28.0.0", ["CVE-2026-33551"])
+    assert data["images"][0]["counts"]["fixed by patch"] == 1
+    # The VEX says the same, strictly valid, and is written only when the findings change.
+    vex = json.loads(project.layout.vex_file("2025.2", "keystone").read_text())
+    states = {v["id"]: v["analysis"]["state"] for v in vex["vulnerabilities"]}
+    assert states["OSSA-2026-007"] == "resolved_with_pedigree" and states["CVE-2026-33551"] == "in_triage"
+    assert states["CVE-2026-44394"] == "resolved_with_pedigree"  # patch 0003's own CVE, in no advisory snapshot
+    assert states["CVE-2012-5571"] == "not_affected"  # OSSA-2012-018, 'All versions' of 2012
+    not_affected = next(v for v in vex["vulnerabilities"] if v["id"] == "CVE-2012-5571")
+    assert not_affected["analysis"]["justification"] == "code_not_present"
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    path = project.layout.vex_file("2025.2", "keystone")
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(path.read_text()) is None
+    before = path.read_bytes()
+    again = run(env, "vex", "--release", "2025.2", "--service", "keystone")
+    assert "vex up to date" in again.stdout
+    path.unlink()
+    project.layout.vex_record("2025.2", "keystone").unlink()
+    assert "vex written" in run(env, "vex", "--release", "2025.2", "--service", "keystone").stdout
+    assert path.read_bytes() == before
