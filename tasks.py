@@ -191,7 +191,7 @@ def sbom(c, release, service):
 @task(help={"release": RELEASE_HELP, "service": "service whose built image gets a VEX document"})
 @entry
 def vex(c, release, service):
-    """Write the CycloneDX 1.6 VEX document (every advisory touching the image, the patches' CVEs) to build/<release>/<service>/vex.cdx.json."""
+    """Write the CycloneDX 1.6 VEX document (advisories touching the image, patches' CVEs) to build/<R>/<S>/vex.cdx.json."""
     from pipeline import console
     from pipeline import vex as stage
 

@@ -241,3 +241,34 @@ def test_shipped_keystone_2025_2(shipped_keystone):
     project.layout.vex_record("2025.2", "keystone").unlink()
     assert "vex written" in run(env, "vex", "--release", "2025.2", "--service", "keystone").stdout
     assert path.read_bytes() == before
+
+
+@pytest.mark.docker
+@pytest.mark.network
+def test_an_override_that_leaves_the_range(layout, upstream, tmp_path):
+    """Upstream pins urllib3 1.26.4, inside PYSEC-2021-108 (CVE-2021-33503, '<1.26.5'); the override pins 1.26.5."""
+    from conftest import UPSTREAM_CONSTRAINTS, make_patch
+
+    pins = tmp_path / "upstream-constraints"
+    pins.mkdir()
+    (pins / "2025.2.txt").write_text((UPSTREAM_CONSTRAINTS / "2025.2.txt").read_text().replace(
+        "urllib3===1.26.20", "urllib3===1.26.4"))
+    layout.settings_overrides.update(constraints_url=f"file://{pins}/{{release}}.txt", ossa=str(OSSA),
+                                     pypa_advisories=str(PYPA))
+    layout.release("2025.2", {"demo": "2.0.1"})
+    run_git(upstream.path, "checkout", "-q", "2.0.1")
+    layout.add_patch("demo", "2025.2", "0001-Use-urllib3.patch", make_patch(
+        upstream.path, lambda r: (r / "requirements.txt").write_text("urllib3>=1.26\n"), "Use urllib3"))
+    run_git(upstream.path, "checkout", "-q", "master")
+    overrides = layout.root / "overrides" / "2025.2" / "constraints.txt"
+    overrides.parent.mkdir(parents=True)
+    overrides.write_text("# CVE-2021-33503: catastrophic backtracking in URL authority parsing; fixed in 1.26.5\n"
+                         "urllib3===1.26.5\n")
+    assert invoke(layout, "build", "--release", "2025.2", "--service", "demo").returncode == 0
+    result = invoke(layout, "advisories", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    finding = next(f for f in json.loads(result.stdout)["findings"] if f["advisory"] == "PYSEC-2021-108")
+    assert (finding["package"], finding["version"], finding["status"]) == ("urllib3", "1.26.5", "fixed by override")
+    assert finding["evidence"] == "overrides/2025.2/constraints.txt:2 pins 1.26.5 instead of upstream 1.26.4 (in '<1.26.5')"
+    vex = json.loads((layout.root / "build/2025.2/demo/vex.cdx.json").read_text())
+    assert next(v for v in vex["vulnerabilities"] if v["id"] == "CVE-2021-33503")["analysis"]["state"] == "resolved"
