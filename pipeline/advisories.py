@@ -54,6 +54,8 @@ BUG_RE = re.compile(r"launchpad\.net/(?:[^/\s]+/\+)?bugs?/(\d+)")
 REVIEW_KEY_RE = re.compile(r"^\s*([^\s(]+)\s*(?:\((.*)\))?")
 REVIEW_RE = re.compile(r"(?:/\+/|/c/|#/c/|\.org/)(\d+)/?$")
 VERSION_IN_TEXT_RE = re.compile(r"\d+(?:\.\d+)+")
+OPEN_PROSE_RE = re.compile(r"\b(after|later|austin|bexar|cactus|diablo|essex|folsom|grizzly|havana|icehouse|juno|kilo)\b",
+                            re.IGNORECASE)
 SPECIFIER_RE = re.compile(r"(==|!=|<=|>=|<|>|=)?\s*(\d+(?:\.\d+)*(?:(?:a|b|rc|\.post|\.dev)\d+)*)")
 PROSE_UNTIL = datetime.date(2016, 1, 1)  # ranges in words ("up to 2014.1.3") end with OSSA-2015-018
 DATE_BASED_FROM = 2010  # a release number from this up is a year: OpenStack's date-based versions (2011.1 .. 2015.1)
@@ -327,10 +329,11 @@ def _ossa_range(product: str, text: str, date: datetime.date, date_based: bool) 
             raise Malformed(f"{product}: version range {text!r}: {exc}") from None
     if date >= PROSE_UNTIL:
         raise Malformed(f"{product}: version range {text!r} is not a list of version specifiers")
-    # Prose (advisories before September 2015): up to the newest version it names, or, for an open end
-    # ("All versions", "Grizzly and later"), the date-based releases up to the advisory's year.
+    # Prose (advisories before September 2015): up to the newest version it names, or, for an open end or a
+    # series named by its code name ("All versions", "Grizzly and later", "2011.3, Essex"), the date-based
+    # releases up to the advisory's year.
     named = VERSION_IN_TEXT_RE.findall(text)
-    if named and not re.search(r"\b(after|later)\b", text, re.I):
+    if named and not OPEN_PROSE_RE.search(text):
         bound, reading = ("<=", max(named, key=lambda v: ordered(v, True))), ""
     elif date_based:
         bound, reading = ("<", str(date.year + 1)), f" (the date-based releases up to {date.year})"
