@@ -42,6 +42,7 @@ from .config import Component, Project, is_local
 from .errors import ConfigError, FetchError, GitError
 from .files import clean_staging, hash_inputs, read_json, remove, replace_dir, write_json
 from .git import git, rev_parse, text
+from .patchfile import CVE_RE
 from .redact import public_url
 from .sources import Mirror
 from .stamps import tool_id
@@ -49,7 +50,6 @@ from .stamps import tool_id
 SOURCES = {"ossa": "ossa", "pypa_advisories": "vulns"}  # setting -> the folder of a repository that holds the YAML
 BRANCH = "refs/heads/advisories"
 ADVISORY_ID_RE = re.compile(r"\b(?:OSSA-\d{4}-\d{3,}|PYSEC-\d{4}-\d+|GHSA(?:-[23456789cfghjmpqrvwx]{4}){3})\b")
-CVE_RE = re.compile(r"^CVE-\d{4}-\d{4,}$")
 BUG_RE = re.compile(r"launchpad\.net/(?:[^/\s]+/\+)?bugs?/(\d+)")
 REVIEW_KEY_RE = re.compile(r"^\s*([^\s(]+)\s*(?:\((.*)\))?")
 REVIEW_RE = re.compile(r"(?:/\+/|/c/|#/c/|\.org/)(\d+)/?$")
@@ -393,7 +393,7 @@ def _parse_ossa(path: Path, data: dict, products: list[tuple[str, str]], date_ba
     return Advisory(
         id=ossa_id, source="ossa", file=path.name, title=str(data.get("title", "")).strip(), date=date.isoformat(),
         url=f"https://security.openstack.org/ossa/{ossa_id}.html",
-        cves=tuple(dict.fromkeys(c for c in cves if CVE_RE.match(c))), aliases=(),
+        cves=tuple(dict.fromkeys(c for c in cves if CVE_RE.fullmatch(c))), aliases=(),
         bugs=tuple(dict.fromkeys(m.group(1) for link in links if (m := BUG_RE.search(link)))),
         reviews=MappingProxyType(reviews), affected=affected,
     )
@@ -449,7 +449,7 @@ def _parse_osv(path: Path, documents: Documents, openstack_names: set[str]) -> A
         id=osv_id, source="pypa_advisories", file=str(path.relative_to(documents.folder.path)),
         title=str(data.get("summary") or data.get("details") or "").strip().split("\n")[0][:160],
         date=str(data.get("published", ""))[:10], url=f"https://osv.dev/vulnerability/{osv_id}",
-        cves=tuple(a for a in aliases if CVE_RE.match(a)), aliases=tuple(a for a in aliases if not CVE_RE.match(a)),
+        cves=tuple(a for a in aliases if CVE_RE.fullmatch(a)), aliases=tuple(a for a in aliases if not CVE_RE.fullmatch(a)),
         bugs=tuple(dict.fromkeys(m.group(1) for r in references if (m := BUG_RE.search(r)))),
         reviews=MappingProxyType({}), affected=tuple(affected),
     )

@@ -27,6 +27,7 @@ from packaging.utils import canonicalize_name
 from . import console, locks
 from .advisories import ADVISORY_ID_RE, Advisory, Affected, Database
 from .config import Project
+from .errors import UnknownComponentError
 from .files import read_json
 from .patchfile import CVE_RE, trailers
 from .sbom import current_record
@@ -182,8 +183,6 @@ def selection(project: Project, releases: list[str], services: list[str]) -> lis
     chosen = [(r, s) for r in names for s in project.release(r).services if not services or s in services]
     for service in services:
         if not any(s == service for _, s in chosen):
-            from .errors import UnknownComponentError
-
             raise UnknownComponentError(f"no release of {', '.join(names)} builds a service {service!r}",
                                         hint=f"services: {', '.join(sorted({s for r in names for s in project.release(r).services}))}")
     return chosen
@@ -193,9 +192,10 @@ def report(project: Project, releases: list[str], services: list[str], refresh: 
     """Assess every selected image that has been built; write its VEX again when the advisories changed it."""
     from . import advisories, vex
 
+    chosen = selection(project, releases, services)
     images: list[Image] = []
     rows: list[dict] = []
-    for release, service in selection(project, releases, services):
+    for release, service in chosen:
         found = read_image(project, release, service)
         if isinstance(found, str):
             rows.append({"release": release, "service": service, "image": None, "assessed": False, "reason": found})
@@ -214,8 +214,8 @@ def report(project: Project, releases: list[str], services: list[str], refresh: 
             path, _, action = vex.generate(project, image.release, image.service, findings=found)
         if action != "up to date":
             console.note(f"vex {action}: {project.layout.rel(path)}")
-    order = {(r, s): i for i, (r, s) in enumerate(selection(project, releases, services))}
     database.save()
+    order = {pair: i for i, pair in enumerate(chosen)}
     rows.sort(key=lambda r: order[(r["release"], r["service"])])
     findings.sort(key=lambda f: (order[(f.release, f.service)], STATUSES.index(f.status), f.advisory.date, f.advisory.id))
     return Report(tuple(findings), tuple(rows), database)
