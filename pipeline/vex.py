@@ -129,8 +129,9 @@ def _findings(project: Project, release: str, service: str) -> list | None:
     try:
         database = advisories.load(project)
     except FetchError as error:
-        console.warn(f"vex {service} ({release}): no advisories read ({error.message}); the document holds only the "
-                     "CVEs the patches resolve (invoke advisories fetches them and writes it again)")
+        console.warn(f"vex {service} ({release}): no advisories read ({error.message}); the image's document keeps what "
+                     "they said when last read, or a new one holds only the CVEs its patches resolve (invoke advisories "
+                     "fetches them and writes it again)")
         return None
     image = read_image(project, release, service)
     assert isinstance(image, Image)  # the SBOM was checked before
@@ -143,7 +144,8 @@ def generate(project: Project, release: str, service: str, findings: list | None
     """Write the VEX document of a built image (after its SBOM); return (path, sha256, what was done).
 
     ``findings`` are the image's assessment (``invoke advisories`` passes
-    them); without them the configured advisory sources are read as cached.
+    them); without them the configured advisory sources are read as cached,
+    and where none can be read an existing document of the image is kept.
     """
     from .sbom import render
 
@@ -158,7 +160,8 @@ def generate(project: Project, release: str, service: str, findings: list | None
     assessed = hash_inputs([f.to_dict() for f in findings]) if findings is not None else None
     out, own = layout.vex_file(release, service), layout.vex_record(release, service)
     existing = current_record(own, record, out)
-    if existing and existing.get("advisories") == assessed:
+    # No advisory source to read now: the document of this image keeps what they said when last read.
+    if existing and (existing.get("advisories") == assessed or assessed is None):
         return out, existing["sha256"], "up to date"
     for path in (out, own):
         path.unlink(missing_ok=True)

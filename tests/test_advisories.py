@@ -241,6 +241,11 @@ def test_shipped_keystone_2025_2(shipped_keystone):
     project.layout.vex_record("2025.2", "keystone").unlink()
     assert "vex written" in run(env, "vex", "--release", "2025.2", "--service", "keystone").stdout
     assert path.read_bytes() == before
+    # The sources out of reach later: the document keeps what they said.
+    gone = run({**env, "INVOKE_PIPELINE_OSSA": "https://127.0.0.1:9/openstack/ossa"}, "vex", "--release", "2025.2",
+               "--service", "keystone")
+    assert gone.returncode == 0 and "vex up to date" in gone.stdout and "no advisories read" in gone.stderr
+    assert path.read_bytes() == before
 
 
 @pytest.mark.docker
