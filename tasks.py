@@ -193,7 +193,7 @@ def sbom(c, release, service):
 @task(help={"release": RELEASE_HELP, "service": "service whose built image gets a VEX document"})
 @entry
 def vex(c, release, service):
-    """Write the CycloneDX 1.6 VEX document (CVEs the patches resolve) to build/<release>/<service>/vex.cdx.json."""
+    """Write the CycloneDX 1.6 VEX document (advisories touching the image, patches' CVEs) to build/<R>/<S>/vex.cdx.json."""
     from pipeline import console
     from pipeline import vex as stage
 
@@ -423,6 +423,24 @@ def upstreamed(c, release=None, component=None, to=None, offline_=False, format=
         raise Exit(code=UPSTREAMED_EXIT)
 
 
+@task(name="candidates", iterable=["component"], help={
+    "release": RELEASE_HELP, "component": "component to search (repeatable); default: every component of the release",
+    "offline": OFFLINE_HELP, "format": FORMAT_HELP})
+@entry
+def candidates_(c, release, component=None, offline_=False, format="table"):
+    """Upstream fixes the series could take next (advisory and security fixes first), each checked to apply."""
+    from pipeline import candidates, console
+
+    fmt = output_format(format)
+    project = offline(project_from(c), offline_)
+    project.release(release)
+    found, about = candidates.candidates(project, release, list(component or []))
+    if fmt == "json":
+        console.result_json({"components": about, "candidates": [f.to_dict() for f in found]})
+    else:
+        console.result(candidates.render(found, about))
+
+
 @task(positional=["patch"], help={
     "release": RELEASE_HELP, "component": ONE_COMPONENT_HELP,
     "patch": "the patch: its file name, repository path or number", "renumber": "close the gap: renumber the rest",
@@ -530,6 +548,40 @@ def hotpatch(c, release, service, container, offline_=False, format="table"):
     console.result(console.table(["component", "file", "action", "in the container"], rows) if rows
                    else "the patches change no file")
     console.result(stage.describe_undo(project, result))
+
+
+@task(name="advisories", iterable=["release", "service"], help={
+    "release": "release to assess (repeatable); default: every configured release",
+    "service": "service whose image is assessed (repeatable); default: every service",
+    "strict": "exit 64 when an image is affected by an advisory nothing fixes",
+    "all": "also list the advisories whose ranges leave the installed versions out (not affected)",
+    "offline": "use the advisory sources as last fetched (no git ls-remote)", "format": FORMAT_HELP})
+@entry
+def advisories(c, release=None, service=None, strict=False, all=False, offline_=False, format="table"):
+    """Which OpenStack (OSSA) and PyPI advisories touch each built image: fixed by patch or override, not affected, affected."""
+    from invoke import Exit
+
+    from pipeline import assessment, console
+    from pipeline.errors import ADVISORIES_AFFECTED_EXIT
+
+    fmt = output_format(format)
+    project = offline(project_from(c), offline_)
+    report = assessment.report(project, list(release or []), list(service or []), refresh=not project.settings.offline)
+    for line in report.database.skipped:
+        console.warn(line)
+    for row in report.images:
+        if not row["assessed"]:
+            console.note(f"{row['release']} {row['service']}: {row['reason']}: not assessed")
+    console.note("advisories: " + "; ".join(f"{k} {v}" for k, v in report.database.sources.items()))
+    if fmt == "json":
+        console.result_json(report.to_dict())
+    else:
+        console.result(assessment.render(report, all))
+    if report.affected:
+        console.note(f"{len(report.affected)} advisory finding(s) affect {len({(f.release, f.service) for f in report.affected})} "
+                     "image(s)")
+        if strict:
+            raise Exit(code=ADVISORIES_AFFECTED_EXIT)
 
 
 @task(name="cve", positional=["cve_id"], help={"cve_id": "the CVE to look for, e.g. CVE-2026-44394", "format": FORMAT_HELP})
@@ -647,6 +699,7 @@ patches.add_task(upstreamed)
 patches.add_task(remove)
 patches.add_task(renumber_)
 patches.add_task(audit)
+patches.add_task(candidates_)
 
 ns = Collection(fetch, patch, constraints, build, sbom, vex, manifest, testapply, patches)
 ci_tasks = Collection("ci")
@@ -654,6 +707,7 @@ ci_tasks.add_task(ci_matrix)
 ns.add_task(export)
 ns.add_task(hotpatch)
 ns.add_task(cve)
+ns.add_task(advisories)
 ns.add_collection(ci_tasks)
 ns.add_task(bake)
 ns.add_task(smoke)

@@ -67,6 +67,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("test_commands", "mapping", {}, "per-component upstream test command for testapply (default: stestr run)"),
     Option("gerrit_base", "url", "https://review.opendev.org/openstack",
            "Gerrit's git URL is {gerrit_base}/{component} (patches.import); a local path works"),
+    Option("ossa", "url", "https://opendev.org/openstack/ossa",
+           "OpenStack security advisories: a git URL (its ossa/ folder is read) or a local folder of OSSA-*.yaml"),
+    Option("pypa_advisories", "url", "https://github.com/pypa/advisory-database",
+           "PyPI advisories (OSV): a git URL (its vulns/ folder) or a local folder of <package>/*.yaml; \"\" = none"),
 )
 OPTION_KEYS = {o.key: o for o in OPTIONS}
 _TRUE = ("1", "true", "yes", "on")
@@ -161,6 +165,8 @@ class Settings:
     test_commands: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
     gerrit_base: str = "https://review.opendev.org/openstack"
     cache_registry: str = ""
+    ossa: str = ""  # a git URL, or a local folder as an absolute path; "" = none
+    pypa_advisories: str = ""
 
     @property
     def layout(self) -> Layout:
@@ -214,7 +220,7 @@ class Settings:
         repos = {k: str(v) for k, v in values["repos"].items()}
         for url in (values["git_base"], values["gerrit_base"], values["index_url"], values["constraints_url"],
                     values["registry"], values["cache_registry"], network.http_proxy, network.https_proxy,
-                    *repos.values()):
+                    values["ossa"], values["pypa_advisories"], *repos.values()):
             register_url(url)
         # Not engine.host: the user of ssh://user@host is a login name, not a token (it would mask "root"
         # in every message); a password in any URL is masked by redact's own pattern anyway.
@@ -234,6 +240,8 @@ class Settings:
             test_commands=_frozen({str(k): str(v) for k, v in values["test_commands"].items()}),
             gerrit_base=values["gerrit_base"].rstrip("/"),
             cache_registry=registries["cache_registry"],
+            ossa=_source(values["ossa"], project_root),
+            pypa_advisories=_source(values["pypa_advisories"], project_root),
         )
 
     def git_url(self, component: str) -> str:
@@ -271,8 +279,22 @@ def registry_reference(value: str, where: str, error: type[ConfigError] = Config
                 + (": it holds credentials" if userinfo else ""), hint=f"use {host}{slash}{path}" + (login if userinfo else ""))
 
 
+def is_local(url: str) -> bool:
+    """Whether a setting names a local path rather than a URL (``https://``, ``file://``, ``git@host:``)."""
+    return "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url)
+
+
+def _source(value: str, root: Path) -> str:
+    """A git URL as given; a local folder as an absolute path (relative ones are taken from the repository)."""
+    value = value.strip()
+    if not value or not is_local(value):
+        return value.rstrip("/")
+    local = Path(value).expanduser()
+    return str(local if local.is_absolute() else (root / local).resolve())
+
+
 def local_to_url(url: str, root: Path) -> str:
-    if "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url):
+    if is_local(url):
         local = Path(url).expanduser()
         return (local if local.is_absolute() else root / local).resolve().as_uri()
     return url

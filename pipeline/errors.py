@@ -227,6 +227,7 @@ class Interrupted(PipelineError):
 # Exit codes that are results rather than failures (documented alongside the errors).
 UPSTREAMED_EXIT = 61  # patches.upstreamed: some patches are already upstream and can be dropped
 AUDIT_FINDINGS_EXIT = 63  # patches.audit --strict: findings exist
+ADVISORIES_AFFECTED_EXIT = 64  # advisories --strict: an image is affected by an advisory nothing fixes
 
 
 def exit_codes() -> list[tuple[int, str]]:
@@ -240,4 +241,5 @@ def exit_codes() -> list[tuple[int, str]]:
             codes.setdefault(cls.exit_code, cls.summary)
     codes[UPSTREAMED_EXIT] = "patches.upstreamed: some patches are already upstream and can be dropped"
     codes[AUDIT_FINDINGS_EXIT] = "patches.audit --strict: the audit has findings"
+    codes[ADVISORIES_AFFECTED_EXIT] = "advisories --strict: an image is affected by an advisory that no patch or override fixes"
     return sorted(codes.items())

@@ -164,6 +164,10 @@ class Layout:
         key = hashlib.sha256(url.encode()).hexdigest()[:10]
         return self.cache_dir / "git" / f"{component}-{key}.git"
 
+    def advisories_export(self, name: str, url: str) -> Path:
+        """Where a git advisory source's YAML folder is exported, one subfolder per commit."""
+        return self.cache_dir / "advisories" / self.mirror(name, url).stem
+
     def sdist_cache(self) -> Path:
         return self.cache_dir / "sdist"
 

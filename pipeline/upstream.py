@@ -83,8 +83,10 @@ class History:
         return found
 
 
-def history(project: Project, component: Component) -> History | None:
-    """The component's upstream history (fetched whole once per run), or None when it cannot be had."""
+def history(project: Project, component: Component,
+            without: str = "only content evidence (the patch applying in reverse) is used") -> History | None:
+    """The component's upstream history (fetched whole once per run), or None when it cannot be had (``without``
+    says what the caller does then)."""
     mirror = Mirror(project, component)
     if mirror.path in _histories:
         return _histories[mirror.path]
@@ -97,8 +99,7 @@ def history(project: Project, component: Component) -> History | None:
             except GitError as exc:
                 reason = exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else f"exit {exc.returncode}"
                 if not mirror.complete():
-                    console.note(f"{component.name}: no upstream git history ({component.public_url}: {reason}); "
-                                 "only content evidence (the patch applying in reverse) is used")
+                    console.note(f"{component.name}: no upstream git history ({component.public_url}: {reason}); {without}")
                     found = None
                 else:
                     console.note(f"{component.name}: {component.public_url} unreachable ({reason}); using the mirror as it is")

@@ -20,7 +20,7 @@ from conftest import REPO_ROOT, invoke, make_patch
 
 TASKS = ["fetch", "patch", "constraints", "build", "sbom", "vex", "manifest", "testapply", "patches.list",
          "patches.new", "patches.import", "patches.refresh", "patches.upstreamed", "patches.remove", "patches.renumber",
-         "patches.audit", "patches.check", "export", "hotpatch", "cve", "ci.matrix"]
+         "patches.audit", "patches.check", "export", "hotpatch", "cve", "ci.matrix", "advisories", "patches.candidates"]
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs (root)")
 
 

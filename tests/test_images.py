@@ -330,12 +330,14 @@ def test_sbom_cve_bug_and_override_properties(built):
 def test_vex_resolves_the_backported_cve(built):
     project, results = built
     vex = load(project.layout.vex_file("2025.2", "keystone"))
-    (vuln,) = vex["vulnerabilities"]
-    assert vuln["id"] == "CVE-2026-44394" and vuln["analysis"]["state"] == "resolved_with_pedigree"
+    # Among the advisories' statements when their sources are reachable (tests/test_advisories.py checks those).
+    vuln = next(v for v in vex["vulnerabilities"] if v["id"] == "CVE-2026-44394")
+    assert vuln["analysis"]["state"] == "resolved_with_pedigree"
     assert "patches/keystone/2025.2/0003-" in vuln["analysis"]["detail"]
     serial = load(project.layout.sbom_file("2025.2", "keystone"))["serialNumber"].removeprefix("urn:uuid:")
     assert vuln["affects"][0]["ref"] == f"urn:cdx:{serial}/1#pkg:pypi/keystone@28.0.0"
-    assert load(project.layout.vex_file("2025.2", "nova")).get("vulnerabilities", []) == []
+    assert not [v for v in load(project.layout.vex_file("2025.2", "nova")).get("vulnerabilities", [])
+                if v["analysis"]["state"] == "resolved_with_pedigree"]
 
 
 def test_sbom_lists_exactly_what_is_installed(built, engine):
