@@ -15,7 +15,7 @@ from conftest import REPO_ROOT
 
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "images.yml"
 ALLOWED = ("scripts/setup", "invoke ci.matrix ", "invoke testapply ", "invoke build ", "invoke manifest",
-           "invoke advisories")
+           "invoke advisories", "invoke smoke ")
 
 
 def test_actionlint_accepts_the_workflow():
