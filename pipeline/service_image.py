@@ -135,6 +135,11 @@ class ServicePlan:
     runtime: bytes = b""  # runtime.tar of the build context: /etc/<service>, /var/lib/<service>, httpd configurations
     packages_image: PackagesImage | None = None  # the service's own Debian packages, when it has any
 
+    def tree_files(self) -> dict[str, Path]:
+        """The trees' archives by their path in the build context."""
+        return {f"trees/{tree}/{archive.name}": archive for tree, layer in self.trees.items()
+                for archive in (layer.archive, layer.metadata_archive)}
+
 
 @dataclass(frozen=True)
 class PackagesImage:
@@ -143,11 +148,6 @@ class PackagesImage:
     parent: str  # image ID
     origins: Mapping[str, str]  # package -> where it is asked for
     ref: str  # its content-addressed tag
-
-    def tree_files(self) -> dict[str, Path]:
-        """The trees' archives by their path in the build context."""
-        return {f"trees/{tree}/{archive.name}": archive for tree, layer in self.trees.items()
-                for archive in (layer.archive, layer.metadata_archive)}
 
 
 def plan_service(project: Project, release: str, service: PreparedTree, libraries: dict[str, PreparedTree],

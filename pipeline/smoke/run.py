@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import console, dag
-from ..build import build, check_services
+from ..build import build
 from ..config import Project
 from ..engine import connect
 from ..errors import PipelineError, SmokeCheckError, SmokeStartError
@@ -98,8 +98,7 @@ class SmokeReport:
 
 
 def smoke(project: Project, release: str, services: list[str], jobs: int = 2, keep_going: bool = True) -> SmokeReport:
-    rel = project.release(release)
-    check_services(project, rel, services)
+    rel = project.services(release, services)
     deployments = with_requirements(project, release, services or list(rel.services))
     names = [d.service for d in deployments]
     started = time.monotonic()
