@@ -7,7 +7,14 @@ one that needs no engine never pays for docker-py or cyclonedx.
 
 from invoke import Collection, task
 
-from pipeline.cli import entry, offline, output_format, positive_int, project_from, read_settings_files
+from pipeline.core.cli import (
+    entry,
+    offline,
+    output_format,
+    positive_int,
+    project_from,
+    read_settings_files,
+)
 
 read_settings_files()
 
@@ -19,7 +26,7 @@ FORMAT_HELP = "table (default) or json: with json, stdout carries nothing but th
 
 
 def _lock_release(project, release):
-    from pipeline import locks
+    from pipeline.core import locks
 
     return locks.hold(project.layout.lock(release), f"the work directory of {release}")
 
@@ -29,7 +36,8 @@ def _lock_release(project, release):
 @entry
 def fetch(c, release, component=None, offline_=False, jobs=None, format="table"):
     """Fetch upstream source at each configured ref into build/src/<release>/<component>/."""
-    from pipeline import console, sources
+    from pipeline.core import console
+    from pipeline.sources import fetch as sources
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -51,7 +59,8 @@ def fetch(c, release, component=None, offline_=False, jobs=None, format="table")
 @entry
 def patch(c, release, component=None, offline_=False, jobs=None, format="table"):
     """Fetch, then apply each patch series (one commit per patch) into build/patched/<release>/<component>/."""
-    from pipeline import console, series
+    from pipeline.core import console
+    from pipeline.patches import series
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -74,8 +83,8 @@ def patch(c, release, component=None, offline_=False, jobs=None, format="table")
 @entry
 def constraints(c, release, update=False, from_=None, note=None, offline_=False, format="table"):
     """Write the effective upper-constraints (upstream + overrides - patched components) to build/<release>/."""
-    from pipeline import console
-    from pipeline import constraints as stage
+    from pipeline.constraints import effective as stage
+    from pipeline.core import console
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -96,7 +105,8 @@ def constraints(c, release, update=False, from_=None, note=None, offline_=False,
 @entry
 def list_(c, release=None, format="table"):
     """Table of every patch: release, component, file, type, subject."""
-    from pipeline import console, series
+    from pipeline.core import console
+    from pipeline.patches import series
 
     fmt = output_format(format)
     rows = series.list_patches(project_from(c), release or None)
@@ -115,7 +125,8 @@ def check(c, release=None, offline_=False, format="table"):
     """Check that every patch series still applies to its ref (in a git index: no tree is written)."""
     from invoke import Exit
 
-    from pipeline import console, series
+    from pipeline.core import console
+    from pipeline.patches import series
 
     fmt = output_format(format)
     results = series.check(offline(project_from(c), offline_), release or None)
@@ -153,8 +164,8 @@ def build(c, release, service=None, all=False, jobs=None, push=False, force=Fals
           offline_=False, format="table"):
     """Build tagged service images with SBOM and VEX: fetch, patch, constraints, image, sbom, vex (, push)."""
     from pipeline import build as stage
-    from pipeline import console
-    from pipeline.errors import UsageError
+    from pipeline.core import console
+    from pipeline.core.errors import UsageError
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -182,8 +193,8 @@ def build(c, release, service=None, all=False, jobs=None, push=False, force=Fals
 @entry
 def sbom(c, release, service):
     """Write the CycloneDX 1.6 SBOM of a built image (patch pedigree) to build/<release>/<service>/sbom.cdx.json."""
-    from pipeline import console
-    from pipeline import sbom as stage
+    from pipeline.core import console
+    from pipeline.provenance import sbom as stage
 
     project = project_from(c)
     path, digest, action = stage.generate(project, release, service)
@@ -194,8 +205,8 @@ def sbom(c, release, service):
 @entry
 def vex(c, release, service):
     """Write the CycloneDX 1.6 VEX document (advisories touching the image, patches' CVEs) to build/<R>/<S>/vex.cdx.json."""
-    from pipeline import console
-    from pipeline import vex as stage
+    from pipeline.core import console
+    from pipeline.provenance import vex as stage
 
     project = project_from(c)
     path, digest, action = stage.generate(project, release, service)
@@ -207,8 +218,8 @@ def vex(c, release, service):
 @entry
 def manifest(c, release=None, format="table"):
     """Write build/<release>/manifest.yaml: each service's pinned image, version, patches, SBOM and VEX hashes."""
-    from pipeline import console
-    from pipeline import manifest as stage
+    from pipeline.core import console
+    from pipeline.provenance import manifest as stage
 
     fmt = output_format(format)
     project = project_from(c)
@@ -241,9 +252,9 @@ def testapply(c, release=None, component=None, defer_tests=False, skip_tests=Fal
     """Apply each patch series one patch at a time and run upstream unit tests (impacted tests per patch by default)."""
     from invoke import Exit
 
-    from pipeline import console
-    from pipeline import testapply as stage
-    from pipeline.errors import UsageError
+    from pipeline.core import console
+    from pipeline.core.errors import UsageError
+    from pipeline.testing import testapply as stage
 
     fmt = output_format(format)
     if defer_tests and skip_tests:
@@ -276,8 +287,8 @@ ONE_COMPONENT_HELP = "the component whose series changes (a key of source-refs.y
 
 def _resumed(project, release, component, continue_, abort, other_flags):
     """``--continue``/``--abort`` of a stopped operation, or None when neither is given."""
-    from pipeline import lifecycle
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
+    from pipeline.patches import lifecycle
 
     if not (continue_ or abort):
         return None
@@ -287,7 +298,7 @@ def _resumed(project, release, component, continue_, abort, other_flags):
 
 
 def _added(rows, fmt):
-    from pipeline import console
+    from pipeline.core import console
 
     if fmt == "json":
         console.result_json(rows)
@@ -307,8 +318,8 @@ def _added(rows, fmt):
 def new(c, release, component, commit=None, from_tree=False, continue_=False, abort=False, offline_=False,
         format="table"):
     """Add patches: cherry-pick upstream commits, or take the commits made on the prepared tree."""
-    from pipeline import lifecycle
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
+    from pipeline.patches import lifecycle
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -330,8 +341,8 @@ def new(c, release, component, commit=None, from_tree=False, continue_=False, ab
 def import_(c, release, component, change=None, gerrit=None, continue_=False, abort=False, offline_=False,
             format="table"):
     """Add a Gerrit change under review (and the changes it Depends-On) as the next patches."""
-    from pipeline import lifecycle
-    from pipeline.errors import UsageError
+    from pipeline.core.errors import UsageError
+    from pipeline.patches import lifecycle
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -353,8 +364,9 @@ def import_(c, release, component, change=None, gerrit=None, continue_=False, ab
 def refresh(c, release, component=None, to=None, dry_run=False, continue_=False, abort=False, offline_=False,
             format="table"):
     """Move a release's ref and rebase each series onto it, one patch at a time (3-way)."""
-    from pipeline import console, lifecycle, series
-    from pipeline.errors import LifecycleConflictError, UsageError
+    from pipeline.core import console
+    from pipeline.core.errors import LifecycleConflictError, UsageError
+    from pipeline.patches import lifecycle, series
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -403,8 +415,9 @@ def upstreamed(c, release=None, component=None, to=None, offline_=False, format=
     """Which patches upstream already contains (exit 61 when some can be dropped)."""
     from invoke import Exit
 
-    from pipeline import console, upstream
-    from pipeline.errors import UPSTREAMED_EXIT
+    from pipeline.core import console
+    from pipeline.core.errors import UPSTREAMED_EXIT
+    from pipeline.patches import upstream
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -429,7 +442,8 @@ def upstreamed(c, release=None, component=None, to=None, offline_=False, format=
 @entry
 def candidates_(c, release, component=None, offline_=False, format="table"):
     """Upstream fixes the series could take next (advisory and security fixes first), each checked to apply."""
-    from pipeline import candidates, console
+    from pipeline.core import console
+    from pipeline.provenance import candidates
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -448,7 +462,8 @@ def candidates_(c, release, component=None, offline_=False, format="table"):
 @entry
 def remove(c, patch, release, component, renumber=False, offline_=False):
     """Remove a patch from a series (refused when the rest would no longer apply)."""
-    from pipeline import console, lifecycle
+    from pipeline.core import console
+    from pipeline.patches import lifecycle
 
     project = offline(project_from(c), offline_)
     for old, new_name in lifecycle.remove_patch(project, release, component, patch, renumber):
@@ -459,7 +474,8 @@ def remove(c, patch, release, component, renumber=False, offline_=False):
 @entry
 def renumber_(c, release, component, offline_=False):
     """Number a series 1..n in its order, at one width (files renamed, nothing else changed)."""
-    from pipeline import console, lifecycle
+    from pipeline.core import console
+    from pipeline.patches import lifecycle
 
     renamed = lifecycle.renumber(offline(project_from(c), offline_), release, component)
     console.result("\n".join(f"renamed: {old} -> {new_name}" for old, new_name in renamed) or "already numbered 1..n")
@@ -477,9 +493,9 @@ def audit(c, release=None, component=None, strict=False, date=None, offline_=Fal
 
     from invoke import Exit
 
-    from pipeline import audit as stage
-    from pipeline import console
-    from pipeline.errors import AUDIT_FINDINGS_EXIT, UsageError
+    from pipeline.core import console
+    from pipeline.core.errors import AUDIT_FINDINGS_EXIT, UsageError
+    from pipeline.patches import audit as stage
 
     fmt = output_format(format)
     try:
@@ -512,8 +528,8 @@ def audit(c, release=None, component=None, strict=False, date=None, offline_=Fal
 @entry
 def export(c, release, component=None, offline_=False, jobs=None, format="table"):
     """Archive each patched tree reproducibly (no .git; pbr metadata) into build/export/<release>/, with SHA256SUMS."""
-    from pipeline import console
-    from pipeline import export as stage
+    from pipeline.core import console
+    from pipeline.patches import export as stage
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -535,8 +551,8 @@ def export(c, release, component=None, offline_=False, jobs=None, format="table"
 @entry
 def hotpatch(c, release, service, container, offline_=False, format="table"):
     """Copy the files a service's and its libraries' patches change into a running container's venv (prints how to undo)."""
-    from pipeline import console
-    from pipeline import hotpatch as stage
+    from pipeline.core import console
+    from pipeline.image import hotpatch as stage
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -561,8 +577,9 @@ def advisories(c, release=None, service=None, strict=False, all=False, offline_=
     """Which OpenStack (OSSA) and PyPI advisories touch each built image: fixed by patch or override, not affected, affected."""
     from invoke import Exit
 
-    from pipeline import assessment, console
-    from pipeline.errors import ADVISORIES_AFFECTED_EXIT
+    from pipeline.core import console
+    from pipeline.core.errors import ADVISORIES_AFFECTED_EXIT
+    from pipeline.provenance import assessment
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -588,8 +605,8 @@ def advisories(c, release=None, service=None, strict=False, all=False, offline_=
 @entry
 def cve(c, cve_id, format="table"):
     """Which releases carry a patch (or override) that resolves a CVE, which built images hold it, which lack it."""
-    from pipeline import console
-    from pipeline import cve as stage
+    from pipeline.core import console
+    from pipeline.provenance import cve as stage
 
     fmt = output_format(format)
     report = stage.query(project_from(c), cve_id)
@@ -606,8 +623,8 @@ def cve(c, cve_id, format="table"):
 def ci_matrix(c, base=None, head=None, format="json"):
     """The (release, service) images and testapply series affected between two commits of this repository."""
     from pipeline import ci
-    from pipeline import console
-    from pipeline.errors import UsageError
+    from pipeline.core import console
+    from pipeline.core.errors import UsageError
 
     if format not in ("json", "github"):
         raise UsageError(f"--format {format!r} is not known", hint="use json or github")
@@ -637,9 +654,9 @@ def ci_matrix(c, base=None, head=None, format="json"):
 @entry
 def bake(c, release, service=None, cache_from=None, jobs=None, offline_=False, format="table"):
     """Write build/<release>/docker-bake.json for `docker buildx bake`: one target per service, named contexts."""
-    from pipeline import bake as stage
-    from pipeline import console
     from pipeline.build import with_cache
+    from pipeline.core import console
+    from pipeline.image import bake as stage
 
     fmt = output_format(format)
     project = with_cache(offline(project_from(c), offline_), cache_from)
@@ -666,8 +683,8 @@ def bake(c, release, service=None, cache_from=None, jobs=None, offline_=False, f
 @entry
 def smoke(c, release, service=None, jobs=None, offline_=False, format="table"):
     """Prove the images serve: a real control plane (MariaDB, RabbitMQ, memcached, OVN), every process, client checks."""
-    from pipeline import console
-    from pipeline.smoke.run import smoke as stage
+    from pipeline.core import console
+    from pipeline.testing.smoke.run import smoke as stage
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)

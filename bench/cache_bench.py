@@ -28,13 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from changes import change_code  # noqa: E402
 from conftest import serve_registry  # noqa: E402
 from second_engine import second_engine  # noqa: E402
 
-from changes import change_code  # noqa: E402
-
-from pipeline import build, series  # noqa: E402
-from pipeline.config import Settings, load_project  # noqa: E402
+from pipeline import build
+from pipeline.core.releases import load_project  # noqa: E402
+from pipeline.core.settings import Settings
+from pipeline.patches import series  # noqa: E402
 
 
 def main() -> None:

@@ -23,8 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline import export, locks, series  # noqa: E402
-from pipeline.config import PROJECT_ROOT, Settings, load_project  # noqa: E402
+from pipeline.core import locks
+from pipeline.core.releases import load_project  # noqa: E402
+from pipeline.core.settings import PROJECT_ROOT, Settings
+from pipeline.patches import (
+    export,
+    series,  # noqa: E402
+)
 
 
 def timed(func):

@@ -42,10 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
-
 from changes import change_code  # noqa: E402
-
-
 
 STEP_LOGS: list[Path] = []
 
@@ -67,10 +64,10 @@ def invoke(env: dict, *args: str) -> tuple[float, str]:
 ENSURE_BASES = """
 import sys
 from invoke import Config
-from pipeline.bases import ensure_bases
-from pipeline.build import target_of
-from pipeline.cli import project_from
-from pipeline.engine import connect
+from pipeline.image.bases import ensure_bases
+from pipeline.image.prepare import target_of
+from pipeline.core.cli import project_from
+from pipeline.image.engine import connect
 
 config = Config(project_location=sys.argv[1])
 config.load_project()
@@ -134,7 +131,7 @@ def bare_install(requirements: list[str], target_tree: Path | None = None, versi
                  compile_bytecode: bool = False) -> float:
     """A fresh venv and an empty uv cache: install the pins (or one tree, --no-deps) and time it
     (with ``compile_bytecode``, with the byte code an image ships)."""
-    from pipeline.wheels import uv_bin
+    from pipeline.image.wheels import uv_bin
 
     with tempfile.TemporaryDirectory(prefix="bare-") as scratch:
         venv, cache = Path(scratch) / "venv", Path(scratch) / "uv-cache"

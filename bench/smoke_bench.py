@@ -28,10 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
-
 from image_bench import layer_sizes  # noqa: E402
 
-from pipeline.config import load_release  # noqa: E402
+from pipeline.core.releases import load_release  # noqa: E402
 
 # Every distribution of the image and the bytes of its files as installed.
 DISTRIBUTIONS = r"""

@@ -36,8 +36,10 @@ def cli(*args: str, rounds: int) -> float:
 
 
 def lock_overhead(rounds: int) -> tuple[float, float]:
-    from pipeline import locks, series
-    from pipeline.config import Settings, load_project
+    from pipeline.core import locks
+    from pipeline.core.releases import load_project
+    from pipeline.core.settings import Settings
+    from pipeline.patches import series
 
     project = load_project(Settings.from_mapping({}))
     with contextlib.redirect_stderr(io.StringIO()):

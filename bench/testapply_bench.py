@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.impact import ImportGraph, is_test_module, selector_regex  # noqa: E402
+from pipeline.testing.impact import ImportGraph, is_test_module, selector_regex  # noqa: E402
 
 
 def invoke(*args: str) -> str:
@@ -145,7 +145,7 @@ def run_tests(tree: Path, venv: Path, selector: str | None = None,
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             return None, 0, True
-    from pipeline.testapply import SUBUNIT_SCRIPT
+    from pipeline.testing.testapply import SUBUNIT_SCRIPT
 
     parsed = subprocess.run([str(venv / "bin" / "python"), "-c", SUBUNIT_SCRIPT], input=stdout,
                             capture_output=True, env=env, check=False)
@@ -205,7 +205,7 @@ def breaks_unselected(tree: Path, venv: Path, mutation: Mutation, unselected: se
 def recall(count: int) -> None:
     invoke("testapply", "--release", "2025.2", "--component", "oslo.messaging", "--defer-tests")
     tree = ROOT / "build" / "testapply" / "2025.2" / "oslo.messaging" / "tree"
-    from pipeline.config import Settings
+    from pipeline.core.settings import Settings
 
     venvs = Settings.from_mapping({}).layout.test_venvs()
     record = json.loads((venvs / "2025.2-oslo.messaging.json").read_text())

@@ -51,9 +51,10 @@ def main() -> None:
     parser.add_argument("--against", type=Path, metavar="DIR", help="another checkout, built --all in its own work directory")
     args = parser.parse_args()
 
-    from pipeline import tree_layer
-    from pipeline.config import Settings, load_project
-    from pipeline.files import sha256_file
+    from pipeline.core.files import sha256_file
+    from pipeline.core.releases import load_project
+    from pipeline.core.settings import Settings
+    from pipeline.image import tree_layer
 
     project = load_project(Settings.from_mapping({}))
     layout, release = project.layout, args.release

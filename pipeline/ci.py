@@ -22,6 +22,8 @@ no work tree, no network), so the answer depends only on the two commits
 and the local lock stamps.  Each affected series is run beside exactly one
 image (its service's, or the first affected image of the release that
 holds the library), so no series is tested twice in one run.
+
+May import: core, image.
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from .config import RELEASE_NAME, Project
-from .dockerfiles import candidates
-from .errors import ConfigError, GitError, UsageError
-from .files import read_json
-from .git import rev_parse, text
+from pipeline.core.errors import ConfigError, GitError, UsageError
+from pipeline.core.files import read_json
+from pipeline.core.git import rev_parse, text
+from pipeline.core.releases import RELEASE_NAME, Project
+from pipeline.image.dockerfiles import candidates
 
 TOOL_PATHS = ("pipeline/", "tasks.py", "noxfile.py", "invoke.yaml", "pyproject.toml", "scripts/setup")
 NO_COMMIT = "0" * 40  # what GitHub passes as the commit before a branch's first push

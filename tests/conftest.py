@@ -29,8 +29,9 @@ sys.path.insert(0, str(REPO_ROOT))
 import atexit  # noqa: E402
 import tempfile  # noqa: E402
 
-from pipeline.config import Project, Settings, load_project  # noqa: E402
-from pipeline.constraints import split_snapshot  # noqa: E402
+from pipeline.constraints.effective import split_snapshot  # noqa: E402
+from pipeline.core.releases import Project, load_project  # noqa: E402
+from pipeline.core.settings import Settings
 
 
 def _upstream_constraints() -> Path:
@@ -203,7 +204,7 @@ class Layout:
         }
 
     def project(self, **extra) -> Project:
-        from pipeline.git import configure
+        from pipeline.core.git import configure
 
         settings = Settings.from_mapping({**self.settings_dict(), **extra})
         configure(settings.network.proxy_env())

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
-
 from conftest import free_port
 
 

@@ -12,13 +12,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT, invoke, run_git
 from packaging.specifiers import SpecifierSet
 
-from pipeline import advisories
-from pipeline.assessment import patch_fixes
-from pipeline.errors import ConfigError
-
-from conftest import REPO_ROOT, invoke, run_git
+from pipeline.core.errors import ConfigError
+from pipeline.provenance import advisories
+from pipeline.provenance.assessment import patch_fixes
 
 SNAPSHOTS = Path("/work/shared/advisories")
 OSSA, PYPA = SNAPSHOTS / "ossa", SNAPSHOTS / "pypa" / "vulns"
@@ -95,7 +94,7 @@ def test_pypa_events_in_any_order_and_an_ossa_cve_once(database, layout):
 def test_patch_messages_that_fix_an_advisory(database):
     ldap = advisory(database, "keystone", "OSSA-2026-007")
     shipped = (REPO_ROOT / "patches" / "keystone" / "2025.2").glob("0002-*.patch")
-    from pipeline.patchfile import parse_patch
+    from pipeline.patches.patchfile import parse_patch
 
     message = parse_patch(next(shipped).read_bytes()).message
     assert patch_fixes(ldap, "keystone", message) == "names OSSA-2026-007"
@@ -185,8 +184,9 @@ def test_an_unreachable_source_never_fetched_is_exit_10_without_its_credentials(
 def shipped_keystone(tmp_path_factory):
     """keystone 2025.2 built from the shipped configuration, with the advisory sources pointed at the snapshots."""
     from pipeline import build as build_stage
-    from pipeline.config import PROJECT_ROOT, Settings, load_project
-    from pipeline.git import configure
+    from pipeline.core.git import configure
+    from pipeline.core.releases import load_project
+    from pipeline.core.settings import PROJECT_ROOT, Settings
 
     workdir = tmp_path_factory.mktemp("advisories") / "build"
     values = {"workdir": str(workdir), "cache_dir": str(workdir.parent / "cache"), "ossa": str(OSSA),

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import docker
 import pytest
+from conftest import Upstream, invoke, make_patch
 from packaging.utils import canonicalize_name
+from test_images import cache, demo_layout  # noqa: F401 - cache: the session's package cache
 
 from pipeline import build as build_stage
-from pipeline.files import read_json, sha256_file
-
-from conftest import Upstream, invoke, make_patch
-from test_images import cache, demo_layout  # noqa: F401 - cache: the session's package cache
+from pipeline.core.files import read_json, sha256_file
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 
@@ -58,7 +57,7 @@ def test_bake_target_is_the_docker_py_plan(baked):
     layout, record, target = baked
     workdir = layout.root / "build"
     inputs = read_json(workdir / "2025.2" / "demo" / "build-inputs.json")
-    assert target["labels"] == record["labels"] == inputs["labels"]
+    assert target["labels"] == record.labels == inputs["labels"]
     context = Path(target["context"])
     assert (context / target["dockerfile"]).read_text() == (workdir / "2025.2" / "demo" / "Dockerfile").read_text()
     # Base images by tag instead of ID: the same images.  (Before the tags, which hash all of these:
@@ -69,7 +68,7 @@ def test_bake_target_is_the_docker_py_plan(baked):
         assert (arg, engine.inspect_image(target["args"][arg])["Id"]) == (arg, inputs["buildargs"][arg])
     assert {k: v for k, v in target["args"].items() if k not in ("BUILD_BASE", "RELEASE_BUILD", "RELEASE_BASE")} == \
         {k: v for k, v in inputs["buildargs"].items() if k not in ("BUILD_BASE", "RELEASE_BUILD", "RELEASE_BASE")}
-    assert target["tags"] == record["tags"]
+    assert target["tags"] == record.tags
     # Named contexts: real directories, one per stage that docker-py feeds from a context image.
     contexts = target["contexts"]
     assert set(contexts) == {"wheels"}
@@ -77,8 +76,8 @@ def test_bake_target_is_the_docker_py_plan(baked):
     # The patched tree's layer: the archives the docker-py build sent, byte for byte, in the context.
     trees = sorted(str(p.relative_to(context)) for p in (context / "trees").rglob("*") if p.is_file())
     assert trees == ["trees/service/layer.tar", "trees/service/metadata.tar"]
-    assert sha256_file(context / "trees" / "service" / "layer.tar") == record["tree_layers"]["demo"]["sha256"]
-    assert [layer["name"] for layer in record["layers"]] == ["release level 0 (2 services)", "runtime files", "dependencies",
+    assert sha256_file(context / "trees" / "service" / "layer.tar") == record.tree_layers["demo"]["sha256"]
+    assert [layer["name"] for layer in record.layers] == ["release level 0 (2 services)", "runtime files", "dependencies",
                                                           "service"]
     # The package files are the hash-checked files of the cache, byte for byte.
     wheel_cache = Path(layout.settings_overrides["cache_dir"]) / "wheels"
@@ -119,9 +118,9 @@ def test_buildah_builds_the_bake_target_like_docker_py(baked, tmp_path):
         buildah(storage, *command, target["context"])
         buildah(storage, "push", "--quiet", name, f"docker-daemon:{name}")
         built = engine.images.get(name)
-        assert built.id != record["image_id"]  # built by another builder ...
-        assert built.labels.items() >= record["labels"].items()
-        expected = distributions(engine, record["image_id"])
+        assert built.id != record.image_id  # built by another builder ...
+        assert built.labels.items() >= record.labels.items()
+        expected = distributions(engine, record.image_id)
         assert distributions(engine, name) == expected  # ... installing the same
         assert {n for n, _ in expected} == {"demo", "six"}
     finally:

@@ -11,7 +11,6 @@ import json
 import os
 
 import pytest
-
 from conftest import Layout, invoke, make_patch, run_git
 from keystone_history import KeystoneHistory
 from test_advisories import OSSA, PYPA

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import Layout, invoke, run_git
 
 from pipeline import ci
-from pipeline.files import write_json
-
-from conftest import Layout, invoke, run_git
+from pipeline.core.files import write_json
 
 
 class Repo:

@@ -13,10 +13,9 @@ import threading
 import time
 
 import pytest
-
-from pipeline.errors import exit_codes
-
 from conftest import REPO_ROOT, invoke, make_patch
+
+from pipeline.core.errors import exit_codes
 
 TASKS = ["fetch", "patch", "constraints", "build", "sbom", "vex", "manifest", "testapply", "patches.list",
          "patches.new", "patches.import", "patches.refresh", "patches.upstreamed", "patches.remove", "patches.renumber",
@@ -44,14 +43,14 @@ def test_readme_lists_every_exit_code():
 def test_listing_tasks_imports_no_heavy_module():
     code = ("import sys; sys.argv=['invoke','--list']; from invoke.main import program\n"
             "try:\n program.run()\nexcept SystemExit: pass\n"
-            "print(sorted(m for m in ('docker','cyclonedx','jsonschema','pipeline.sbom','pipeline.engine') if m in sys.modules))")
+            "print(sorted(m for m in ('docker','cyclonedx','jsonschema','pipeline.provenance.sbom','pipeline.image.engine') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
 
 def test_internal_error_is_one_line_and_a_log(tmp_path):
     script = ("import sys; sys.path.insert(0, %r)\n"
-              "from pipeline.cli import entry\n"
+              "from pipeline.core.cli import entry\n"
               "@entry\ndef task():\n    raise RuntimeError('boom')\n"
               "from invoke import Exit\ntry:\n    task()\nexcept Exit as e:\n    sys.exit(e.code)\n") % str(REPO_ROOT)
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
-from pipeline.config import PROJECT_ROOT, Settings, load_project
-from pipeline.errors import ConfigError, UnknownComponentError, UnknownReleaseError, ValueTypeError
-
 from conftest import REPO_ROOT, invoke
+
+from pipeline.core.errors import (
+    ConfigError,
+    UnknownComponentError,
+    UnknownReleaseError,
+    ValueTypeError,
+)
+from pipeline.core.releases import load_project
+from pipeline.core.settings import PROJECT_ROOT, Settings
 
 
 def test_valid_release(layout):

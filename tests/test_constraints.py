@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import pytest
-
-from pipeline import constraints, locks
-from pipeline.config import PROJECT_ROOT, Settings, load_project
-from pipeline.errors import CacheCorruptError, ConfigError, FetchError, OverrideError
-
 from conftest import UPSTREAM_CONSTRAINTS, invoke
+
+from pipeline.constraints import effective as constraints
+from pipeline.core import locks
+from pipeline.core.errors import (
+    CacheCorruptError,
+    ConfigError,
+    FetchError,
+    OverrideError,
+)
+from pipeline.core.releases import load_project
+from pipeline.core.settings import PROJECT_ROOT, Settings
 
 
 def real(release: str) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import invoke, make_patch, run_git
 
 from pipeline import build as build_stage
-
-from conftest import invoke, make_patch, run_git
 
 CVE = "CVE-2026-12345"
 
@@ -62,5 +61,5 @@ def test_built_images_with_the_fix(cve_layout):
     assert report.first_error() is None
     record = report.image("demo").record
     (image,) = json.loads(invoke(cve_layout, "cve", CVE, "--format", "json").stdout)["images"]
-    assert image == {"release": "2025.2", "service": "demo", "image": record["tags"][0], "image_id": record["image_id"],
+    assert image == {"release": "2025.2", "service": "demo", "image": record.tags[0], "image_id": record.image_id,
                      "component": "demo", "fix": "patches/demo/2025.2/0001-Escape-names.patch"}

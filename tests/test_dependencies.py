@@ -12,13 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from pipeline import constraints as constraints_stage
-from pipeline import locks, series
-from pipeline.dependencies import _already_met, release_locks, service_lock
-from pipeline.wheels import Target, _run_uv, compile_lock, locked_files
-
 from test_images import cache, shipped  # noqa: F401 - cache: the session's package cache
+
+from pipeline.constraints import effective as constraints_stage
+from pipeline.core import locks
+from pipeline.image.dependencies import _already_met, release_locks, service_lock
+from pipeline.image.wheels import Target, _run_uv, compile_lock, locked_files
+from pipeline.patches import series
 
 TARGET = Target("3.11", "x86_64", 36)
 
@@ -118,7 +118,7 @@ class UvCalls:
     """Calls through to the real uv, noting for each run whether it was allowed the network."""
 
     def __init__(self, monkeypatch) -> None:
-        from pipeline import wheels
+        from pipeline.image import wheels
 
         self.offline: list[bool] = []
         real = wheels._run_uv

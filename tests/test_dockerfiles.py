@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.dockerfiles import TOOL_FILES, LibrarySlot, render
+from pipeline.image.dockerfiles import TOOL_FILES, LibrarySlot, render
 
 TEMPLATE = (TOOL_FILES / "service.Dockerfile").read_text()
 

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import docker
 import pytest
-
-from pipeline import bases
-from pipeline import build as build_stage
-
 from conftest import Layout, free_port, invoke, make_patch, serve_registry
 from second_engine import Engine, make_certificates, second_engine
 from test_images import cache, demo_layout  # noqa: F401 - cache: the session's package cache
+
+from pipeline import build as build_stage
+from pipeline.image import bases
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 
@@ -83,7 +82,7 @@ def test_unreachable_tcp_engine_and_a_refused_tls_client(tmp_path, upstream, eng
 
 
 def test_two_engines_on_one_host_have_distinct_lock_keys(engine_b):
-    from pipeline.engine import engine_info, engine_key
+    from pipeline.image.engine import engine_info, engine_key
 
     a, b = docker.APIClient(version="auto"), engine_b.client()
     assert engine_info(a)["id"] == engine_info(b)["id"]  # Docker 20.10: both from /etc/docker/key.json
@@ -96,7 +95,7 @@ def test_rootfs_is_bootstrapped_on_the_host_and_imported_into_a_remote_engine(tm
     for key, value in engine_b.env().items():
         monkeypatch.setenv(key, value)
     project = layout.project(image_prefix=prefix)
-    from pipeline.engine import connect
+    from pipeline.image.engine import connect
 
     client = connect(project.settings)
     assert client.info()["DockerRootDir"] == str(engine_b.root / "data")
@@ -144,12 +143,12 @@ def test_empty_engine_b_builds_the_same_inputs_from_the_cache(on_a, engine_b, ca
     assert result.returncode == 0, result.stderr
     assert f"engine: {engine_b.host} (TLS, server verified, client certificate from {engine_b.certs})" in result.stderr
     (row,) = json.loads(result.stdout)
-    assert row["result"] == "from the layer cache" and row["image_id"] == record["image_id"], result.stderr
+    assert row["result"] == "from the layer cache" and row["image_id"] == record.image_id, result.stderr
     # Nothing was built on B, everything was pulled: the same images, layer for layer.
     assert made_here(tmp_path) == []
     assert "layer cache: pull the build base" in result.stderr
     engine_a = docker.APIClient(version="auto")
-    for ref in (record["bases"]["build"], record["bases"]["runtime"], record["bases"]["release_layer"], record["tags"][0]):
+    for ref in (record.bases["build"], record.bases["runtime"], record.bases["release_layer"], record.tags[0]):
         assert client_b.inspect_image(ref)["Id"] == engine_a.inspect_image(ref)["Id"]
         assert client_b.inspect_image(ref)["RootFS"]["Layers"] == engine_a.inspect_image(ref)["RootFS"]["Layers"]
 
@@ -206,7 +205,7 @@ def test_a_cached_image_without_the_trees_layers_is_built_here_and_replaced_in_t
     import io
     import tarfile
 
-    from pipeline.service_image import label_instruction
+    from pipeline.image.service_image import label_instruction
 
     # A label of its own: the forged image must not stand under a tag other tests use meanwhile.
     token = uuid.uuid4().hex[:12]

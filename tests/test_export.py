@@ -11,10 +11,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from pipeline import export as stage
-
 from conftest import Layout, invoke, make_patch, run_git
+
+from pipeline.patches import export as stage
 
 SETUP_CFG = "[metadata]\nname = demo-lib\nsummary = demo\n\n[files]\npackages =\n    demo_lib\n"
 

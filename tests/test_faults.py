@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from pipeline.files import STAGING_PREFIX, sha256_file
-
 from conftest import REPO_ROOT, Layout, Upstream, invoke, make_patch, run_git
+
+from pipeline.core.files import STAGING_PREFIX, sha256_file
 
 
 def expect(result: subprocess.CompletedProcess, code: int, *messages: str) -> None:
@@ -170,7 +169,7 @@ def test_a_held_lock_is_waited_for_and_named(layout, upstream):
     lock = layout.root / "build" / ".locks" / "2025.2.lock"
     holder = subprocess.Popen(
         ["python3", "-c", f"import sys, time; sys.path.insert(0, {str(REPO_ROOT)!r})\n"
-                          "from pipeline import locks\n"
+                          "from pipeline.core import locks\n"
                           f"with locks.hold(__import__('pathlib').Path({str(lock)!r}), 'x'):\n"
                           "    print('held', flush=True); time.sleep(4)"],
         stdout=subprocess.PIPE, text=True)
@@ -182,7 +181,7 @@ def test_a_held_lock_is_waited_for_and_named(layout, upstream):
     holder.wait()
     # A holder killed with SIGKILL never blocks the next run: the kernel drops its lock.
     holder = subprocess.Popen(["python3", "-c", f"import sys, time; sys.path.insert(0, {str(REPO_ROOT)!r})\n"
-                               "from pipeline import locks\n"
+                               "from pipeline.core import locks\n"
                                f"with locks.hold(__import__('pathlib').Path({str(lock)!r}), 'x'):\n"
                                "    print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
     holder.stdout.readline()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
-from pipeline import locks, sources
-from pipeline.errors import CacheCorruptError, FetchError
-
 from conftest import Upstream, invoke, run_git
+
+from pipeline.core import locks
+from pipeline.core.errors import CacheCorruptError, FetchError
+from pipeline.sources import fetch as sources
 
 
 def fetch(layout, ref=None, **settings):
@@ -134,7 +134,7 @@ def test_a_mirror_being_created_is_not_cleaned_by_another_components_fetch(layou
 def test_cleaning_one_entry_leaves_entries_whose_names_extend_it(tmp_path):
     # "oslo" is a prefix of "oslo.messaging" up to a dot: cleaning oslo's
     # leftovers must not take oslo.messaging's staging directory.
-    from pipeline.files import clean_staging
+    from pipeline.core.files import clean_staging
 
     own, other = tmp_path / ".staging-oslo.k3j_9x2q", tmp_path / ".staging-oslo.messaging.a8d_2kq1"
     own.mkdir(), other.mkdir()

@@ -8,10 +8,9 @@ import uuid
 
 import docker
 import pytest
+from conftest import Layout, Upstream, invoke, make_patch, run_git
 
 from pipeline import build as build_stage
-
-from conftest import Layout, Upstream, invoke, make_patch, run_git
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]
 
@@ -34,7 +33,7 @@ def demo(tmp_path_factory, engine):
     report = build_stage.build(layout.project(), "2025.2", ["demo"])
     if report.first_error():
         raise report.first_error()
-    image = report.image("demo").record["tags"][0]
+    image = report.image("demo").record.tags[0]
     container = engine.containers.run(image, ["sleep", "3600"], detach=True, network_mode="none", name=f"hotpatch-test-{uuid.uuid4().hex[:8]}")
     yield layout, upstream, container
     container.remove(force=True)

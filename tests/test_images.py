@@ -15,18 +15,19 @@ from pathlib import Path
 
 import docker
 import pytest
+from conftest import Layout, free_port, invoke, make_patch, serve_registry
 from packaging.utils import canonicalize_name
 
 from pipeline import build as build_stage
-from pipeline import manifest as manifest_stage
-from pipeline import sbom as sbom_stage
-from pipeline import vex as vex_stage
-from pipeline.config import PROJECT_ROOT, Settings, load_project
-from pipeline.errors import ConfigError
-from pipeline.files import read_json, sha256_file, sync_tree
-from pipeline.git import configure
-
-from conftest import Layout, free_port, invoke, make_patch, serve_registry
+from pipeline.core.errors import ConfigError
+from pipeline.core.files import read_json, sha256_file, sync_tree
+from pipeline.core.git import configure
+from pipeline.core.releases import load_project
+from pipeline.core.settings import PROJECT_ROOT, Settings
+from pipeline.image import prepare as prepare_stage
+from pipeline.provenance import manifest as manifest_stage
+from pipeline.provenance import sbom as sbom_stage
+from pipeline.provenance import vex as vex_stage
 
 pytestmark = pytest.mark.docker
 
@@ -77,7 +78,7 @@ def run_in(engine, image: str, script: str) -> str:
 @pytest.mark.parametrize("service", ["keystone", "nova"])
 def test_smoke(built, engine, service):
     _, results = built
-    image = results[service].record["tags"][0]
+    image = results[service].record.tags[0]
     expected = EXPECTED[service]
     assert run_in(engine, image, "id -un").strip() == "openstack"
     assert run_in(engine, image, expected["entry"]).strip() == expected["version"]
@@ -109,7 +110,7 @@ def test_an_image_carries_what_production_needs(built, engine, service):
     /etc/<service> and /var/lib/<service>; its processes' commands as labels; no Windows scripts."""
     _, results = built
     record = results[service].record
-    image = record["image_id"]
+    image = record.image_id
     out = run_in(engine, image, f"python -c 'import pymysql, memcache, pymemcache, {RUNTIME_IMPORTS[service]}; print(1)'"
                                 f" && stat -c '%U %a %n' /etc/{service} /var/lib/{service}"
                                 " && command -v uwsgi; command -v qemu-img; ls /var/lib/openstack/bin/*.bat /var/lib/openstack/bin/*.ps1"
@@ -124,9 +125,9 @@ def test_an_image_carries_what_production_needs(built, engine, service):
                          ["nova-api", "nova-metadata", "nova-conductor", "nova-scheduler", "nova-compute"])
     api = json.loads(labels[f"io.openstack-patches.process.{processes[0]}"])
     assert api["command"][0] == "uwsgi" and api["server"] == "uwsgi" and api["port"] in (5000, 8774)
-    assert api["command"] == record["runtime"]["processes"][processes[0]]["command"]
+    assert api["command"] == record.runtime["processes"][processes[0]]["command"]
     # what the record says it carries, and where each came from
-    runtime = record["runtime"]
+    runtime = record.runtime
     assert runtime["python"]["pymysql"]["version"] == "1.1.1"
     assert runtime["python"]["pymysql"]["declared"].startswith("releases/2025.2/runtime.yaml:")
     assert runtime["debian"]["uwsgi-core"].startswith("releases/2025.2/runtime.yaml:")
@@ -143,7 +144,7 @@ def test_an_extension_whose_library_is_missing_is_named_with_where_to_declare_it
     """The SBOM reads every shared object's ELF dependencies: an image without python-ldap's libraries is refused."""
     import io
 
-    from pipeline.errors import ImageContentError
+    from pipeline.core.errors import ImageContentError
 
     _, results = built
     record = results["keystone"].record
@@ -158,7 +159,7 @@ def test_an_extension_whose_library_is_missing_is_named_with_where_to_declare_it
             sbom_stage.check_libraries(record, inventory)
         assert "_ldap.cpython-311-x86_64-linux-gnu.so: libldap-2.5.so.0, liblber-2.5.so.0" in caught.value.message
         assert "services.keystone.packages in releases/2025.2/runtime.yaml" in caught.value.hint
-        assert sbom_stage.read_inventory(engine.api, record["image_id"]).missing_libraries == {}
+        assert sbom_stage.read_inventory(engine.api, record.image_id).missing_libraries == {}
     finally:
         engine.images.remove(image.id)
 
@@ -179,7 +180,7 @@ def test_the_check_stage_sees_what_uv_pip_check_reads_and_catches_a_missing_depe
     script = (f"python3 -c '{WHEEL_MAKER}' && venv-layer --move /layer uv pip install -q --no-deps --no-index "
               "/tmp/needy-1.0-py3-none-any.whl && (cd /layer-meta && find . -type f | sort) && cp -a /layer-meta/. / "
               "&& uv pip check 2>&1; echo rc=$?")
-    out = run_in(engine, results["keystone"].record["bases"]["build"], script)
+    out = run_in(engine, results["keystone"].record.bases["build"], script)
     site = "./var/lib/openstack/lib/python3.11/site-packages/needy-1.0.dist-info"
     assert out.splitlines()[:2] == [f"{site}/METADATA", f"{site}/WHEEL"]
     assert "requires `absent-dependency>=2`, but it's not installed" in out and out.rstrip().endswith("rc=1")
@@ -187,20 +188,20 @@ def test_the_check_stage_sees_what_uv_pip_check_reads_and_catches_a_missing_depe
 
 def test_images_share_the_release_layers_and_add_only_their_own(built, engine):
     project, results = built
-    layers = {s: engine.api.inspect_image(r.record["image_id"])["RootFS"]["Layers"] for s, r in results.items()}
+    layers = {s: engine.api.inspect_image(r.record.image_id)["RootFS"]["Layers"] for s, r in results.items()}
     for service, result in results.items():
-        base = engine.api.inspect_image(result.record["bases"]["release_layer_id"])["RootFS"]["Layers"]
+        base = engine.api.inspect_image(result.record.bases["release_layer_id"])["RootFS"]["Layers"]
         assert layers[service][: len(base)] == base
         # its own Debian packages (if any), its runtime files, its own dependencies, oslo.messaging and the
         # service (each of the two with its byte code)
-        own_packages = any(layer["name"] == "Debian packages" for layer in result.record["layers"])
+        own_packages = any(layer["name"] == "Debian packages" for layer in result.record.layers)
         assert len(layers[service]) == len(base) + own_packages + 4
     keystone = results["keystone"].record
     names = [layer["name"] for layer in keystone["layers"]]
     assert names == ["release level 0 (6 services): Debian packages", "release level 0 (6 services)",
                      "release level 1 (5 services)", "Debian packages", "runtime files", "dependencies",
                      "library oslo.messaging", "service"]
-    assert {layer["name"] for layer in results["nova"].record["layers"]} >= set(names[:3])
+    assert {layer["name"] for layer in results["nova"].record.layers} >= set(names[:3])
     keystone_only = set(layers["keystone"]) - set(layers["nova"])
     # its Debian packages, its runtime files (/etc/keystone), its own dependencies and itself; the release
     # levels and oslo.messaging's layer are shared
@@ -214,8 +215,8 @@ def test_images_share_the_release_layers_and_add_only_their_own(built, engine):
 
 def test_no_secret_and_no_build_input_reaches_any_image(built, engine):
     project, results = built
-    refs = [results[s].record["image_id"] for s in results]
-    bases = results["keystone"].record["bases"]
+    refs = [results[s].record.image_id for s in results]
+    bases = results["keystone"].record.bases
     refs += [bases["runtime_id"], bases["build_id"], bases["release_layer_id"]]
     for ref in refs:
         history = json.dumps(engine.api.history(ref))
@@ -223,7 +224,7 @@ def test_no_secret_and_no_build_input_reaches_any_image(built, engine):
         for text in (history, inspected):
             assert project.network.index_url not in text
             assert "INDEX_URL" not in text and "SSL_CERT_FILE" not in text and "PIP_CERT" not in text
-    final = engine.api.inspect_image(results["nova"].record["image_id"])["Config"]
+    final = engine.api.inspect_image(results["nova"].record.image_id)["Config"]
     assert not any(e.startswith(("UV_", "PIP_", "SSL_")) for e in final["Env"])
 
 
@@ -232,14 +233,14 @@ def test_record_is_complete_relative_and_written_once(built, engine):
     record = results["nova"].record
     path = project.layout.image_record("2025.2", "nova")
     assert json.loads(path.read_text()) == record
-    assert re.fullmatch(r"openstack-patches/nova:32\.2\.0-p2-[0-9a-f]{12}", record["tags"][0])
-    assert [p["component"] for p in record["patches"]] == ["oslo.messaging", "nova"]
-    for patch in record["patches"]:
+    assert re.fullmatch(r"openstack-patches/nova:32\.2\.0-p2-[0-9a-f]{12}", record.tags[0])
+    assert [p["component"] for p in record.patches] == ["oslo.messaging", "nova"]
+    for patch in record.patches:
         assert patch["sha256"] == sha256_file(PROJECT_ROOT / patch["file"])
-    assert set(record["sources"]) == {"nova", "oslo.messaging"} and record["sources"]["nova"]["method"] == "sdist"
+    assert set(record.sources) == {"nova", "oslo.messaging"} and record.sources["nova"]["method"] == "sdist"
     text = path.read_text()
     assert str(project.settings.workdir) not in text and str(PROJECT_ROOT) not in text
-    labels = engine.api.inspect_image(record["image_id"])["Config"]["Labels"]
+    labels = engine.api.inspect_image(record.image_id)["Config"]["Labels"]
     assert labels["org.opencontainers.image.version"] == "32.2.0"
     assert labels["org.opencontainers.image.source"].endswith("nova-32.2.0.tar.gz")
     assert not any(re.search(r"\d{4}-\d\d-\d\dT", v) for v in labels.values())
@@ -250,7 +251,7 @@ def test_rerun_makes_no_build_call(built):
     project, results = built
     again = build(load_project(project.settings), ["keystone", "nova"])
     assert [(r.action, r.build_calls) for r in again.values()] == [("up to date", 0), ("up to date", 0)]
-    assert [r.record["image_id"] for r in again.values()] == [r.record["image_id"] for r in results.values()]
+    assert [r.record.image_id for r in again.values()] == [r.record.image_id for r in results.values()]
 
 
 def test_a_build_stacks_only_the_release_levels_of_its_services(built):
@@ -263,7 +264,7 @@ def test_a_build_stacks_only_the_release_levels_of_its_services(built):
     assert (again.action, again.build_calls) == ("up to date", 0)
     alone = json.loads(record.read_text())["levels"]
     assert alone == [level for level in both if "keystone" in level["services"]] and 0 < len(alone) < len(both)
-    assert alone[-1]["image_id"] == again.record["bases"]["release_layer_id"]
+    assert alone[-1]["image_id"] == again.record.bases["release_layer_id"]
 
 
 # --- SBOM, VEX, manifest -------------------------------------------------------------------
@@ -284,10 +285,10 @@ def test_sbom_and_vex_are_valid_cyclonedx_1_6(built, service):
     doc = load(project.layout.sbom_file("2025.2", service))
     record = results[service].record
     meta = doc["metadata"]["component"]
-    assert meta["type"] == "container" and f"{meta['name']}:{meta['version']}" == record["tags"][0]
+    assert meta["type"] == "container" and f"{meta['name']}:{meta['version']}" == record.tags[0]
     own = read_json(project.layout.sbom_record("2025.2", service))
     assert own["sha256"] == sha256_file(project.layout.sbom_file("2025.2", service))
-    assert own["image_id"] == record["image_id"] and "sbom" not in record  # each stage its own record
+    assert own["image_id"] == record.image_id and "sbom" not in record.to_json()  # each stage its own record
 
 
 @pytest.mark.parametrize("service,component", [("nova", "nova"), ("nova", "oslo.messaging"), ("keystone", "keystone")])
@@ -300,7 +301,7 @@ def test_pedigree_is_the_record(built, service, component):
     assert [p["diff"]["url"] for p in patches] == [str(f.relative_to(PROJECT_ROOT)) for f in files]
     assert [p["diff"]["text"]["content"] for p in patches] == [f.read_text() for f in files]
     assert all(p["type"] == "backport" for p in patches)
-    source = results[service].record["sources"][component]
+    source = results[service].record.sources[component]
     ancestor = entry["pedigree"]["ancestors"][0]
     assert ancestor["version"] == source["version"]
     refs = {r["type"]: r for r in ancestor["externalReferences"]}
@@ -344,7 +345,7 @@ def test_sbom_lists_exactly_what_is_installed(built, engine):
     project, results = built
     doc = load(project.layout.sbom_file("2025.2", "keystone"))
     in_sbom = {(canonicalize_name(c["name"]), c["version"]) for c in doc["components"] if c["purl"].startswith("pkg:pypi/")}
-    listing = run_in(engine, results["keystone"].record["image_id"],
+    listing = run_in(engine, results["keystone"].record.image_id,
                      "python -c \"import importlib.metadata as m, json; print(json.dumps([[d.metadata['Name'], d.version] for d in m.distributions()]))\"")
     in_image = {(canonicalize_name(n), v) for n, v in json.loads(listing)}
     assert in_sbom == in_image and len(in_image) > 50
@@ -367,7 +368,7 @@ def test_manifest(built):
     path, data = manifest_stage.write(project, "2025.2")
     nova = data["services"]["nova"]
     record = results["nova"].record
-    assert nova["image"] == record["tags"][0] and nova["image_id"] == record["image_id"]
+    assert nova["image"] == record.tags[0] and nova["image_id"] == record.image_id
     assert (nova["version"], nova["patches"]) == ("32.2.0", 2)
     assert nova["sbom"]["sha256"] == sha256_file(project.layout.sbom_file("2025.2", "nova"))
     assert nova["sbom"]["path"] == "2025.2/nova/sbom.cdx.json" and nova["vex"]["path"] == "2025.2/nova/vex.cdx.json"
@@ -404,7 +405,7 @@ def test_failing_step_names_service_step_and_log_and_removes_its_outputs(built, 
 def test_service_defaults_become_labels(built, tmp_path, upstream, cache, engine):
     layout = demo_layout(tmp_path, upstream, cache, "service_defaults:\n  demo: {wsgi: true, api_deployment: httpd+WSGI}\n")
     result = build(layout.project(), ["demo"])["demo"]
-    labels = engine.api.inspect_image(result.record["image_id"])["Config"]["Labels"]
+    labels = engine.api.inspect_image(result.record.image_id)["Config"]["Labels"]
     assert labels["io.openstack-patches.default.wsgi"] == "true"
     _, data = manifest_stage.write(layout.project(), "2025.2")
     assert data["services"]["demo"]["defaults"] == {"wsgi": True, "api_deployment": "httpd+WSGI"}
@@ -440,15 +441,15 @@ def test_push_to_a_loopback_registry_and_a_failed_push(built, registry, engine):
     pushing = shipped(project.settings.workdir, project.settings.cache_dir, registry=registry)
     result = build(pushing, ["keystone"], push=True)["keystone"]
     tags = urllib.request.urlopen(f"http://{registry}/v2/openstack-patches/keystone/tags/list").read().decode()
-    assert result.record["tags"][0].split(":")[1] in tags and "2025.2" in tags
+    assert result.record.tags[0].split(":")[1] in tags and "2025.2" in tags
     pushed = read_json(project.layout.push_record("2025.2", "keystone"))
-    assert set(pushed["digests"]) == {f"{registry}/{t}" for t in result.record["tags"]}
+    assert set(pushed["digests"]) == {f"{registry}/{t}" for t in result.record.tags}
     closed = f"127.0.0.1:{free_port()}"
     failing = shipped(project.settings.workdir, project.settings.cache_dir, registry=closed)
     report = build_stage.build(failing, "2025.2", ["keystone"], push=True)
     assert report.first_error().exit_code == 43
     assert not project.layout.push_record("2025.2", "keystone").exists()
-    assert not [t for t in engine.api.inspect_image(result.record["image_id"])["RepoTags"] if t.startswith(closed)]
+    assert not [t for t in engine.api.inspect_image(result.record.image_id)["RepoTags"] if t.startswith(closed)]
 
 
 def test_a_tree_layer_is_its_wheel_installed_into_the_image_venv(built, engine):
@@ -456,22 +457,23 @@ def test_a_tree_layer_is_its_wheel_installed_into_the_image_venv(built, engine):
     image ADDs: one owner, one mtime."""
     import tarfile
 
-    from pipeline import series, tree_layer
-    from pipeline.bases import BaseImages
-    from pipeline.wheels import Target
+    from pipeline.image import tree_layer
+    from pipeline.image.bases import BaseImages
+    from pipeline.image.wheels import Target
+    from pipeline.patches import series
 
     project, results = built
     record = results["keystone"].record
-    bases = BaseImages(**{k: record["bases"][k] for k in ("origin", "runtime", "runtime_id", "build", "build_id")})
+    bases = BaseImages(**{k: record.bases[k] for k in ("origin", "runtime", "runtime_id", "build", "build_id")})
     tree = next(p for p in series.patch(project, "2025.2", ("keystone",), 1) if p.component == "keystone")
 
     def layer_of():
-        return build_stage.layer_of(project, tree, Target.of("3.11", "x86_64", "bookworm"), engine.api, bases)
+        return prepare_stage.layer_of(project, tree, Target.of("3.11", "x86_64", "bookworm"), engine.api, bases)
 
     layer = layer_of()
     # What the image was built from, and the image's own record of it: the archive's sha256 is the layer's diff ID.
-    assert {**layer.to_dict(), "diff_id": f"sha256:{layer.sha256}"} == record["tree_layers"]["keystone"]
-    assert record["tree_layers"]["keystone"]["diff_id"] in engine.api.inspect_image(record["image_id"])["RootFS"]["Layers"]
+    assert {**layer.to_dict(), "diff_id": f"sha256:{layer.sha256}"} == record.tree_layers["keystone"]
+    assert record.tree_layers["keystone"]["diff_id"] in engine.api.inspect_image(record.image_id)["RootFS"]["Layers"]
     assert layer.dist_info == "keystone-28.0.0.dist-info"
     with tarfile.open(layer.archive) as archive:
         members = archive.getmembers()
@@ -501,20 +503,20 @@ def test_a_tree_layer_is_its_wheel_installed_into_the_image_venv(built, engine):
                                   for n in modules)
         assert layer.bytecode == len(modules) > 500
         # What is compiled while the wheel builds is a guess from the tree: on keystone it is exactly what the wheel installs.
-        from pipeline.bytecode import package_modules
+        from pipeline.image.bytecode import package_modules
         assert sorted(package_modules(project.layout.resolve(tree.tree), SITE)) == [f"/{n}" for n in modules]
         version_pyc = archive.extractfile(files[f"{prefix}keystone/__pycache__/version.cpython-311.pyc"]).read()
     with tarfile.open(layer.metadata_archive) as archive:
         assert [m.name for m in archive.getmembers() if m.isfile()] == [f"{dist_info}/METADATA", f"{dist_info}/WHEEL"]
     # The byte code is what the image's own Python makes of the module where it lies (as a build step would).
-    in_place = run_in(engine, record["tags"][0], "PYTHONHASHSEED=0 python -S -c 'import py_compile; "
+    in_place = run_in(engine, record.tags[0], "PYTHONHASHSEED=0 python -S -c 'import py_compile; "
                       f"py_compile.compile(\"{SITE}/keystone/version.py\", cfile=\"/tmp/v.pyc\", "
                       "invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP); "
                       "print(open(\"/tmp/v.pyc\", \"rb\").read().hex())'")  # a line: the engine may drop a last partial one
     assert bytes.fromhex(in_place.strip()) == version_pyc
     # The same wheel gives the same bytes, from the byte code cache alone; a damaged archive is made again.
     shutil.rmtree(layer.directory)
-    assert build_stage.layer_of(project, tree, Target.of("3.11", "x86_64", "bookworm"), None, bases) == layer
+    assert prepare_stage.layer_of(project, tree, Target.of("3.11", "x86_64", "bookworm"), None, bases) == layer
     layer.archive.write_bytes(b"damaged")
     assert tree_layer.read_verified(layer_of())["layer.tar"] == layer.archive.read_bytes()
     assert sha256_file(layer.archive) == layer.sha256
@@ -523,7 +525,7 @@ def test_a_tree_layer_is_its_wheel_installed_into_the_image_venv(built, engine):
 def test_an_image_the_sbom_cannot_read_is_an_sbom_error_naming_it(built, engine):
     """No venv Python in the image, or no such image on the engine: exit 50, the image named, no traceback."""
     _, results = built
-    runtime = results["keystone"].record["bases"]["runtime_id"]
+    runtime = results["keystone"].record.bases["runtime_id"]
     for image, hint in [(runtime, "/var/lib/openstack/bin/python"), ("sha256:" + "0" * 64, "docker info")]:
         with pytest.raises(sbom_stage.SbomError) as error:
             sbom_stage.read_inventory(engine.api, image)
@@ -537,10 +539,10 @@ def test_the_throw_away_containers_of_a_killed_run_on_this_host_are_removed_by_t
     import socket
     import subprocess
 
-    from pipeline.engine import TEMPORARY, run_with_files
+    from pipeline.image.engine import TEMPORARY, run_with_files
 
     _, results = built
-    runtime = results["keystone"].record["bases"]["runtime_id"]
+    runtime = results["keystone"].record.bases["runtime_id"]
     dead = subprocess.Popen(["true"])
     dead.wait()
     host = socket.gethostname()
@@ -559,10 +561,10 @@ def test_the_throw_away_containers_of_a_killed_run_on_this_host_are_removed_by_t
 
 
 def test_the_byte_code_cache_compiles_what_it_lacks_once_and_a_module_that_does_not_compile_has_none(built, engine, tmp_path):
-    from pipeline.bytecode import ByteCode
+    from pipeline.image.bytecode import ByteCode
 
     _, results = built
-    runtime = results["keystone"].record["bases"]["runtime_id"]
+    runtime = results["keystone"].record.bases["runtime_id"]
     sources = {f"{SITE}/mod/__init__.py": b"VALUE = 1\n", f"{SITE}/mod/broken.py": b"def (:\n"}
     first = ByteCode(engine.api, runtime, "3.11", tmp_path, 315532800).compiled(sources)
     assert list(first) == [f"{SITE}/mod/__pycache__/__init__.cpython-311.pyc"]
@@ -581,15 +583,15 @@ def test_a_tree_s_layer_is_the_same_after_a_forced_rebuild_and_holds_its_byte_co
     import io
     import tarfile
 
-    from pipeline import tree_layer
+    from pipeline.image import tree_layer
 
     layout = demo_layout(tmp_path, upstream, cache)
     first = build(layout.project(), ["demo"])["demo"]
     again = build(layout.project(), ["demo"], force=True)["demo"]
     assert again.action == "built"
-    layers = engine.api.inspect_image(first.record["image_id"])["RootFS"]["Layers"]
-    assert engine.api.inspect_image(again.record["image_id"])["RootFS"]["Layers"] == layers
-    saved = tarfile.open(fileobj=io.BytesIO(b"".join(engine.api.get_image(first.record["image_id"]))))
+    layers = engine.api.inspect_image(first.record.image_id)["RootFS"]["Layers"]
+    assert engine.api.inspect_image(again.record.image_id)["RootFS"]["Layers"] == layers
+    saved = tarfile.open(fileobj=io.BytesIO(b"".join(engine.api.get_image(first.record.image_id))))
     last = json.load(saved.extractfile("manifest.json"))[0]["Layers"][-1]  # the service's
     with tarfile.open(fileobj=saved.extractfile(last)) as layer:
         members = layer.getmembers()
@@ -601,22 +603,23 @@ def test_a_tree_s_layer_is_the_same_after_a_forced_rebuild_and_holds_its_byte_co
 
 def test_tree_wheel_is_reproducible_and_a_damaged_one_is_built_again(tmp_path, upstream, cache):
     """The wheel of a patched tree: the same bytes when built again; a damaged cached one is never used."""
-    from pipeline import series, tree_wheel
-    from pipeline.wheels import Target
+    from pipeline.image import tree_wheel
+    from pipeline.image.wheels import Target
+    from pipeline.patches import series
 
     layout = demo_layout(tmp_path, upstream, cache)
     project = layout.project()
     tree = next(p for p in series.patch(project, "2025.2", (), 1) if p.component == "demo")
     target = Target.of("3.11", "x86_64", "bookworm")
-    first = build_stage.wheel_of(project, tree, target)
+    first = prepare_stage.wheel_of(project, tree, target)
     assert first.path.name.endswith("-py3-none-any.whl") and [p.name for p in first.directory.iterdir()] == [first.path.name]
     shutil.rmtree(first.directory)  # as if never built
     first.directory.with_suffix(".json").unlink()
-    again = build_stage.wheel_of(project, tree, target)
+    again = prepare_stage.wheel_of(project, tree, target)
     assert again.sha256 == first.sha256 == sha256_file(again.path)
     again.path.write_bytes(b"damaged")
     # Found by its record (a lookup does not hash it), checked when a layer is made of it: built again.
-    repaired = tree_wheel.verified(build_stage.wheel_of(project, tree, target))
+    repaired = tree_wheel.verified(prepare_stage.wheel_of(project, tree, target))
     assert repaired.sha256 == first.sha256 == sha256_file(repaired.path)
     log = project.layout.tree_wheel_log("2025.2", "demo").read_text()
     assert "build_wheel" in log and "prepare_metadata_for_build_wheel" not in log  # one start of the backend fewer
@@ -626,7 +629,7 @@ def test_tree_wheel_is_reproducible_and_a_damaged_one_is_built_again(tmp_path, u
     (build_tree / "demo" / "leftover.py").write_text("raise SystemExit('stale')\n")
     (build_tree / "demo" / "core.py").write_text("broken")
     repaired.path.unlink()
-    rebuilt = build_stage.wheel_of(project, tree, target)
+    rebuilt = prepare_stage.wheel_of(project, tree, target)
     assert rebuilt.sha256 == first.sha256 and not (build_tree / "demo" / "leftover.py").exists()
 
 
@@ -635,8 +638,8 @@ def test_a_code_change_copies_only_the_changed_files_and_gives_the_wheel_a_fresh
     import dataclasses
     import zipfile
 
-    from pipeline import series
-    from pipeline.wheels import Target
+    from pipeline.image.wheels import Target
+    from pipeline.patches import series
 
     layout = demo_layout(tmp_path, upstream, cache)
     project = layout.project()
@@ -647,7 +650,7 @@ def test_a_code_change_copies_only_the_changed_files_and_gives_the_wheel_a_fresh
 
     def wheel_at(head: str):
         # Another head, as a changed patch gives: the tree's files are edited in place.
-        return build_stage.wheel_of(project, dataclasses.replace(tree, head=head), target)
+        return prepare_stage.wheel_of(project, dataclasses.replace(tree, head=head), target)
 
     def from_scratch(head: str) -> str:
         wheel = wheel_at(head)
@@ -689,9 +692,9 @@ def test_the_build_environment_is_made_once_and_again_after_a_killed_make(tmp_pa
     """A code change builds in the environment the last build made; the wheel is the one a new environment gives."""
     import dataclasses
 
-    from pipeline import series
-    from pipeline.tree_wheel import BUILD_COMPLETE, unmet
-    from pipeline.wheels import Target
+    from pipeline.image.tree_wheel import BUILD_COMPLETE, unmet
+    from pipeline.image.wheels import Target
+    from pipeline.patches import series
 
     layout = demo_layout(tmp_path, upstream, cache)
     project = layout.project()
@@ -702,7 +705,7 @@ def test_the_build_environment_is_made_once_and_again_after_a_killed_make(tmp_pa
     shutil.rmtree(envs, ignore_errors=True)  # the session's cache may hold it: this test makes it
 
     def wheel_at(head: str):  # heads of this test alone: the session's cache holds other tests' wheels
-        return build_stage.wheel_of(project, dataclasses.replace(tree, head=head * 20), target)
+        return prepare_stage.wheel_of(project, dataclasses.replace(tree, head=head * 20), target)
 
     def files(directory: Path) -> list[str]:
         return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))

@@ -16,10 +16,9 @@ import shutil
 import subprocess
 
 import pytest
-
-from pipeline.errors import AUDIT_FINDINGS_EXIT, UPSTREAMED_EXIT
-
 from conftest import REPO_ROOT, git_env, invoke, make_patch, run_git
+
+from pipeline.core.errors import AUDIT_FINDINGS_EXIT, UPSTREAMED_EXIT
 
 
 def series_files(layout, component="demo", release="2025.2") -> dict[str, bytes]:

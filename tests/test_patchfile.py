@@ -5,11 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from pipeline.errors import BinaryPatchError, PatchEncodingError, PatchFormatError, TypeChangePatchError
-from pipeline.patchfile import parse_diff, parse_patch, provenance, symlinks_after, unsafe_paths
-
 from conftest import REPO_ROOT, make_patch, run_git
+
+from pipeline.core.errors import (
+    BinaryPatchError,
+    PatchEncodingError,
+    PatchFormatError,
+    TypeChangePatchError,
+)
+from pipeline.patches.patchfile import (
+    parse_diff,
+    parse_patch,
+    provenance,
+    symlinks_after,
+    unsafe_paths,
+)
 
 SHIPPED = sorted((REPO_ROOT / "patches").glob("*/*/*.patch"))
 

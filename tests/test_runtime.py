@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_release
-from pipeline.errors import ConfigError, ValueTypeError
-from pipeline.runtime import VENV, bindep_packages, runtime_archive
+from pipeline.core.errors import ConfigError, ValueTypeError
+from pipeline.core.releases import load_release
+from pipeline.core.runtime import VENV, bindep_packages, runtime_archive
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data" / "bindep"

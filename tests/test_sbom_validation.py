@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from jsonschema import Draft7Validator
 
-from pipeline import sbom
+from pipeline.provenance import sbom
 
 REFERENCES = [
     "https://files.pythonhosted.org/packages/06/9a/cb7e/keystone-28.0.0.tar.gz",
@@ -71,7 +71,7 @@ def test_the_iri_grammar_is_loaded_only_for_a_non_ascii_reference():
 
     script = """
 import sys
-from pipeline import sbom
+from pipeline.provenance import sbom
 sbom.preload().join()
 from cyclonedx.model import ExternalReference, ExternalReferenceType, XsUri
 from cyclonedx.model.bom import Bom

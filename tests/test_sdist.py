@@ -11,11 +11,12 @@ import subprocess
 import threading
 
 import pytest
-
-from pipeline import locks, series, sources
-from pipeline.errors import CacheCorruptError, FetchError, IntegrityError
-
 from conftest import REPO_ROOT, make_patch, run_git
+
+from pipeline.core import locks
+from pipeline.core.errors import CacheCorruptError, FetchError, IntegrityError
+from pipeline.patches import series
+from pipeline.sources import fetch as sources
 
 USER, PASSWORD = "builder", "Sup3r-s3cret"
 

@@ -17,7 +17,6 @@ import urllib.request
 
 import docker
 import pytest
-
 from conftest import Layout, invoke
 
 pytestmark = [pytest.mark.docker, pytest.mark.network]

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import pytest
-
-from pipeline import locks, series
-from pipeline.errors import PatchApplyError, PatchEncodingError, SeriesLayoutError, UnsafePatchError
-from pipeline.files import sha256_bytes
-
 from conftest import invoke, make_patch, run_git
+
+from pipeline.core import locks
+from pipeline.core.errors import (
+    PatchApplyError,
+    PatchEncodingError,
+    SeriesLayoutError,
+    UnsafePatchError,
+)
+from pipeline.core.files import sha256_bytes
+from pipeline.patches import series
 
 
 def patch_all(layout, **settings):

@@ -19,10 +19,9 @@ from pathlib import Path
 
 import docker
 import pytest
-
 from conftest import REPO_ROOT, invoke, run_git
 
-from pipeline.smoke.plane import SMOKE, remove_leftovers
+from pipeline.testing.smoke.plane import SMOKE, remove_leftovers
 
 pytestmark = [pytest.mark.docker, pytest.mark.smoke]
 

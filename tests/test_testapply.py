@@ -10,11 +10,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-from pipeline.impact import ImportGraph, selector_regex
-from pipeline.testapply import BANNER, extras_requirements, tox_test_env
-
 from conftest import REPO_ROOT, Layout, invoke, make_patch, run_git
+
+from pipeline.testing.impact import ImportGraph, selector_regex
+from pipeline.testing.testapply import BANNER, extras_requirements, tox_test_env
 
 GENUINE = sorted((REPO_ROOT / "tests" / "data" / "oslo.config").glob("*.patch"))
 

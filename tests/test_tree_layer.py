@@ -1,6 +1,6 @@
 """A patched tree's layer archive from a wheel, without an engine: its form, its byte code, bad wheels.
 
-The byte code here is the host Python's; the runtime base's (``pipeline.bytecode``) is tested in test_images."""
+The byte code here is the host Python's; the runtime base's (``pipeline.image.bytecode``) is tested in test_images."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import tree_layer
-from pipeline.errors import ImageBuildError
-from pipeline.files import sha256_file
-from pipeline.tree_wheel import TreeWheel
+from pipeline.core.errors import ImageBuildError
+from pipeline.core.files import sha256_file
+from pipeline.image import tree_layer
+from pipeline.image.tree_wheel import TreeWheel
 
 SITE = "var/lib/openstack/lib/python3.11/site-packages"
 

@@ -11,7 +11,6 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.network, pytest.mark.suite]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-
-from pipeline import locks, sources, versions
-from pipeline.errors import FetchError
-
 from conftest import pbr_reference_version
+
+from pipeline.core import locks
+from pipeline.core.errors import FetchError
+from pipeline.sources import fetch as sources
+from pipeline.sources import versions
 
 
 def fetch_one(layout, ref, **settings):

@@ -7,11 +7,11 @@ import shutil
 import subprocess
 
 import yaml
+from conftest import REPO_ROOT
 
 from pipeline import ci
-from pipeline.config import PROJECT_ROOT, Settings, load_project
-
-from conftest import REPO_ROOT
+from pipeline.core.releases import load_project
+from pipeline.core.settings import PROJECT_ROOT, Settings
 
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "images.yml"
 ALLOWED = ("scripts/setup", "invoke ci.matrix ", "invoke testapply ", "invoke build ", "invoke manifest",
