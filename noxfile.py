@@ -10,7 +10,7 @@ from pathlib import Path
 import nox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the pipeline package next to this file
-from pipeline.testing import testapply  # noqa: E402
+from pipeline.testing import testenv  # noqa: E402
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests"]
@@ -31,7 +31,7 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(name="upstream-tests", reuse_venv=True)
-@nox.parametrize(("release", "component"), testapply.nox_matrix())
+@nox.parametrize(("release", "component"), testenv.nox_matrix())
 def upstream_tests(session: nox.Session, release: str, component: str) -> None:
     """The upstream unit-test venv of one patched (release, component) tree, as `invoke testapply` sets it up.
 
@@ -40,7 +40,7 @@ def upstream_tests(session: nox.Session, release: str, component: str) -> None:
     one install only (an sdist dependency built in the first step must not
     get the component's version).
     """
-    spec = testapply.session_spec(release, component)
+    spec = testenv.session_spec(release, component)
     requirements = [arg for req in spec.requirement_files for arg in ("-r", req)]
     if requirements or spec.requirements:
         session.install("-c", spec.constraints, *requirements, *spec.requirements)

@@ -84,6 +84,7 @@ def patch(c, release, component=None, offline_=False, jobs=None, format="table")
 def constraints(c, release, update=False, from_=None, note=None, offline_=False, format="table"):
     """Write the effective upper-constraints (upstream + overrides - patched components) to build/<release>/."""
     from pipeline.constraints import effective as stage
+    from pipeline.constraints.upstream import update_snapshot
     from pipeline.core import console
 
     fmt = output_format(format)
@@ -91,7 +92,7 @@ def constraints(c, release, update=False, from_=None, note=None, offline_=False,
     project.release(release)
     with _lock_release(project, release):
         if update:
-            console.note(f"snapshot written: {project.layout.repo_rel(stage.update_snapshot(project, release, from_, note))}")
+            console.note(f"snapshot written: {project.layout.repo_rel(update_snapshot(project, release, from_, note))}")
         record = stage.build(project, release)
     if fmt == "json":
         console.result_json(record.to_dict())
@@ -255,6 +256,7 @@ def testapply(c, release=None, component=None, defer_tests=False, skip_tests=Fal
     from pipeline.core import console
     from pipeline.core.errors import UsageError
     from pipeline.testing import testapply as stage
+    from pipeline.testing.results import report_json, table_rows
 
     fmt = output_format(format)
     if defer_tests and skip_tests:
@@ -263,9 +265,9 @@ def testapply(c, release=None, component=None, defer_tests=False, skip_tests=Fal
     project = offline(project_from(c), offline_)
     report = stage.testapply(project, release or [], component or [], mode, tests, positive_int(jobs, "--jobs"), keep_going)
     if fmt == "json":
-        console.result_json(stage.report_json(report))
+        console.result_json(report_json(report))
     else:
-        rows = stage.table_rows(report)
+        rows = table_rows(report)
         console.result(console.table(["series", "patch", "applied", "tests run", "result", "time"], rows)
                        if rows else "no patch series")
         console.note(f"junit: {project.layout.rel(project.layout.testapply_root() / 'junit.xml')}")
@@ -278,7 +280,7 @@ def testapply(c, release=None, component=None, defer_tests=False, skip_tests=Fal
         console.result(stage.BANNER)
 
 
-# --- the patch lifecycle (pipeline/lifecycle.py, upstream.py, audit.py) ---------------------------
+# --- the patch lifecycle (pipeline/patches/) -----------------------------------------------------
 
 CONTINUE_HELP = "finish the operation that stopped on a conflict, after resolving it in the worktree it names"
 ABORT_HELP = "drop the operation that stopped on a conflict (its worktree); the repository stays as it is"
@@ -319,7 +321,7 @@ def new(c, release, component, commit=None, from_tree=False, continue_=False, ab
         format="table"):
     """Add patches: cherry-pick upstream commits, or take the commits made on the prepared tree."""
     from pipeline.core.errors import UsageError
-    from pipeline.patches import lifecycle
+    from pipeline.patches import adding
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -327,8 +329,8 @@ def new(c, release, component, commit=None, from_tree=False, continue_=False, ab
     if rows is None:
         if bool(commit) == from_tree:
             raise UsageError("give either --commit SHA (repeatable) or --from-tree")
-        rows = lifecycle.new_from_tree(project, release, component) if from_tree else \
-            lifecycle.new_from_commits(project, release, component, list(commit))
+        rows = adding.new_from_tree(project, release, component) if from_tree else \
+            adding.new_from_commits(project, release, component, list(commit))
     _added(rows, fmt)
 
 
@@ -342,7 +344,7 @@ def import_(c, release, component, change=None, gerrit=None, continue_=False, ab
             format="table"):
     """Add a Gerrit change under review (and the changes it Depends-On) as the next patches."""
     from pipeline.core.errors import UsageError
-    from pipeline.patches import lifecycle
+    from pipeline.patches import adding
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -350,7 +352,7 @@ def import_(c, release, component, change=None, gerrit=None, continue_=False, ab
     if rows is None:
         if not change:
             raise UsageError("give --change N[/PS]")
-        rows = lifecycle.import_change(project, release, component, change, gerrit)
+        rows = adding.import_change(project, release, component, change, gerrit)
     _added(rows, fmt)
 
 
@@ -366,7 +368,7 @@ def refresh(c, release, component=None, to=None, dry_run=False, continue_=False,
     """Move a release's ref and rebase each series onto it, one patch at a time (3-way)."""
     from pipeline.core import console
     from pipeline.core.errors import LifecycleConflictError, UsageError
-    from pipeline.patches import lifecycle, series
+    from pipeline.patches import lifecycle, reshaping, series
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -384,7 +386,7 @@ def refresh(c, release, component=None, to=None, dry_run=False, continue_=False,
         done, error = [], None
         for index, name in enumerate(names):
             try:
-                done.append((name, lifecycle.refresh(project, release, name, to, dry_run)[1]))
+                done.append((name, reshaping.refresh(project, release, name, to, dry_run)[1]))
             except LifecycleConflictError as conflict:
                 done.append((name, getattr(conflict, "rows", [])))
                 error = conflict
@@ -463,10 +465,10 @@ def candidates_(c, release, component=None, offline_=False, format="table"):
 def remove(c, patch, release, component, renumber=False, offline_=False):
     """Remove a patch from a series (refused when the rest would no longer apply)."""
     from pipeline.core import console
-    from pipeline.patches import lifecycle
+    from pipeline.patches import reshaping
 
     project = offline(project_from(c), offline_)
-    for old, new_name in lifecycle.remove_patch(project, release, component, patch, renumber):
+    for old, new_name in reshaping.remove_patch(project, release, component, patch, renumber):
         console.result(f"renamed: {old} -> {new_name}")
 
 
@@ -475,9 +477,9 @@ def remove(c, patch, release, component, renumber=False, offline_=False):
 def renumber_(c, release, component, offline_=False):
     """Number a series 1..n in its order, at one width (files renamed, nothing else changed)."""
     from pipeline.core import console
-    from pipeline.patches import lifecycle
+    from pipeline.patches import reshaping
 
-    renamed = lifecycle.renumber(offline(project_from(c), offline_), release, component)
+    renamed = reshaping.renumber(offline(project_from(c), offline_), release, component)
     console.result("\n".join(f"renamed: {old} -> {new_name}" for old, new_name in renamed) or "already numbered 1..n")
 
 

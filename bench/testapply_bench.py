@@ -145,7 +145,7 @@ def run_tests(tree: Path, venv: Path, selector: str | None = None,
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             return None, 0, True
-    from pipeline.testing.testapply import SUBUNIT_SCRIPT
+    from pipeline.testing.results import SUBUNIT_SCRIPT
 
     parsed = subprocess.run([str(venv / "bin" / "python"), "-c", SUBUNIT_SCRIPT], input=stdout,
                             capture_output=True, env=env, check=False)

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import atexit  # noqa: E402
 import tempfile  # noqa: E402
 
-from pipeline.constraints.effective import split_snapshot  # noqa: E402
+from pipeline.constraints.upstream import split_snapshot  # noqa: E402
 from pipeline.core.releases import Project, load_project  # noqa: E402
 from pipeline.core.settings import Settings
 

@@ -16,7 +16,7 @@ from conftest import REPO_ROOT, invoke, run_git
 from packaging.specifiers import SpecifierSet
 
 from pipeline.core.errors import ConfigError
-from pipeline.provenance import advisories
+from pipeline.provenance import advisories, advisory_database
 from pipeline.provenance.assessment import patch_fixes
 
 SNAPSHOTS = Path("/work/shared/advisories")
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.skipif(not OSSA.is_dir(), reason="the advisory snapshot
 
 @pytest.fixture
 def database(layout):
-    advisories._cache.clear()
-    return advisories.load(layout.project(ossa=str(OSSA), pypa_advisories=str(PYPA)))
+    advisory_database.forget()
+    return advisory_database.load(layout.project(ossa=str(OSSA), pypa_advisories=str(PYPA)))
 
 
 def advisory(db, package: str, advisory_id: str):
@@ -81,8 +81,8 @@ def test_pypa_events_in_any_order_and_an_ossa_cve_once(database, layout):
     middleware = database.for_package("oslo.middleware")  # any spelling of the name
     ossa = next(a for a in middleware if a.id == "OSSA-2017-001")
     assert "PYSEC-2018-104" in ossa.aliases and not any(a.id == "PYSEC-2018-104" for a in middleware)
-    advisories._cache.clear()
-    pysec = advisories.load(layout.project(ossa="", pypa_advisories=str(PYPA)))  # the same file on its own
+    advisory_database.forget()
+    pysec = advisory_database.load(layout.project(ossa="", pypa_advisories=str(PYPA)))  # the same file on its own
     affected = next(a for a in pysec.for_package("oslo-middleware") if a.id == "PYSEC-2018-104").affected[0]
     assert [v for v in ("3.8.0", "3.8.1", "3.19.0", "3.19.1", "3.21.0", "3.23.1") if affected.containing(v)] == \
         ["3.8.0", "3.19.0", "3.21.0"]
@@ -140,8 +140,8 @@ def ossa_repository(tmp_path: Path) -> Path:
 def test_a_git_source_is_fetched_once_exported_and_kept_when_unreachable(layout, tmp_path, capfd):
     repo = ossa_repository(tmp_path)
     project = layout.project(ossa=repo.as_uri(), pypa_advisories="")
-    advisories._cache.clear()
-    db = advisories.load(project, refresh=True)
+    advisory_database.forget()
+    db = advisory_database.load(project, refresh=True)
     assert any(a.id == "OSSA-2026-005" for a in db.for_package("keystone"))
     first = run_git(repo, "rev-parse", "HEAD")
     assert db.sources["ossa"] == f"{repo.as_uri()} at {first[:12]}"
@@ -150,17 +150,17 @@ def test_a_git_source_is_fetched_once_exported_and_kept_when_unreachable(layout,
     # A new advisory upstream: the next refresh takes it, and only that commit's export stays.
     (repo / "ossa" / "OSSA-2026-012.yaml").unlink()
     run_git(repo, "commit", "-q", "-am", "Withdraw one")
-    advisories._cache.clear()
-    assert not any(a.id == "OSSA-2026-012" for a in advisories.load(project, refresh=True).for_package("ironic"))
+    advisory_database.forget()
+    assert not any(a.id == "OSSA-2026-012" for a in advisory_database.load(project, refresh=True).for_package("ironic"))
     assert [p.name for p in exports.glob("ossa-*/*")] == [run_git(repo, "rev-parse", "HEAD")]
     # Unreachable: the mirror as it is, said once; offline: the mirror without asking.
     repo.rename(tmp_path / "gone")
     capfd.readouterr()
-    advisories._cache.clear()
-    assert advisories.load(project, refresh=True).sources["ossa"].endswith(run_git(tmp_path / "gone", "rev-parse", "HEAD")[:12])
+    advisory_database.forget()
+    assert advisory_database.load(project, refresh=True).sources["ossa"].endswith(run_git(tmp_path / "gone", "rev-parse", "HEAD")[:12])
     assert "unreachable" in capfd.readouterr().err
-    advisories._cache.clear()
-    advisories.load(layout.project(ossa=repo.as_uri(), pypa_advisories="", offline=True))
+    advisory_database.forget()
+    advisory_database.load(layout.project(ossa=repo.as_uri(), pypa_advisories="", offline=True))
 
 
 def test_an_unreachable_source_never_fetched_is_exit_10_without_its_credentials(layout):
@@ -174,7 +174,7 @@ def test_an_unreachable_source_never_fetched_is_exit_10_without_its_credentials(
     offline = invoke(layout, "advisories", "--offline")
     assert offline.returncode == 10 and "offline mode forbids fetching it" in offline.stderr
     with pytest.raises(ConfigError, match="is not a folder"):
-        advisories.load(layout.project(ossa=str(layout.root / "no-such-folder")))
+        advisory_database.load(layout.project(ossa=str(layout.root / "no-such-folder")))
 
 
 # --- a real image: the shipped keystone of 2025.2 -----------------------------------------------------------

@@ -6,6 +6,8 @@ import pytest
 from conftest import UPSTREAM_CONSTRAINTS, invoke
 
 from pipeline.constraints import effective as constraints
+from pipeline.constraints import overrides as overrides_module
+from pipeline.constraints import upstream
 from pipeline.core import locks
 from pipeline.core.errors import (
     CacheCorruptError,
@@ -22,17 +24,17 @@ def real(release: str) -> str:
 
 
 def merged(release: str, overrides: str, built: dict | None = None):
-    return constraints.merge(real(release), constraints.parse_overrides(overrides, "o"), built or {}, "o")
+    return overrides_module.merge(real(release), overrides_module.parse_overrides(overrides, "o"), built or {}, "o")
 
 
 def pins(result, name: str) -> list[str]:
-    return [l for l in result.lines if constraints.canonical_name(l) == name]
+    return [l for l in result.lines if overrides_module.canonical_name(l) == name]
 
 
 def applies_to(lines: list[str], python: str) -> list[str]:
-    index = next(i for i, env in enumerate(constraints.ENVIRONMENTS)
+    index = next(i for i, env in enumerate(overrides_module.ENVIRONMENTS)
                  if env["python_version"] == python and env["sys_platform"] == "linux")
-    return [l for l in lines if index in constraints.applies(constraints._marker_of(l))]
+    return [l for l in lines if index in overrides_module.applies(overrides_module._marker_of(l))]
 
 
 def test_override_without_marker_replaces_every_variant_in_place():
@@ -46,7 +48,7 @@ def test_override_without_marker_replaces_every_variant_in_place():
 
 def test_marker_override_keeps_the_upstream_pin_for_the_other_pythons():
     """pyOpenSSL===25.0.0 for Python >= 3.12 must leave the release's Python 3.11 with its upstream pin."""
-    upstream = pins(constraints.merge(real("2025.2"), [], {}), "pyopenssl")
+    upstream = pins(overrides_module.merge(real("2025.2"), [], {}), "pyopenssl")
     result = merged("2025.2", "pyOpenSSL===25.0.0;python_version>='3.12'\n")
     lines = pins(result, "pyopenssl")
     assert "pyOpenSSL===25.0.0;python_version>='3.12'" in lines
@@ -63,15 +65,15 @@ def test_marker_override_matching_one_upstream_variant_replaces_only_it():
 
 
 def test_trailing_comment_is_a_reason_not_an_error():
-    overrides = constraints.parse_overrides("# CVE-2026-23490\npyasn1===0.6.2                # replaces every pin\n", "o")
-    assert overrides[0].text == "pyasn1===0.6.2"
-    assert overrides[0].reason == "CVE-2026-23490 replaces every pin"
+    parsed = overrides_module.parse_overrides("# CVE-2026-23490\npyasn1===0.6.2                # replaces every pin\n", "o")
+    assert parsed[0].text == "pyasn1===0.6.2"
+    assert parsed[0].reason == "CVE-2026-23490 replaces every pin"
 
 
 def test_readme_example_parses():
     readme = (PROJECT_ROOT / "README.md").read_text()
     block = readme.split("`overrides/<R>/constraints.txt`:", 1)[1].split("```", 2)[1]
-    constraints.parse_overrides(block.split("\n", 1)[1], "README")
+    overrides_module.parse_overrides(block.split("\n", 1)[1], "README")
 
 
 @pytest.mark.parametrize("text,message", [
@@ -82,7 +84,7 @@ def test_readme_example_parses():
 ])
 def test_conflicting_overrides_are_refused(text, message):
     with pytest.raises(OverrideError, match=message) as info:
-        constraints.parse_overrides(text, "overrides/2025.2/constraints.txt")
+        overrides_module.parse_overrides(text, "overrides/2025.2/constraints.txt")
     assert "overrides/2025.2/constraints.txt:2:" in str(info.value) and info.value.exit_code == 5
 
 
@@ -95,7 +97,7 @@ def test_disjoint_markers_are_fine():
                                   "cryptography[ssl]===44.0.1", "-", "--foo"])
 def test_malformed_line_names_file_and_line(line):
     with pytest.raises(OverrideError) as info:
-        constraints.parse_overrides(f"# ok\n\n{line}\n", "overrides/2025.2/constraints.txt")
+        overrides_module.parse_overrides(f"# ok\n\n{line}\n", "overrides/2025.2/constraints.txt")
     assert "overrides/2025.2/constraints.txt:3:" in str(info.value)
 
 
@@ -106,7 +108,7 @@ def test_names_match_canonically(spelling):
 
 def test_removal_and_built_from_source():
     result = merged("2025.2", "-cryptography\n", {"oslo-messaging": "oslo.messaging"})
-    names = {constraints.canonical_name(l) for l in result.lines}
+    names = {overrides_module.canonical_name(l) for l in result.lines}
     assert "cryptography" not in names and "oslo-messaging" not in names
     assert {c.name: c.why for c in result.changes}["oslo-messaging"] == "built from patched source (oslo.messaging)"
     with pytest.raises(OverrideError, match="built from patched source"):
@@ -114,10 +116,10 @@ def test_removal_and_built_from_source():
 
 
 def test_negate():
-    assert constraints.negate("python_version>='3.12'") == "python_version < '3.12'"
-    assert constraints.negate("python_version>='3.10' and sys_platform=='linux'") == \
+    assert overrides_module.negate("python_version>='3.12'") == "python_version < '3.12'"
+    assert overrides_module.negate("python_version>='3.10' and sys_platform=='linux'") == \
         "python_version < '3.10' or sys_platform != 'linux'"
-    assert constraints.negate("python_version==='3.12'") is None
+    assert overrides_module.negate("python_version==='3.12'") is None
 
 
 # --- the stage: snapshots, URLs, caches --------------------------------------------------
@@ -135,7 +137,7 @@ def test_shipped_snapshots_build_with_no_network(tmp_path):
     project = load_project(settings)
     for release in project.releases:
         record = stage(project, release)
-        fields, body = constraints.split_snapshot(project.layout.constraints_snapshot(release).read_text())
+        fields, body = upstream.split_snapshot(project.layout.constraints_snapshot(release).read_text())
         assert body == real(release) and fields["sha256"] and "requirements" in fields["note"]
         assert record.upstream.startswith(f"releases/{release}/upper-constraints.txt")
 
@@ -143,11 +145,11 @@ def test_shipped_snapshots_build_with_no_network(tmp_path):
 def test_update_writes_a_header_naming_the_source(layout):
     layout.release("2025.1", {"demo": "1.0.0"})
     project = layout.project()
-    path = constraints.update_snapshot(project, "2025.1", note="requirements at 19088b84dc74")
+    path = upstream.update_snapshot(project, "2025.1", note="requirements at 19088b84dc74")
     text = path.read_text()
     assert text.startswith("# upper-constraints snapshot for OpenStack 2025.1")
     assert "# source: file://" in text and "# note: requirements at 19088b84dc74" in text
-    assert constraints.split_snapshot(text)[1] == real("2025.1")
+    assert upstream.split_snapshot(text)[1] == real("2025.1")
     path.write_text(text.replace("oslo.config===", "oslo.config===9"))
     with pytest.raises(ConfigError, match="does not match the sha256 in its header"):
         stage(layout.project(), "2025.1")

@@ -205,7 +205,7 @@ def test_a_cached_image_without_the_trees_layers_is_built_here_and_replaced_in_t
     import io
     import tarfile
 
-    from pipeline.image.service_image import label_instruction
+    from pipeline.image.plan import label_instruction
 
     # A label of its own: the forged image must not stand under a tag other tests use meanwhile.
     token = uuid.uuid4().hex[:12]

@@ -26,6 +26,7 @@ from pipeline.core.releases import load_project
 from pipeline.core.settings import PROJECT_ROOT, Settings
 from pipeline.image import prepare as prepare_stage
 from pipeline.provenance import manifest as manifest_stage
+from pipeline.provenance import inventory as inventory_stage
 from pipeline.provenance import sbom as sbom_stage
 from pipeline.provenance import vex as vex_stage
 
@@ -152,14 +153,14 @@ def test_an_extension_whose_library_is_missing_is_named_with_where_to_declare_it
                   " && ldconfig\nUSER openstack\n")
     image, _ = engine.images.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True)
     try:
-        inventory = sbom_stage.read_inventory(engine.api, image.id)
+        inventory = inventory_stage.read_inventory(engine.api, image.id)
         assert inventory.missing_libraries == {
             f"{SITE}/_ldap.cpython-311-x86_64-linux-gnu.so": ["libldap-2.5.so.0", "liblber-2.5.so.0"]}
         with pytest.raises(ImageContentError) as caught:
-            sbom_stage.check_libraries(record, inventory)
+            inventory_stage.check_libraries(record, inventory)
         assert "_ldap.cpython-311-x86_64-linux-gnu.so: libldap-2.5.so.0, liblber-2.5.so.0" in caught.value.message
         assert "services.keystone.packages in releases/2025.2/runtime.yaml" in caught.value.hint
-        assert sbom_stage.read_inventory(engine.api, record.image_id).missing_libraries == {}
+        assert inventory_stage.read_inventory(engine.api, record.image_id).missing_libraries == {}
     finally:
         engine.images.remove(image.id)
 
@@ -528,7 +529,7 @@ def test_an_image_the_sbom_cannot_read_is_an_sbom_error_naming_it(built, engine)
     runtime = results["keystone"].record.bases["runtime_id"]
     for image, hint in [(runtime, "/var/lib/openstack/bin/python"), ("sha256:" + "0" * 64, "docker info")]:
         with pytest.raises(sbom_stage.SbomError) as error:
-            sbom_stage.read_inventory(engine.api, image)
+            inventory_stage.read_inventory(engine.api, image)
         assert error.value.exit_code == 50 and f"image {image[:19]}" in error.value.message
         assert hint in error.value.hint
 

@@ -13,13 +13,8 @@ from pipeline.core.errors import (
     PatchFormatError,
     TypeChangePatchError,
 )
-from pipeline.patches.patchfile import (
-    parse_diff,
-    parse_patch,
-    provenance,
-    symlinks_after,
-    unsafe_paths,
-)
+from pipeline.patches.patchfile import parse_diff, parse_patch
+from pipeline.patches.provenance import provenance, symlinks_after, unsafe_paths
 
 SHIPPED = sorted((REPO_ROOT / "patches").glob("*/*/*.patch"))
 

@@ -13,7 +13,8 @@ import pytest
 from conftest import REPO_ROOT, Layout, invoke, make_patch, run_git
 
 from pipeline.testing.impact import ImportGraph, selector_regex
-from pipeline.testing.testapply import BANNER, extras_requirements, tox_test_env
+from pipeline.testing.testapply import BANNER
+from pipeline.testing.testenv import extras_requirements, tox_test_env
 
 GENUINE = sorted((REPO_ROOT / "tests" / "data" / "oslo.config").glob("*.patch"))
 

@@ -1,7 +1,7 @@
 """The BuildKit hand-off: ``<workdir>/<release>/docker-bake.json`` for ``docker buildx bake``.
 
 One target per service, from the very plan the docker-py path builds
-(``service_image.plan_service``): the same rendered Dockerfile (with its
+(``plan.plan_service``): the same rendered Dockerfile (with its
 ``dependencies.txt`` and the patched trees' layer archives) in a context
 directory, the same build arguments, labels and tags, and every named
 context (a set of package files) as a real directory, the files linked into
@@ -29,7 +29,7 @@ from pipeline.core.releases import Project
 from pipeline.image import layer_cache
 from pipeline.image.engine import connect
 from pipeline.image.prepare import prepare_release
-from pipeline.image.service_image import ServicePlan
+from pipeline.image.plan import ServicePlan
 from pipeline.image.tree_layer import read_verified
 from pipeline.image.wheels import fetch_files
 

@@ -31,7 +31,7 @@ from pipeline.image.wheels import (
     fill_index_cache,
     locked_files,
 )
-from pipeline.patches.series import PreparedTree
+from pipeline.patches.records import PreparedTree
 
 
 @dataclass(frozen=True)

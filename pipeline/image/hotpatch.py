@@ -34,7 +34,7 @@ from pipeline.core.files import read_json, write_atomic, write_json
 from pipeline.core.locks import hold
 from pipeline.core.releases import Project
 from pipeline.image.engine import connect, engine_info
-from pipeline.patches.series import PreparedTree
+from pipeline.patches.records import PreparedTree
 from pipeline.patches.series import patch as prepare_trees
 from pipeline.sources.fetch import SourceRecord, fetch_component
 

@@ -26,7 +26,7 @@ from pipeline.core.runtime import bindep_packages
 from pipeline.core.stamps import Stamp
 from pipeline.image.dockerfiles import find_dockerfile
 from pipeline.image.engine import context_tar, ensure_image, stream_build
-from pipeline.patches.series import PreparedTree
+from pipeline.patches.records import PreparedTree
 
 # apt's words for a package the suite lacks
 MISSING_PACKAGE = re.compile(r"E: (?:Unable to locate package (\S+)|Package '([^']+)' has no installation candidate"

@@ -29,19 +29,13 @@ from pipeline.image.dependencies import release_locks
 from pipeline.image.engine import engine_info
 from pipeline.image.packages import service_packages
 from pipeline.image.release_layer import ReleaseLayers, ensure_release_layers
-from pipeline.image.service_image import (
-    ServicePlan,
-    downstream_outputs,
-    ensure_contexts,
-    ensure_packages,
-    is_current,
-    plan_service,
-)
+from pipeline.image.service_image import downstream_outputs, ensure_contexts, ensure_packages, is_current
+from pipeline.image.plan import ServicePlan, plan_service
 from pipeline.image.tree_layer import EPOCH, TreeLayer, site_packages, tree_layer
 from pipeline.image.tree_wheel import TreeWheel, tree_wheel
 from pipeline.image.wheels import Target, wheel_set
 from pipeline.patches import series
-from pipeline.patches.series import PreparedTree
+from pipeline.patches.records import PreparedTree
 
 
 @dataclass

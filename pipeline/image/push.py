@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from pipeline.core.errors import PushError
 from pipeline.core.releases import Project
+from pipeline.image import record as image_record
+from pipeline.image.record import PushRecord
 from pipeline.image.registry import RegistryFailure
 from pipeline.image.registry import push as push_tag
 from pipeline.image.registry import shown as shown_registry
-from pipeline.image import record as image_record
-from pipeline.image.record import PushRecord
 
 
 def push(project: Project, release: str, service: str, client) -> dict[str, str]:

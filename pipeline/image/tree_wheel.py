@@ -66,7 +66,7 @@ from pipeline.core.files import (
 )
 from pipeline.core.releases import Project
 from pipeline.image.wheels import LockedFile, fetch_files, tree_build_requires, uv_bin
-from pipeline.patches.series import PreparedTree
+from pipeline.patches.records import PreparedTree
 
 # The hook caller re-raises the backend's warnings (setuptools' deprecations, by the hundred for
 # pbr trees) in this process, on stderr, which carries progress only: the build's log has its output.

@@ -44,7 +44,7 @@ from pipeline.core.files import hash_inputs, read_json, write_json
 from pipeline.core.redact import redact
 from pipeline.core.releases import Project
 from pipeline.core.stamps import Stamp
-from pipeline.sources.fetch import IndexFile, cached_download, index_files
+from pipeline.sources.sdists import IndexFile, cached_download, index_files
 
 UV_VERSION = "0.13.9"  # the uv binary build stages use (from the uv wheel on the index)
 GLIBC_OF_SUITE = {"bullseye": 31, "bookworm": 36, "trixie": 41}

@@ -23,8 +23,9 @@ from packaging.version import InvalidVersion, Version
 
 from pipeline.core.releases import Project, Release
 from pipeline.patches import upstream
-from pipeline.patches.patchfile import HUNK_RE, PatchMeta, provenance
-from pipeline.patches.series import all_series, discover, read_patch
+from pipeline.patches.patchfile import HUNK_RE, PatchMeta, read_patch
+from pipeline.patches.provenance import provenance
+from pipeline.patches.series import all_series, discover
 
 RULES = {
     "db-schema": "adds or changes a database migration (alembic or sqlalchemy-migrate versions)",

@@ -37,7 +37,7 @@ from pipeline.core.git import git, text
 from pipeline.core.locks import hold
 from pipeline.core.releases import Project
 from pipeline.core.stamps import Stamp
-from pipeline.patches.series import PreparedTree
+from pipeline.patches.records import PreparedTree
 from pipeline.patches.series import patch as prepare_trees
 
 FORMAT = 1  # bump when the archive layout changes: stamps of older archives then no longer match

@@ -15,47 +15,33 @@ has been made and checked (``seriesedit.write``).
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipeline.core import console, locks
 from pipeline.core.errors import (
-    FetchError,
     GitError,
     LifecycleConflictError,
-    PatchApplyError,
-    UncommittedChangesError,
     UsageError,
 )
 from pipeline.core.files import read_json, remove, write_json
-from pipeline.core.git import git, rev_parse, text
-from pipeline.core.redact import public_url
+from pipeline.core.git import git, text
 from pipeline.core.releases import Component, Project
 from pipeline.patches import upstream
-from pipeline.patches.patchfile import trailers
-from pipeline.patches.series import (
-    NUMBER_RE,
-    apply_series,
-    clone_pristine,
-    read_patch,
-    with_trailer,
-)
+from pipeline.patches.applying import apply_series, clone_pristine
+from pipeline.patches.patchfile import read_patch
 from pipeline.patches.seriesedit import (
     committer_env,
     format_patch,
     load,
-    renamed,
     verify,
     write,
 )
-from pipeline.sources.fetch import Mirror, SourceRecord, fetch_component
+from pipeline.sources.fetch import SourceRecord, fetch_component
 
 STATE_FILE = "state.json"
 BRANCH = "lifecycle"
-DEPENDS_ON_RE = re.compile(r"^Depends-On:\s*(\S+)\s*$", re.MULTILINE | re.IGNORECASE)
-CHANGE_RE = re.compile(r"^(\d+)(?:/(\d+))?$")
 
 UNCHANGED, REFRESHED, UPSTREAM, CONFLICT, NOT_TRIED, ADDED, EMPTY = (
     "unchanged", "refreshed", "already upstream", "conflict", "not tried", "added", "already in the ref")
@@ -107,24 +93,24 @@ def refuse_pending(project: Project, release: str, component: str) -> None:
         )
 
 
-def _lock(project: Project, release: str):
+def series_lock(project: Project, release: str):
     return locks.hold(project.layout.lock(release), f"the work directory of {release}")
 
 
 # --- the worktree ------------------------------------------------------------------------
 
 
-def _worktree(project: Project, source: SourceRecord, dest: Path) -> None:
+def pristine_worktree(project: Project, source: SourceRecord, dest: Path) -> None:
     remove(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     clone_pristine(project, source, dest)
     text("checkout", "--quiet", "-f", "-B", BRANCH, source.commit, cwd=dest)
 
 
-def _series_worktree(project: Project, component: Component, dest: Path) -> SourceRecord:
+def series_worktree(project: Project, component: Component, dest: Path) -> SourceRecord:
     """A worktree at the release's ref with the current series applied as commits; the ref's source."""
     source = fetch_component(project, component)[0]
-    _worktree(project, source, dest)
+    pristine_worktree(project, source, dest)
     applied = apply_series(project, component, source, list(load(project, component.name, component.release).patches),
                            dest, source.commit, commit=True)
     head = applied[-1].commit if applied else source.commit
@@ -132,7 +118,7 @@ def _series_worktree(project: Project, component: Component, dest: Path) -> Sour
     return source
 
 
-def _fetch_into(worktree: Path, url: str, ref: str) -> str:
+def fetch_into(worktree: Path, url: str, ref: str) -> str:
     """Fetch ``ref`` with its parent (enough for a 3-way cherry-pick) from ``url``; its SHA."""
     text("fetch", "--quiet", "--no-tags", "--depth=2", url, ref, cwd=worktree)
     sha = text("rev-parse", "FETCH_HEAD", cwd=worktree).strip()
@@ -140,11 +126,11 @@ def _fetch_into(worktree: Path, url: str, ref: str) -> str:
     return sha
 
 
-def _subject(repo: Path, commit: str) -> str:
+def subject_of(repo: Path, commit: str) -> str:
     return text("log", "-1", "--format=%s", commit, cwd=repo).strip()
 
 
-def _message(repo: Path, commit: str) -> str:
+def message_of(repo: Path, commit: str) -> str:
     return text("log", "-1", "--format=%B", commit, cwd=repo)
 
 
@@ -240,7 +226,7 @@ def _picked(project: Project, op: Operation, pick: Pick, date: str, resolved: bo
             "upstream": None}
 
 
-def _run(project: Project, op: Operation, dry_run: bool = False) -> list[dict]:
+def run_operation(project: Project, op: Operation, dry_run: bool = False) -> list[dict]:
     """Do the remaining picks, then write the series; the result rows."""
     component = project.component(op.release, op.component)
     hist = upstream.history(project, component) if op.kind == "refresh" else None
@@ -248,10 +234,10 @@ def _run(project: Project, op: Operation, dry_run: bool = False) -> list[dict]:
         result = _pick(project, op, Pick(**op.picks[0]), hist, dry_run)
         op.done.append(result)
         op.picks.pop(0)
-    return _finish(project, op, component, dry_run)
+    return finish(project, op, component, dry_run)
 
 
-def _finish(project: Project, op: Operation, component: Component, dry_run: bool) -> list[dict]:
+def finish(project: Project, op: Operation, component: Component, dry_run: bool) -> list[dict]:
     wt = Path(op.worktree)
     series = load(project, op.component, op.release)
     source = SourceRecord.from_dict(op.source)
@@ -297,7 +283,7 @@ def resume(project: Project, release: str, name: str, abort: bool) -> list[dict]
         raise UsageError(f"{name} ({release}): no stopped patches.new, patches.import or patches.refresh to "
                          f"{'abort' if abort else 'continue'}")
     op = Operation(**state)
-    with _lock(project, release):
+    with series_lock(project, release):
         if abort:
             remove(project.layout.lifecycle_dir(release, name))
             console.note(f"aborted the patches.{op.kind} of {name} ({release}): worktree {op.worktree} removed; "
@@ -325,235 +311,18 @@ def resume(project: Project, release: str, name: str, abort: bool) -> list[dict]
         op.done.append(result)
         op.picks.pop(0)
         op.head_before = None
-        return _run(project, op)
+        return run_operation(project, op)
 
 
 # --- patches.new ---------------------------------------------------------------------------
 
 
-def new_from_commits(project: Project, release: str, name: str, commits: list[str]) -> list[dict]:
-    """Cherry-pick upstream commits (any branch) after the release's series, as new patch files."""
-    component = project.component(release, name)
-    refuse_pending(project, release, name)
-    hist = upstream.require_history(project, component, "--commit")
-    mirror = Mirror(project, component)
-    wanted = []
-    for given in commits:
-        sha = hist.resolve(given)
-        if sha is None:
-            raise FetchError(f"{component.label}: commit {given} is not in {component.public_url} (on any branch)",
-                             hint="give a commit SHA of the upstream repository (git log on its branches)")
-        if len(text("rev-list", "--parents", "-n1", sha, cwd=hist.path).split()) > 2:
-            raise UsageError(f"{given} is a merge commit", hint="name the commits the merge brought in, one --commit each")
-        wanted.append(sha)
-    with _lock(project, release):
-        wt = project.layout.lifecycle_dir(release, name) / "worktree"
-        source = _series_worktree(project, component, wt)
-        picks = []
-        for sha in wanted:
-            with mirror.lock():
-                mirror.pin(sha)
-            _fetch_into(wt, mirror.path.as_uri(), f"refs/pinned/{sha}")
-            picks.append(asdict(Pick(sha, f"upstream commit {sha[:12]} ({_subject(wt, sha)})", record_origin=True)))
-        op = Operation("new", release, name, str(wt), asdict(source), picks=picks)
-        return _run(project, op)
-
-
-def new_from_tree(project: Project, release: str, name: str) -> list[dict]:
-    """The commits made on top of the prepared tree (branch ``patched``) become new patch files."""
-    component = project.component(release, name)
-    refuse_pending(project, release, name)
-    tree = project.layout.prepared_tree(release, name)
-    with _lock(project, release):
-        tip = rev_parse(tree, "refs/heads/patched") if (tree / ".git").exists() else None
-        if tip is None:
-            raise UsageError(f"{project.layout.rel(tree)} has no branch patched",
-                             hint=f"run `invoke patch --release {release} --component {name}`, commit your change "
-                                  "there, then rerun")
-        dirty = text("status", "--porcelain", "--untracked-files=no", cwd=tree).split("\n")
-        dirty = [line[3:] for line in dirty if line.strip()]
-        if dirty:
-            raise UncommittedChangesError(f"{tree} has uncommitted changes in {', '.join(dirty)}: only commits become patches",
-                                          hint="commit them (git commit) or drop them (git checkout -- FILE), then rerun")
-        source = fetch_component(project, component)[0]
-        series = load(project, name, release)
-        # The series' commits are reproducible: applying it again gives the SHAs `invoke patch` made.
-        applied = apply_series(project, component, source, list(series.patches), tree, source.commit, commit=True)
-        head = applied[-1].commit if applied else source.commit
-        try:
-            text("merge-base", "--is-ancestor", head, tip, cwd=tree)
-        except GitError:
-            raise UsageError(f"the branch patched of {tree} does not start from the current series of {name} ({release})",
-                             hint=f"run `invoke patch --release {release} --component {name}` (it resets the tree), "
-                                  "then commit your change on top") from None
-        commits = text("rev-list", "--reverse", f"{head}..{tip}", cwd=tree).split()
-        if not commits:
-            raise UsageError(f"no commits on top of the series in {tree} (branch patched)",
-                             hint="commit your change there first (git commit)")
-        merges = [c for c in commits if len(text("rev-list", "--parents", "-n1", c, cwd=tree).split()) > 2]
-        if merges:
-            raise UsageError(f"{tree}: commit {merges[0][:12]} is a merge", hint="make the history linear (git rebase)")
-        op = Operation("new", release, name, str(tree), asdict(source),
-                       done=[{"label": f"commit {c[:12]} ({_subject(tree, c)})", "status": ADDED, "commit": c,
-                              "original": None, "evidence": None, "upstream": None} for c in commits])
-        return _finish(project, op, component, dry_run=False)
-
-
 # --- patches.import -------------------------------------------------------------------------
-
-
-def _change_ref(number: int, patchset: int) -> str:
-    return f"refs/changes/{number % 100:02d}/{number}/{patchset}"
-
-
-def _latest_patchset(url: str, number: int, public: str) -> int:
-    try:
-        out = text("ls-remote", url, f"refs/changes/{number % 100:02d}/{number}/*")
-    except GitError as exc:
-        raise FetchError(f"cannot query Gerrit at {public}: {exc.stderr.strip()}",
-                         hint="check gerrit_base (or --gerrit) and network access") from None
-    sets = [int(m.group(1)) for line in out.splitlines() if (m := re.search(r"/(\d+)$", line.split("\t")[-1]))]
-    if not sets:
-        raise FetchError(f"Gerrit change {number} has no patch sets at {public} ({_change_ref(number, 0)[:-2]}/*)",
-                         hint="check the change number and that it belongs to this component")
-    return max(sets)
-
-
-def _dependency(value: str, component: str) -> int | None:
-    """The change number a ``Depends-On:`` value names, if it is a change of ``component`` (or a bare number)."""
-    if value.isdigit():
-        return int(value)
-    m = re.search(r"/c/(?:[^+]*/)?([^/+]+)/\+/(\d+)", value) or re.search(r"/#/c/()(\d+)", value)
-    if m and (not m.group(1) or m.group(1) == component):
-        return int(m.group(2))
-    return None
-
-
-def import_change(project: Project, release: str, name: str, change: str, gerrit: str | None = None) -> list[dict]:
-    """A Gerrit change (and the changes of this component it depends on) as the next patch files."""
-    component = project.component(release, name)
-    refuse_pending(project, release, name)
-    m = CHANGE_RE.match(change.strip())
-    if not m:
-        raise UsageError(f"--change {change!r} is not a change number", hint="e.g. --change 912345 or --change 912345/3")
-    url = project.settings.gerrit_url(name, gerrit)
-    public = public_url(url)
-    series = load(project, name, release)
-    carried = {v.split("/")[0] for p in series.patches for k, v in trailers(read_patch(project, p).message)
-               if k == "Gerrit-Change"}
-    with _lock(project, release):
-        wt = project.layout.lifecycle_dir(release, name) / "worktree"
-        source = _series_worktree(project, component, wt)
-        picks: list[Pick] = []
-        seen: set[int] = set()
-
-        def queue(number: int, patchset: int | None, chain: tuple[int, ...]) -> None:
-            if number in seen or str(number) in carried:
-                if str(number) in carried and number != int(m.group(1)):
-                    console.note(f"Depends-On {number}: already carried by the series")
-                return
-            seen.add(number)
-            ps = patchset or _latest_patchset(url, number, public)
-            sha = _fetch_into(wt, url, _change_ref(number, ps))
-            message = _message(wt, sha)
-            for value in DEPENDS_ON_RE.findall(message):
-                dep = _dependency(value, name)
-                if dep is None:
-                    console.note(f"change {number}: Depends-On {value} is not a change of {name} (or is a Change-Id, "
-                                 "which git cannot look up): not imported")
-                elif dep not in chain:
-                    queue(dep, None, (*chain, number))
-            picks.append(Pick(sha, f"Gerrit change {number}/{ps} ({_subject(wt, sha)})",
-                              message=with_trailer(message, "Gerrit-Change", f"{number}/{ps}")))
-
-        queue(int(m.group(1)), int(m.group(2)) if m.group(2) else None, ())
-        if not picks:
-            raise UsageError(f"Gerrit change {m.group(1)} is already carried by {project.layout.repo_rel(series.directory)}",
-                             hint="remove its patch first (invoke patches.remove) to import another patch set")
-        op = Operation("import", release, name, str(wt), asdict(source), picks=[asdict(p) for p in picks])
-        return _run(project, op)
 
 
 # --- patches.refresh ------------------------------------------------------------------------
 
 
-def refresh(project: Project, release: str, name: str, to: str, dry_run: bool) -> tuple[SourceRecord, list[dict]]:
-    """Rebase the component's series onto ``to`` and move its ref there; per patch what happened."""
-    component = project.component(release, name)
-    refuse_pending(project, release, name)
-    old = upstream.tree_at(project, component, component.ref)
-    new = upstream.tree_at(project, component, to)
-    with _lock(project, release):
-        scratch = tempfile.mkdtemp(prefix="refresh-") if dry_run else None
-        wt = Path(scratch) / "worktree" if scratch else project.layout.lifecycle_dir(release, name) / "worktree"
-        try:
-            _worktree(project, new, wt)
-            text("fetch", "--quiet", "--no-tags", "--depth=1", str(project.layout.resolve(old.tree)), "HEAD", cwd=wt)
-            if rev_parse(wt, old.commit) is None:
-                raise UsageError(f"{project.layout.resolve(old.tree)} is not at {old.commit}",
-                                 hint=f"run `invoke fetch --release {release} --component {name}`")
-            patches = list(load(project, name, release).patches)
-            applied = apply_series(project, component, old, patches, wt, old.commit, commit=True)
-            picks = [asdict(Pick(a.commit, a.file, message=read_patch(project, p).message, original=a.file))
-                     for a, p in zip(applied, patches)]
-            op = Operation("refresh", release, name, str(wt), asdict(new), old_base=old.upstream_revision,
-                           ref=to, picks=picks)
-            try:
-                return new, _run(project, op, dry_run)
-            except LifecycleConflictError as error:
-                rows = op.done + [{"label": op.picks[0]["label"], "status": CONFLICT, "original": op.picks[0]["original"],
-                                   "commit": None, "evidence": None, "upstream": None}]
-                rows += [{"label": p["label"], "status": NOT_TRIED, "original": p["original"], "commit": None,
-                          "evidence": None, "upstream": None} for p in op.picks[1:]]
-                error.rows = rows
-                raise
-        finally:
-            if scratch:
-                shutil.rmtree(scratch, ignore_errors=True)
-
-
 # --- patches.remove / patches.renumber -----------------------------------------------------------
 
 
-def _find_patch(project: Project, series, given: str) -> Path:
-    for path in series.patches:
-        if given in (path.name, project.layout.repo_rel(path), str(path)) or \
-                (given.isdigit() and (m := NUMBER_RE.match(path.name)) and int(m.group(1)) == int(given)):
-            return path
-    raise UsageError(f"no patch {given!r} in {project.layout.repo_rel(series.directory)}",
-                     hint="give its file name, repository path or number; patches: "
-                          + (", ".join(p.name for p in series.patches) or "none"))
-
-
-def remove_patch(project: Project, release: str, name: str, given: str, renumber: bool) -> list[tuple[str, str]]:
-    """Remove one patch (and with ``renumber`` close the gap); (old, new) names of what remains renamed."""
-    component = project.component(release, name)
-    refuse_pending(project, release, name)
-    with _lock(project, release):
-        series = load(project, name, release)
-        target = _find_patch(project, series, given)
-        remaining = [p for p in series.patches if p != target]
-        names = [renamed(p.name, i + 1, series.width) if renumber else p.name for i, p in enumerate(remaining)]
-        source = fetch_component(project, component)[0]
-        label = project.layout.repo_rel(target)
-        try:
-            write(project, component, [(n, p.read_bytes()) for n, p in zip(names, remaining)], source, f"remove {label}")
-        except PatchApplyError as error:
-            raise PatchApplyError(f"refused to remove {label}: the rest of the series would no longer apply: {error.message}",
-                                  hint="nothing was changed; a later patch needs it: remove or refresh that one too") from None
-        console.note(f"removed: {label}")
-        return [(p.name, n) for p, n in zip(remaining, names) if p.name != n]
-
-
-def renumber(project: Project, release: str, name: str) -> list[tuple[str, str]]:
-    """Number the series 1..n in its order at one width; (old, new) of every renamed file."""
-    component = project.component(release, name)
-    refuse_pending(project, release, name)
-    with _lock(project, release):
-        series = load(project, name, release, ordered=False)
-        width = max(series.width, len(str(len(series.patches))))
-        names = [renamed(p.name, i + 1, width) for i, p in enumerate(series.patches)]
-        source = fetch_component(project, component)[0]
-        write(project, component, [(n, p.read_bytes()) for n, p in zip(names, series.patches)], source,
-              f"renumber {project.layout.repo_rel(series.directory)}")
-        return [(p.name, n) for p, n in zip(series.patches, names) if p.name != n]

@@ -24,14 +24,9 @@ from pipeline.core.errors import ConfigError, GitError, UncommittedChangesError
 from pipeline.core.files import STAGING_PREFIX, UMASK, clean_staging, signals_held
 from pipeline.core.git import text
 from pipeline.core.releases import Component, Project
-from pipeline.patches.patchfile import DEFAULT_AUTHOR
-from pipeline.patches.series import (
-    NUMBER_RE,
-    PATCH_SUFFIX,
-    IndexApplier,
-    read_patch,
-    source_context,
-)
+from pipeline.patches.applying import IndexApplier, source_context
+from pipeline.patches.patchfile import DEFAULT_AUTHOR, read_patch
+from pipeline.patches.series import NUMBER_RE, PATCH_SUFFIX
 from pipeline.sources.fetch import SourceRecord
 
 DEFAULT_WIDTH = 4

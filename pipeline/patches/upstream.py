@@ -21,8 +21,10 @@ from pipeline.core import console, locks
 from pipeline.core.errors import FetchError, GitError
 from pipeline.core.git import git, rev_parse, text
 from pipeline.core.releases import Component, Project
-from pipeline.patches.patchfile import PatchMeta, provenance
-from pipeline.sources.fetch import Mirror, SourceRecord, fetch_component
+from pipeline.patches.patchfile import PatchMeta
+from pipeline.patches.provenance import provenance
+from pipeline.sources.fetch import SourceRecord, fetch_component
+from pipeline.sources.mirrors import Mirror
 
 EVIDENCE = ("change-id", "cherry-picked-from", "patch-id", "reverse-apply")
 # Upstream's own tests, release notes and docs move on independently of a fix, and so do the lines around
@@ -213,7 +215,8 @@ def require_history(project: Project, component: Component, why: str) -> History
 
 def upstreamed(project: Project, releases: list[str] | None, components: list[str], to: str | None) -> list[dict]:
     """For every patch: whether its release's ref (or ``to``) already contains it, with the evidence."""
-    from pipeline.patches.series import all_series, discover, read_patch
+    from pipeline.patches.patchfile import read_patch
+    from pipeline.patches.series import all_series, discover
 
     rows = []
     for release, name in all_series(project, releases):

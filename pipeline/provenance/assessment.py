@@ -28,10 +28,11 @@ from pipeline.core import console, locks
 from pipeline.core.errors import UnknownComponentError
 from pipeline.core.files import read_json
 from pipeline.core.releases import Project
-from pipeline.patches.patchfile import CVE_RE, trailers
-from pipeline.provenance.advisories import ADVISORY_ID_RE, Advisory, Affected, Database
 from pipeline.image import record as image_record
 from pipeline.image.record import DocumentRecord, ImageRecord
+from pipeline.patches.provenance import CVE_RE, trailers
+from pipeline.provenance.advisories import ADVISORY_ID_RE, Advisory, Affected
+from pipeline.provenance.advisory_database import Database
 
 AFFECTED, FIXED_BY_PATCH, FIXED_BY_OVERRIDE, NOT_AFFECTED = "affected", "fixed by patch", "fixed by override", "not affected"
 STATUSES = (AFFECTED, FIXED_BY_PATCH, FIXED_BY_OVERRIDE, NOT_AFFECTED)  # the order of the report
@@ -191,7 +192,7 @@ def selection(project: Project, releases: list[str], services: list[str]) -> lis
 
 def report(project: Project, releases: list[str], services: list[str], refresh: bool) -> Report:
     """Assess every selected image that has been built; write its VEX again when the advisories changed it."""
-    from pipeline.provenance import advisories, vex
+    from pipeline.provenance import advisory_database, vex
 
     chosen = selection(project, releases, services)
     images: list[Image] = []
@@ -202,7 +203,7 @@ def report(project: Project, releases: list[str], services: list[str], refresh: 
             rows.append({"release": release, "service": service, "image": None, "assessed": False, "reason": found})
         else:
             images.append(found)
-    database = advisories.load(project, refresh=refresh)
+    database = advisory_database.load(project, refresh=refresh)
     findings: list[Finding] = []
     for image in images:
         found = assess(image, database)

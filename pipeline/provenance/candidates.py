@@ -29,15 +29,17 @@ from pipeline.core.errors import FetchError, GitError
 from pipeline.core.git import git, text
 from pipeline.core.releases import RELEASE_NAME, Component, Project
 from pipeline.patches import upstream
-from pipeline.patches.patchfile import (
+from pipeline.patches.applying import IndexApplier, source_context
+from pipeline.patches.patchfile import read_patch
+from pipeline.patches.provenance import (
     BUG_TRAILERS,
     CHANGE_ID_RE,
     CHERRY_PICK_RE,
     CVE_RE,
     provenance,
 )
-from pipeline.patches.series import IndexApplier, discover, read_patch, source_context
-from pipeline.provenance import advisories
+from pipeline.patches.series import discover
+from pipeline.provenance import advisory_database
 from pipeline.provenance.advisories import ADVISORY_ID_RE, Advisory
 from pipeline.provenance.assessment import patch_fixes
 from pipeline.sources.fetch import SourceRecord
@@ -208,7 +210,7 @@ def _review_candidates(release: str, component: str, advisory: Advisory) -> list
             for n in advisory.review_numbers(component, release)]
 
 
-def for_component(project: Project, component: Component, database: advisories.Database | None) -> tuple[list[Candidate], dict]:
+def for_component(project: Project, component: Component, database: advisory_database.Database | None) -> tuple[list[Candidate], dict]:
     """The component's candidates, and what they were found against (ref, version, advisories, history)."""
     source = upstream.tree_at(project, component, component.ref)
     series = Series.read(project, component)
@@ -291,7 +293,7 @@ def _same(a: str, b: str) -> bool:
 def candidates(project: Project, release: str, names: list[str]) -> tuple[list[Candidate], list[dict]]:
     """Candidates for the named components of a release (default: every component)."""
     try:
-        database = advisories.load(project)
+        database = advisory_database.load(project)
     except FetchError as error:
         console.warn(f"no advisories read ({error.message}): commits are matched by their messages only")
         database = None

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import re
 
-from pipeline.constraints.effective import parse_overrides
+from pipeline.constraints.overrides import parse_overrides
 from pipeline.core import console
 from pipeline.core.errors import UsageError
 from pipeline.core.releases import Project
 from pipeline.image import record as image_record
-from pipeline.patches.patchfile import provenance
-from pipeline.patches.series import all_series, discover, read_patch
+from pipeline.patches.patchfile import read_patch
+from pipeline.patches.provenance import provenance
+from pipeline.patches.series import all_series, discover
 
 
 def _normalise(cve: str) -> str:

@@ -138,11 +138,11 @@ def build_vex(record: ImageRecord, sbom_serial: str, findings: list | None = Non
 
 def _findings(project: Project, release: str, service: str) -> list | None:
     """The advisories' findings for the image, or None (with a warning) when no advisory source can be read."""
-    from pipeline.provenance import advisories
+    from pipeline.provenance import advisory_database
     from pipeline.provenance.assessment import Image, assess, read_image
 
     try:
-        database = advisories.load(project)
+        database = advisory_database.load(project)
     except FetchError as error:
         console.warn(f"vex {service} ({release}): no advisories read ({error.message}); the image's document keeps what "
                      "they said when last read, or a new one holds only the CVEs its patches resolve (invoke advisories "

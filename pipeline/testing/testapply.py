@@ -13,7 +13,6 @@ skipped, expected failures), the result table, the JUnit XML at
 
 from __future__ import annotations
 
-import configparser
 import json
 import os
 import re
@@ -21,262 +20,60 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
-import xml.etree.ElementTree as ET
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.constraints import effective as constraints_stage
 from pipeline.core import console, locks, runner
 from pipeline.core.errors import (
-    ConfigError,
     PatchApplyError,
     PipelineError,
     TestEnvironmentError,
     TestsFailedError,
     UnknownComponentError,
 )
-from pipeline.core.files import read_json, write_atomic, write_json
+from pipeline.core.files import read_json, write_json
 from pipeline.core.git import text
 from pipeline.core.redact import redact
 from pipeline.core.releases import Project
 from pipeline.core.settings import PROJECT_ROOT
 from pipeline.core.stamps import Stamp
-from pipeline.patches.series import (
-    AppliedPatch,
-    all_series,
-    apply_series,
-    clone_pristine,
-    discover,
-)
+from pipeline.patches.applying import apply_series, clone_pristine
+from pipeline.patches.records import AppliedPatch
+from pipeline.patches.series import all_series, discover
 from pipeline.sources.fetch import fetch_component
 from pipeline.testing import impact
+from pipeline.testing.results import (
+    END_OF_SERIES,
+    SUBUNIT_SCRIPT,
+    Report,
+    SeriesResult,
+    StepResult,
+    TestCounts,
+    counts_of,
+    write_junit,
+)
+from pipeline.testing.testenv import (
+    SPEC_ENV,
+    SessionSpec,
+    extras_requirements,
+    nox_session_name,
+    tox_test_env,
+)
 
-SPEC_ENV = "OPENSTACK_PATCHES_TESTAPPLY_SPEC"
-NOX_SESSION = "upstream-tests"
 DEFAULT_TEST_COMMAND = "stestr run"
 ALL = "all"
 BANNER = "All patches applied correctly."
-END_OF_SERIES = "(end of series)"
 MODE_EACH, MODE_DEFER, MODE_SKIP = "each", "defer", "skip"
-
-# Runs with the test venv's Python, where python-subunit and testtools are installed:
-# stestr's subunit v2 stream to one JSON record per test.
-SUBUNIT_SCRIPT = r"""
-import json, sys
-import subunit, testtools
-tests = {}
-def on_test(test):
-    start, stop = test["timestamps"]
-    seconds = (stop - start).total_seconds() if start and stop else 0.0
-    details = {}
-    for key, value in test["details"].items():
-        if key in ("traceback", "reason"):
-            try:
-                details[key] = value.as_text()[-4000:]
-            except Exception:
-                pass
-    tests[test["id"]] = {"id": test["id"], "status": test["status"], "seconds": seconds, "details": details}
-stream = subunit.ByteStreamToStreamResult(sys.stdin.buffer, non_subunit_name="stdout")
-result = testtools.StreamToDict(on_test)
-result.startTestRun()
-stream.run(result)
-result.stopTestRun()
-json.dump(list(tests.values()), sys.stdout)
-"""
 
 
 # --- the nox side ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SessionSpec:
-    """What the nox session of one (release, component) installs."""
-
-    release: str
-    component: str
-    tree: str
-    constraints: str
-    requirement_files: tuple[str, ...]
-    requirements: tuple[str, ...]  # literal deps of tox.ini and the requirements of the extras it asks for
-    extras: tuple[str, ...]  # the tree's extras (``.[ldap]`` in tox.ini)
-    version: str  # PBR_VERSION for the tree's own install, and only that install
-
-    @property
-    def editable(self) -> str:
-        return f"{self.tree}[{','.join(self.extras)}]" if self.extras else self.tree
-
-
-def nox_session_name(release: str, component: str) -> str:
-    return f"{NOX_SESSION}(release='{release}', component='{component}')"
-
-
-def nox_matrix() -> list[tuple[str, str]]:
-    """(release, component) pairs for the nox parametrisation: the spec testapply wrote, else every series."""
-    spec = os.environ.get(SPEC_ENV)
-    if spec:
-        data = json.loads(Path(spec).read_text())
-        return [(data["release"], data["component"])]
-    try:
-        from pipeline.core.releases import load_project
-        from pipeline.core.settings import Settings
-
-        return all_series(load_project(Settings.from_mapping({})))
-    except PipelineError:
-        return []
-
-
-def session_spec(release: str, component: str) -> SessionSpec:
-    spec = os.environ.get(SPEC_ENV)
-    if not spec:
-        raise SystemExit("this session is driven by `invoke testapply`, which writes its spec file")
-    data = json.loads(Path(spec).read_text())
-    if (data["release"], data["component"]) != (release, component):
-        raise SystemExit(f"the spec {spec} is for {data['component']}/{data['release']}")
-    return SessionSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-
 # --- the upstream test environment ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ToxEnv:
-    files: tuple[str, ...]
-    literal: tuple[str, ...]
-    extras: tuple[str, ...]
-    env: tuple[tuple[str, str], ...]
-
-
-def tox_test_env(tree: Path) -> ToxEnv:
-    """Requirement files, literal requirements, the tree's extras and environment of upstream's ``[testenv]``.
-
-    Constraints lines are dropped: the release's effective constraints apply.
-    Without a tox.ini, requirements.txt and test-requirements.txt are used.
-    """
-    tox_ini = tree / "tox.ini"
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        parser.read(tox_ini)
-    except configparser.Error as exc:
-        raise ConfigError(f"{tox_ini}: cannot be parsed: {exc}") from None
-    if not parser.has_option("testenv", "deps"):
-        files = tuple(name for name in ("requirements.txt", "test-requirements.txt") if (tree / name).exists())
-        return ToxEnv(files, (), (), ())
-    files, literal, extras = [], [], []
-    for line in parser.get("testenv", "deps").splitlines():
-        line = _requirement(line)
-        if not line or line.startswith("-c"):
-            continue
-        if m := re.match(r"^-r\s*\{toxinidir\}/(.+)$", line):
-            if (tree / m.group(1)).exists():
-                files.append(m.group(1))
-        elif m := re.match(r"^(?:\.|\{toxinidir\})(?:\[([^\]]*)\])?$", line):
-            extras += [e.strip() for e in (m.group(1) or "").split(",") if e.strip()]
-        elif "{" not in line and not line.startswith("-"):
-            literal.append(line)
-    if parser.has_option("testenv", "extras"):
-        extras += [e.strip() for e in re.split(r"[\s,]+", parser.get("testenv", "extras")) if e.strip()]
-    env = {}
-    if parser.has_option("testenv", "setenv"):
-        for line in parser.get("testenv", "setenv").splitlines():
-            key, sep, value = line.strip().partition("=")
-            value = re.sub(r"\{env:[^:}]+:([^}]*)\}", r"\1", value.strip())
-            if sep and key.strip() and "{" not in value:
-                env[key.strip()] = value
-    return ToxEnv(tuple(files), tuple(literal), tuple(dict.fromkeys(extras)), tuple(sorted(env.items())))
-
-
-def _requirement(line: str) -> str:
-    """A requirement line without its comment (``python-ldap>=3.0.0 # PSF``)."""
-    return line.split(" #", 1)[0].split("\t#", 1)[0].strip() if not line.strip().startswith("#") else ""
-
-
-def extras_requirements(tree: Path, extras: tuple[str, ...]) -> list[str]:
-    """Requirements of the tree's extras: pbr's ``setup.cfg [extras]`` or PEP 621 optional dependencies."""
-    found: list[str] = []
-    setup_cfg = tree / "setup.cfg"
-    if setup_cfg.exists():
-        parser = configparser.ConfigParser(interpolation=None)
-        try:
-            parser.read(setup_cfg)
-        except configparser.Error:
-            pass
-        for extra in extras:
-            for section in ("extras", "options.extras_require"):
-                if parser.has_option(section, extra):
-                    found += [_requirement(l) for l in parser.get(section, extra).splitlines() if _requirement(l)]
-    pyproject = tree / "pyproject.toml"
-    if pyproject.exists():
-        try:
-            optional = tomllib.loads(pyproject.read_text()).get("project", {}).get("optional-dependencies", {})
-        except tomllib.TOMLDecodeError:
-            optional = {}
-        for extra in extras:
-            found += [_requirement(r) for r in optional.get(extra, []) if _requirement(r)]
-    return found
-
-
 # --- results ---------------------------------------------------------------------------
-
-
-@dataclass
-class TestCounts:
-    __test__ = False
-
-    passed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    xfail: int = 0
-    cases: list[dict] = field(default_factory=list)  # id, status, seconds, details
-
-    @property
-    def failures(self) -> list[str]:
-        return sorted(c["id"] for c in self.cases if c["status"] in ("fail", "uxsuccess"))
-
-    @property
-    def total(self) -> int:
-        return self.passed + self.failed + self.skipped + self.xfail
-
-
-def counts_of(cases: list[dict]) -> TestCounts:
-    counts = TestCounts(cases=[c for c in cases if c["status"] not in ("exists", "inprogress")])
-    for case in counts.cases:
-        status = case["status"]
-        if status == "success":
-            counts.passed += 1
-        elif status in ("fail", "uxsuccess"):
-            counts.failed += 1
-        elif status == "skip":
-            counts.skipped += 1
-        elif status == "xfail":
-            counts.xfail += 1
-    return counts
-
-
-@dataclass
-class StepResult:
-    series: str
-    patch: str
-    applied: bool
-    detail: str = ""  # the failing hunk
-    selection: str = ""  # none | impacted: ... | selector ... | full suite
-    tests: TestCounts | None = None
-    seconds: float = 0.0
-    error: str = ""  # the environment or the runner failed: no results
-
-
-@dataclass
-class SeriesResult:
-    release: str
-    component: str
-    steps: list[StepResult] = field(default_factory=list)
-    error: PipelineError | None = None
-    tree: str = ""
-    log: str = ""
-
-    @property
-    def name(self) -> str:
-        return f"{self.component}/{self.release}"
 
 
 def _test_command(project: Project, component: str) -> list[str]:
@@ -512,24 +309,6 @@ def _first_detail(message: str) -> str:
 # --- the command -------------------------------------------------------------------------------
 
 
-@dataclass
-class Report:
-    series: list[SeriesResult]
-
-    @property
-    def ok(self) -> bool:
-        return all(s.error is None for s in self.series)
-
-    @property
-    def exit_code(self) -> int:
-        errors = [s.error for s in self.series if s.error is not None]
-        for kind in (ConfigError, PatchApplyError, TestEnvironmentError, TestsFailedError):
-            for error in errors:
-                if isinstance(error, kind):
-                    return error.exit_code
-        return errors[0].exit_code if errors else 0
-
-
 def select_series(project: Project, releases: list[str], components: list[str]) -> list[tuple[str, str]]:
     """The (release, component) series to run; a component no selected release knows is an error."""
     chosen = all_series(project, releases or None)
@@ -587,71 +366,3 @@ class _SeriesFailed(Exception):
         self.result = result
 
 
-def _tests_text(step: StepResult) -> str:
-    if step.error:
-        return f"ERROR: {step.error.splitlines()[0][:80]}"
-    if step.tests is None:
-        return "-"
-    t = step.tests
-    text_ = f"{t.passed} passed, {t.failed} failed, {t.skipped} skipped"
-    return text_ + (f", {t.xfail} expected failures" if t.xfail else "")
-
-
-def table_rows(report: Report) -> list[tuple[str, ...]]:
-    rows = []
-    for series in report.series:
-        for step in series.steps:
-            applied = "-" if step.patch == END_OF_SERIES else ("applied" if step.applied else f"FAILED: {step.detail}")
-            selection = step.selection or "-"
-            if step.error and step.tests is None:
-                selection += " (did not run)"
-            rows.append((series.name, step.patch, applied, selection, _tests_text(step), f"{step.seconds:.1f}s"))
-    return rows
-
-
-def report_json(report: Report) -> list[dict]:
-    return [{
-        "release": s.release, "component": s.component, "ok": s.error is None,
-        "error": str(s.error) if s.error else None, "tree": s.tree, "log": s.log,
-        "steps": [{"patch": st.patch, "applied": st.applied, "detail": st.detail, "selection": st.selection,
-                   "error": st.error or None, "seconds": round(st.seconds, 2),
-                   "tests": None if st.tests is None else {"passed": st.tests.passed, "failed": st.tests.failed,
-                                                           "skipped": st.tests.skipped, "xfail": st.tests.xfail,
-                                                           "failures": st.tests.failures}}
-                  for st in s.steps],
-    } for s in report.series]
-
-
-def write_junit(path: Path, report: Report) -> None:
-    """One testsuite per series step: an apply case, every test with its real status, and environment errors."""
-    suites = ET.Element("testsuites", name="testapply")
-    for series in report.series:
-        for step in series.steps:
-            suite = ET.SubElement(suites, "testsuite", name=f"{series.name}/{step.patch}")
-            if step.patch != END_OF_SERIES:
-                case = ET.SubElement(suite, "testcase", classname=f"testapply.{series.name}", name=f"apply {step.patch}")
-                if not step.applied:
-                    ET.SubElement(case, "failure", message="patch does not apply").text = str(series.error)
-            for test in (step.tests.cases if step.tests else []):
-                classname, _, name = test["id"].rpartition(".")
-                case = ET.SubElement(suite, "testcase", classname=classname or series.name, name=name or test["id"],
-                                     time=f"{test['seconds']:.3f}")
-                details = test.get("details", {})
-                if test["status"] in ("fail", "uxsuccess"):
-                    message = "unexpected success" if test["status"] == "uxsuccess" else "failed"
-                    ET.SubElement(case, "failure", message=message).text = details.get("traceback", "")
-                elif test["status"] == "skip":
-                    ET.SubElement(case, "skipped", message=details.get("reason", "")[:500])
-                elif test["status"] == "xfail":
-                    ET.SubElement(case, "properties").append(ET.Element("property", name="outcome", value="expected failure"))
-            if step.error:
-                case = ET.SubElement(suite, "testcase", classname=f"testapply.{series.name}", name="test environment")
-                ET.SubElement(case, "error", message=step.error.splitlines()[0][:500]).text = step.error
-            cases = suite.findall("testcase")
-            suite.set("tests", str(len(cases)))
-            suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
-            suite.set("errors", str(sum(1 for c in cases if c.find("error") is not None)))
-            suite.set("skipped", str(sum(1 for c in cases if c.find("skipped") is not None)))
-            suite.set("time", f"{step.seconds:.3f}")
-    ET.indent(suites)
-    write_atomic(path, ET.tostring(suites, encoding="unicode", xml_declaration=True) + "\n")

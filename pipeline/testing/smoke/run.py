@@ -26,11 +26,11 @@ from pipeline.build import build
 from pipeline.core import console, runner
 from pipeline.core.errors import PipelineError, SmokeCheckError, SmokeStartError
 from pipeline.core.files import remove, write_atomic
-from pipeline.image import record as image_record
-from pipeline.image.record import ImageRecord
 from pipeline.core.redact import redact, register_secret
 from pipeline.core.releases import Project
+from pipeline.image import record as image_record
 from pipeline.image.engine import connect
+from pipeline.image.record import ImageRecord
 from pipeline.testing.smoke.checks import (
     CLIENT,
     CheckFailed,
