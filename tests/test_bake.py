@@ -68,7 +68,7 @@ def test_bake_target_is_the_docker_py_plan(baked):
         assert (arg, engine.inspect_image(target["args"][arg])["Id"]) == (arg, inputs["buildargs"][arg])
     assert {k: v for k, v in target["args"].items() if k not in ("BUILD_BASE", "RELEASE_BUILD", "RELEASE_BASE")} == \
         {k: v for k, v in inputs["buildargs"].items() if k not in ("BUILD_BASE", "RELEASE_BUILD", "RELEASE_BASE")}
-    assert target["tags"] == record.tags
+    assert target["tags"] == list(record.tags)
     # Named contexts: real directories, one per stage that docker-py feeds from a context image.
     contexts = target["contexts"]
     assert set(contexts) == {"wheels"}

@@ -24,7 +24,6 @@ END_OF_SERIES = "(end of series)"
 SUBUNIT_SCRIPT = r"""
 import json, sys
 import subunit, testtools
-from pipeline.testing.testenv import SPEC_ENV, SessionSpec, extras_requirements, nox_session_name, tox_test_env
 tests = {}
 def on_test(test):
     start, stop = test["timestamps"]
