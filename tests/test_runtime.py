@@ -81,7 +81,7 @@ def test_where_each_declaration_comes_from_is_recorded_as_a_portable_path():
     ("services: {keystone: {processes: {Bad_Name: {command: [y]}}}}\n", "", "must be lower-case"),
     ("services: {keystone: {python: ['PyMySQL>=1.0']}}\n", "", "only a name, extras and an exact pin"),
     ("services: {keystone: {packages: ['Not A Package']}}\n", "", "is not a Debian package name"),
-    ("services: {horizon: {}}\n", "", "not a service of the release"),
+    ("services: {zun: {}}\n", "", "not a service of the release"),
     ("defaults: {colour: blue}\n", "", "unknown key(s) colour"),
     ("services: {glance: {processes: {glance-api: {wsgi: 'glance.wsgi.api:application', port: 9292}}}}\n",
      "service_defaults:\n  glance: {api_deployment: httpd+ProxyPass}\n", "its own server behind the site's httpd"),

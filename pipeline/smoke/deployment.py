@@ -24,7 +24,8 @@ from ..config import Project
 from ..errors import ConfigError
 
 VARIABLE = re.compile(r"@([a-z_]+)(?::([A-Za-z0-9_.-]+))?@")
-DEPLOY_KEYS = {"requires", "databases", "configs", "volumes", "bootstrap", "catalog", "client", "processes"}
+DEPLOY_KEYS = {"requires", "databases", "configs", "volumes", "bootstrap", "catalog", "client", "processes", "checks",
+               "files"}
 PROCESS_KEYS = {"user", "tmpfs", "privileged", "environment"}
 
 
@@ -57,6 +58,8 @@ class Deployment:
     catalog: tuple[CatalogEntry, ...] = ()
     client: tuple[str, ...] = ()  # distributions of its python-openstackclient plugin
     processes: Mapping[str, ProcessOptions] = field(default_factory=lambda: MappingProxyType({}))
+    checks: tuple = ()  # declared checks (``declared.Declared``), run after the service's own Python ones
+    files: tuple[str, ...] = ()  # deploy-folder files the checks use, copied into the client container
 
     def options(self, process: str) -> ProcessOptions:
         return self.processes.get(process) or ProcessOptions()
@@ -115,7 +118,15 @@ def load_deployment(project: Project, release: str, service: str) -> Deployment:
         catalog=tuple(catalog),
         client=_list(data.get("client"), located, "client"),
         processes=MappingProxyType(processes),
+        checks=_declared_checks(data.get("checks"), located),
+        files=_list(data.get("files"), located, "files"),
     )
+
+
+def _declared_checks(value: Any, located: yamlfile.Located) -> tuple:
+    from .declared import parse_checks  # it renders with this module's fill()
+
+    return parse_checks(value, located)
 
 
 def with_requirements(project: Project, release: str, services: list[str]) -> list[Deployment]:

@@ -30,6 +30,7 @@ from ..errors import PipelineError, SmokeCheckError, SmokeStartError
 from ..files import read_json, remove, write_atomic
 from ..redact import redact, register_secret
 from .checks import CLIENT, CheckFailed, Context, checks_of, patched_code
+from .declared import runner_for
 from .deployment import Deployment, deploy_file, fill, render, with_requirements
 from .images import CONTROL_PLANE, ensure_smoke_images
 from .plane import ConfigFile, Plane
@@ -272,6 +273,10 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
             for process in _processes(records[service]):
                 plane.running(process)
             pending = checks_of(service)
+            if deployment.checks:
+                runner = runner_for(service, deployment.folder, deployment.files,
+                                    {**values, "password": passwords[service]})
+                pending += runner.checks(deployment.checks)
             if records[service].get("patches"):
                 container = next(iter(_processes(records[service])))
                 pending.append(_patched_check(service, ctx, container, records[service], project))
