@@ -234,7 +234,7 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
 
     def register(_: dict) -> None:
         spec = [{"user": d.service, "password": passwords[d.service], "region": REGION,
-                 "catalog": [c.__dict__ for c in d.catalog]} for d in deployments if d.catalog]
+                 "catalog": [c.__dict__ for c in d.catalog]} for d in deployments if d.service != "keystone"]
 
         def run() -> str:
             code, out, err = plane.exec(CLIENT, ["python", "-c", REGISTER_SCRIPT],
