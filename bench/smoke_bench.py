@@ -9,7 +9,15 @@ Prints:
   - the unique layer bytes of all images against the largest one, without and with the additions;
   - `invoke smoke` with every image already built, from nothing on the engine to the last check and torn
     down: its whole time, the steps, and where the time went (the slowest steps).
-Run: python bench/smoke_bench.py [--release 2025.2] [--keep DIR]
+With --whole-release, instead, the release as issue 33 measures it, in a fresh clone of this repository
+(its HEAD) with an empty work directory and cache (bases present on the engine):
+  - the cold `invoke build --release R --all` against a bare `uv pip install --compile-bytecode --no-deps`
+    of the union of the images' locked sets into a fresh venv with an empty uv cache (both download
+    and compile the byte code the images ship; target: build <= 3 x bare);
+  - a no-change `invoke build --all` (the median of three; target: under 1 s);
+  - the unique layer bytes of all images against the largest image (target: <= 2 x);
+  - the whole `invoke smoke --release R` (every service; target: <= 15 minutes on 2 cores).
+Run: python bench/smoke_bench.py [--release 2025.2] [--keep DIR] [--whole-release]
 """
 
 from __future__ import annotations
@@ -83,13 +91,66 @@ def unique_bytes(client, records: dict[str, dict]) -> tuple[int, int]:
     return sum(unique.values()), max(size(client, r["image_id"]) for r in records.values())
 
 
+def whole_release(base: Path, release: str) -> None:
+    """Issue 33's figures for a whole release, from a fresh clone (see the module's notes)."""
+    from image_bench import bare_install, ensure_bases
+
+    clone = base / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    env = {**os.environ, "INVOKE_PIPELINE_WORKDIR": str(base / "build"), "INVOKE_PIPELINE_CACHE_DIR": str(base / "cache"),
+           "INVOKE_PIPELINE_ROOT": str(clone)}
+    ensure_bases(env, base, release)
+    client = docker.from_env()
+    services = list(load_release(clone / "releases" / release).services)
+
+    def run(*args: str, check: bool = True) -> tuple[float, subprocess.CompletedProcess]:
+        started = time.perf_counter()
+        result = subprocess.run(["invoke", "-r", str(clone), *args], env=env, capture_output=True, text=True)
+        if check and result.returncode != 0:
+            raise SystemExit(f"invoke {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+        return time.perf_counter() - started, result
+
+    cold, _ = run("build", "--release", release, "--all", "--jobs", "2")
+    locks = Path(env["INVOKE_PIPELINE_WORKDIR"]) / ".stamps" / "lock" / release
+    union = sorted({f"{f['name']}=={f['version']}" for path in locks.glob("*.json")
+                    for f in json.loads(path.read_text())["result"]["files"]})
+    bare = bare_install(union, compile_bytecode=True)
+    print(f"{release}, {len(services)} services, a fresh clone, bases present, empty caches:")
+    print(f"  cold invoke build --all: {cold:.0f} s; bare uv pip install --compile-bytecode of the union of the "
+          f"locked sets ({len(union)} packages): {bare:.0f} s; ratio {cold / bare:.2f} (target <= 3)")
+    again = sorted(run("build", "--release", release, "--all")[0] for _ in range(3))
+    print(f"  no-change invoke build --all: {again[1]:.2f} s (median of {', '.join(f'{s:.2f}' for s in again)}; "
+          "target < 1 s)")
+    workdir = Path(env["INVOKE_PIPELINE_WORKDIR"])
+    records = {s: json.loads((workdir / release / s / "image.json").read_text()) for s in services}
+    unique, largest = unique_bytes(client, records)
+    print(f"  unique layer bytes of the {len(records)} images: {unique / 1e6:.0f} MB = {unique / largest:.2f} x the "
+          f"largest image ({largest / 1e6:.0f} MB; target <= 2)")
+    seconds, result = run("smoke", "--release", release, "--format", "json", check=False)
+    report = json.loads(result.stdout) if result.stdout.strip() else {}
+    rows = report.get("rows", [])
+    print(f"  invoke smoke --release {release} (every service): {seconds:.0f} s = {seconds / 60:.1f} min (target <= 15); "
+          f"exit {result.returncode}; {sum(r['result'] == 'ok' for r in rows)} of {len(rows)} steps ok")
+    for row in rows:
+        if row["result"] != "ok":
+            print(f"    {row['service']}: {row['step']}: {row['result']}: {row['detail'].splitlines()[0][:160] if row['detail'] else ''}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--release", default="2025.2")
     parser.add_argument("--keep", help="keep the work directories here (default: a temporary folder, removed)")
+    parser.add_argument("--whole-release", action="store_true", help="issue 33's figures for the whole release")
     args = parser.parse_args()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="smoke-bench-"))
     base.mkdir(parents=True, exist_ok=True)
+    if args.whole_release:
+        try:
+            whole_release(base, args.release)
+        finally:
+            if not args.keep:
+                shutil.rmtree(base, ignore_errors=True)
+        return
     client = docker.from_env()
     release = args.release
     services = list(load_release(ROOT / "releases" / release).services)

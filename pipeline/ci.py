@@ -42,7 +42,8 @@ from pipeline.core.git import rev_parse, text
 from pipeline.core.releases import RELEASE_NAME, Project
 from pipeline.image.dockerfiles import candidates
 
-TOOL_PATHS = ("pipeline/", "tasks.py", "noxfile.py", "invoke.yaml", "pyproject.toml", "scripts/setup")
+TOOL_PATHS = ("pipeline/", "tasks.py", "noxfile.py", "invoke.yaml", "pyproject.toml", "scripts/setup",
+              "overrides/build-constraints.txt")
 NO_COMMIT = "0" * 40  # what GitHub passes as the commit before a branch's first push
 LOOKUPS = ("release-layer", "base-runtime", "base-build", "runtime-packages")  # Dockerfiles every image of a release is built on
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -98,7 +98,10 @@ def test_shipped_releases_load():
     project = load_project(Settings.from_mapping({}, root=PROJECT_ROOT))
     assert set(project.releases) >= {"2025.1", "2025.2", "2026.1"}
     for rel in project.releases.values():
-        assert set(rel.services) == {"nova", "neutron", "keystone", "glance", "cinder", "placement"}
+        assert set(rel.services) == {"nova", "neutron", "keystone", "glance", "cinder", "placement", "horizon", "heat",
+                                     "octavia", "barbican", "designate", "manila", "ironic", "magnum", "aodh",
+                                     "ceilometer", "swift", "trove", "masakari", "watcher"}
+        assert all(rel.refs[s] for s in rel.services)  # every service pinned in source-refs.yaml
         assert rel.release_date is not None
 
 

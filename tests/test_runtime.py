@@ -81,7 +81,7 @@ def test_where_each_declaration_comes_from_is_recorded_as_a_portable_path():
     ("services: {keystone: {processes: {Bad_Name: {command: [y]}}}}\n", "", "must be lower-case"),
     ("services: {keystone: {python: ['PyMySQL>=1.0']}}\n", "", "only a name, extras and an exact pin"),
     ("services: {keystone: {packages: ['Not A Package']}}\n", "", "is not a Debian package name"),
-    ("services: {horizon: {}}\n", "", "not a service of the release"),
+    ("services: {zun: {}}\n", "", "not a service of the release"),
     ("defaults: {colour: blue}\n", "", "unknown key(s) colour"),
     ("services: {glance: {processes: {glance-api: {wsgi: 'glance.wsgi.api:application', port: 9292}}}}\n",
      "service_defaults:\n  glance: {api_deployment: httpd+ProxyPass}\n", "its own server behind the site's httpd"),
@@ -136,3 +136,19 @@ def test_the_runtime_archive_holds_etc_var_lib_and_the_httpd_configuration_repro
     with tarfile.open(fileobj=io.BytesIO(keystone)) as archive:
         assert archive.getnames() == ["etc", "var", "var/lib", "etc/keystone", "var/lib/keystone"]
         assert {m.mtime for m in archive.getmembers()} == {315532800}
+
+
+def test_the_readme_lists_every_process_of_2025_2():
+    """README's processes table ("Images that run in production") names each process of 2025.2, as runtime.yaml
+    declares it, with its port."""
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("| service | process | command |")
+    table = readme[start:readme.index("\n\n", start)].splitlines()[2:]
+    listed = {(cells[1].strip(), cells[2].strip(" `")) for cells in (row.split("|") for row in table)}
+    rel = load_release(REPO / "releases" / "2025.2")
+    declared = {(s, p.name) for s in rel.services for p in rel.runtime.of(s).processes}
+    assert listed == declared
+    ports = {p.name: p.port for s in rel.services for p in rel.runtime.of(s).processes if p.port}
+    for row in table:
+        name = row.split("|")[2].strip(" `")
+        assert (f" on :{ports.get(name)} " in row or row.endswith(f"on :{ports.get(name)} |")) == (name in ports), row

@@ -26,6 +26,10 @@ class Layout:
     def overrides_file(self, release: str) -> Path:
         return self.root / "overrides" / release / "constraints.txt"
 
+    def build_constraints_file(self) -> Path:
+        """Pins for every environment an sdist is built in, for all releases (setuptools with pkg_resources)."""
+        return self.root / "overrides" / "build-constraints.txt"
+
     def release_dir(self, release: str) -> Path:
         return self.root / "releases" / release
 

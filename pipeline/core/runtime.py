@@ -57,8 +57,9 @@ class Process:
     name: str
     command: tuple[str, ...]
     port: int | None = None  # where it answers HTTP (an API), for health checks and deployments
-    wsgi: str = ""  # module:callable an API serves
+    wsgi: str = ""  # module:callable an API serves, or the path of a WSGI script (pbr's wsgi_scripts)
     server: str = ""  # uwsgi | httpd+WSGI | "" (its own command)
+    static: tuple[tuple[str, str], ...] = ()  # (URL prefix, directory) the WSGI server serves as files
 
     def label(self) -> str:
         """The image label's value: JSON a deployment tool reads."""
@@ -68,15 +69,21 @@ class Process:
         if self.wsgi:
             data["wsgi"] = self.wsgi
             data["server"] = self.server
+        if self.static:
+            data["static"] = dict(self.static)
         return json.dumps(data, separators=(",", ":"))
 
     def httpd_config(self, python: str) -> str | None:
         """The Apache httpd configuration an ``httpd+WSGI`` process starts with (``None`` for other servers)."""
         if self.server != "httpd+WSGI":
             return None
-        module, _, attribute = self.wsgi.partition(":")
-        script = f"{VENV}/lib/python{python}/site-packages/{module.replace('.', '/')}.py"
-        return HTTPD_CONFIG.format(name=self.name, port=self.port, venv=VENV, script=script, callable=attribute)
+        if self.wsgi.startswith("/"):
+            script, attribute = self.wsgi, "application"
+        else:
+            module, _, attribute = self.wsgi.partition(":")
+            script = f"{VENV}/lib/python{python}/site-packages/{module.replace('.', '/')}.py"
+        static = "".join(HTTPD_STATIC.format(url=url, directory=directory) for url, directory in self.static)
+        return HTTPD_CONFIG.format(name=self.name, port=self.port, venv=VENV, script=script, callable=attribute) + static
 
 
 # Apache httpd with mod_wsgi as the image's unprivileged user: everything it writes goes to /tmp,
@@ -107,16 +114,27 @@ WSGICallableObject {callable}
     Require all granted
 </Location>
 """
+# A directory of files served as they are (horizon's collected static files), before the application.
+HTTPD_STATIC = """\
+LoadModule alias_module modules/mod_alias.so
+Alias {url} {directory}
+<Directory {directory}>
+    Require all granted
+</Directory>
+"""
 
 
-def uwsgi_command(wsgi: str, port: int) -> tuple[str, ...]:
+def uwsgi_command(wsgi: str, port: int, static: tuple[tuple[str, str], ...] = ()) -> tuple[str, ...]:
     """uWSGI serving ``wsgi`` over HTTP.  Tuning (UWSGI_PROCESSES, UWSGI_THREADS, ...) goes in the
     environment: uWSGI reads every option from ``UWSGI_<OPTION>`` too.  ``Connection: close``: its HTTP socket
     closes each connection after the response, and a client that kept it for the next request would see it
-    reset (as devstack's uWSGI configuration says too)."""
+    reset (as devstack's uWSGI configuration says too).  A path is a WSGI script (``--wsgi-file``); each
+    static mapping is served as files (``--static-map``)."""
+    application = ("--wsgi-file", wsgi) if wsgi.startswith("/") else ("--module", wsgi)
     return ("uwsgi", "--plugin", "python3", "--http-socket", f":{port}", "--virtualenv", VENV,
-            "--module", wsgi, "--master", "--enable-threads", "--lazy-apps", "--die-on-term", "--need-app",
-            "--buffer-size", "65535", "--add-header", "Connection: close")
+            *application, "--master", "--enable-threads", "--lazy-apps", "--die-on-term", "--need-app",
+            "--buffer-size", "65535", "--add-header", "Connection: close",
+            *(arg for url, directory in static for arg in ("--static-map", f"{url}={directory}")))
 
 
 @dataclass(frozen=True)
@@ -150,7 +168,7 @@ EMPTY = RuntimeDeclaration(Path("runtime.yaml"), (), ("default",), (), MappingPr
 TOP_KEYS = {"defaults", "build_packages", "services"}
 DEFAULT_KEYS = {"python", "packages", "bindep"}
 SERVICE_KEYS = {"python", "packages", "processes"}
-PROCESS_KEYS = {"wsgi", "command", "port"}
+PROCESS_KEYS = {"wsgi", "command", "port", "static"}
 
 
 def _known(mapping: dict, allowed: set[str], located: yamlfile.Located, *keys: str) -> None:
@@ -205,6 +223,9 @@ def _process(service: str, name: str, raw: Any, deployment: str, located: yamlfi
         raise ConfigError(f"{located.where(*keys)}: process {name} needs either wsgi (module:callable of an API) "
                           "or command (the argv of a process)")
     if "command" in spec:
+        if "static" in spec:
+            raise ConfigError(f"{located.where(*keys, 'static')}: static is for a wsgi process (its WSGI server serves "
+                              "the files); a command serves its own")
         command = spec["command"]
         if isinstance(command, str):
             command = shlex.split(command)
@@ -212,8 +233,13 @@ def _process(service: str, name: str, raw: Any, deployment: str, located: yamlfi
             raise ValueTypeError(f"{located.where(*keys, 'command')}: command must be a list of strings (the argv)")
         return Process(name, tuple(command), port)
     wsgi = yamlfile.expect_str(spec["wsgi"], located, *keys, "wsgi", example="keystone.wsgi.api:application")
-    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", wsgi):
-        raise ConfigError(f"{located.where(*keys, 'wsgi')}: wsgi must be module:callable, not {wsgi!r}")
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*|/[\w./-]+", wsgi):
+        raise ConfigError(f"{located.where(*keys, 'wsgi')}: wsgi must be module:callable or the absolute path of a "
+                          f"WSGI script, not {wsgi!r}")
+    static = tuple((str(url), yamlfile.expect_str(directory, located, *keys, "static", str(url)))
+                   for url, directory in yamlfile.expect_mapping(spec.get("static"), located, *keys, "static").items())
+    if any(not url.startswith("/") or not directory.startswith("/") for url, directory in static):
+        raise ConfigError(f"{located.where(*keys, 'static')}: static maps a URL path (/static) to an absolute directory")
     if port is None:
         raise ConfigError(f"{located.where(*keys)}: process {name} serves an API: give its port")
     if deployment == "httpd+ProxyPass":
@@ -221,9 +247,9 @@ def _process(service: str, name: str, raw: Any, deployment: str, located: yamlfi
                           "behind the site's httpd), so its API is a command, not a wsgi application",
                           hint=f"use command: [...] for {name}, or change service_defaults.{service}.api_deployment in release.yaml")
     if deployment == "uwsgi":
-        return Process(name, uwsgi_command(wsgi, port), port, wsgi, deployment)
+        return Process(name, uwsgi_command(wsgi, port, static), port, wsgi, deployment, static)
     return Process(name, ("/usr/sbin/apache2", "-DFOREGROUND", "-f", f"{FILES_DIR}/{name}-httpd.conf"), port, wsgi,
-                   deployment)
+                   deployment, static)
 
 
 def load_runtime(directory: Path, services: tuple[str, ...],

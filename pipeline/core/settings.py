@@ -48,7 +48,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("index_url", "url", "https://pypi.org/simple", "PEP 503/691 package index (sdists, wheels, lock resolution)"),
     Option("constraints_url", "url", "https://releases.openstack.org/constraints/upper/{release}",
            "upstream upper-constraints for releases without a snapshot, and for `invoke constraints --update`"),
-    Option("pypi_names", "mapping", {"placement": "openstack-placement"}, "component -> PyPI name where they differ"),
+    Option("pypi_names", "mapping", {"placement": "openstack-placement", "heat": "openstack-heat", "watcher": "python-watcher"}, "component -> PyPI name where they differ"),
     Option("ca_bundle", "path", "", "extra CA bundle for HTTPS through an intercepting proxy (\"\" = system store)"),
     Option("offline", "bool", False, "never use the network (same as --offline on every task)"),
     Option("http_proxy", "url", "", "proxy for http:// (\"\" = the HTTP_PROXY environment variable)"),

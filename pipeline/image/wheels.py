@@ -125,6 +125,8 @@ def uv_bin() -> str:
 def _run_uv(args: list[str], project: Project, offline: bool = False) -> subprocess.CompletedProcess:
     """uv on the host, with the network settings in its environment (credentials never on a command line)."""
     env = {**os.environ, **project.network.tool_env(), "UV_NO_PROGRESS": "1"}
+    if project.layout.build_constraints_file().is_file():  # sdists' metadata is built under its pins too
+        env.setdefault("UV_BUILD_CONSTRAINT", str(project.layout.build_constraints_file()))
     # A lock for the image's Python makes uv fetch that interpreter from GitHub to build sdists' metadata.  Where
     # GitHub is out of reach each attempt costs 5 s of retries, in every lock, before uv falls back to the host's
     # Python anyway; an installed one (`uv python install`) is still used, and an operator's own setting stands.
@@ -292,19 +294,24 @@ def sdist_build_requires(archive: Path) -> list[str]:
 def build_requirement_files(project: Project, requirement_sets: list[list[str]], target: Target) -> list[LockedFile]:
     """Files that building from source needs offline: each distinct set of build requirements, resolved alone."""
     found: dict[str, LockedFile] = {}
+    pins = project.layout.build_constraints_file()
+    pins_text = pins.read_text() if pins.is_file() else None
     for reqs in {tuple(sorted(r)) for r in requirement_sets}:
-        stamp = Stamp(project.layout.cache_dir / "stamps" / "build-requires" / f"{hash_inputs([reqs, asdict(target)])[:24]}.json")
-        cached = stamp.current([reqs, asdict(target), project.network.index_public])
+        stamp = Stamp(project.layout.cache_dir / "stamps" / "build-requires" /
+                      f"{hash_inputs([reqs, asdict(target), pins_text])[:24]}.json")
+        cached = stamp.current([reqs, asdict(target), project.network.index_public, pins_text])
         if cached:
             files = [LockedFile(**f) for f in cached["files"]]
         else:
             with tempfile.TemporaryDirectory(prefix="build-reqs-") as scratch:
                 req_file = Path(scratch) / "build-requirements.txt"
                 req_file.write_text("\n".join(reqs) + "\n")
-                packages = compile_lock(project, [req_file], None, target, f"build requirements {', '.join(reqs)}",
-                                        hint="a build backend cannot be resolved from the index")
+                packages = compile_lock(project, [req_file], pins_text, target, f"build requirements {', '.join(reqs)}",
+                                        hint="a build backend cannot be resolved from the index (or under "
+                                             "overrides/build-constraints.txt)")
             files = locked_files(packages, target)
-            stamp.record([reqs, asdict(target), project.network.index_public], {"files": [asdict(f) for f in files]})
+            stamp.record([reqs, asdict(target), project.network.index_public, pins_text],
+                         {"files": [asdict(f) for f in files]})
         for item in files:
             found[item.sha256] = item
     return sorted(found.values(), key=lambda f: f.filename)

@@ -88,6 +88,10 @@ for top, _, files in os.walk("/var/lib/openstack"):
             continue
         needs, search = elf_needs(path)
         folders = [f.replace("$ORIGIN", top).replace("${ORIGIN}", top) for entry in search for f in entry.split(":")]
+        # A library auditwheel grafted into a wheel's <dist>.libs/ finds its siblings there: the extension that
+        # needs it has that folder in its RUNPATH and loads them first (Pillow's libtiff needs its liblzma).
+        if top.endswith(".libs"):
+            folders.append(top)
         lost = [lib for lib in needs if lib not in system and not any(os.path.exists(os.path.join(f, lib)) for f in folders)]
         if lost:
             missing[path] = lost

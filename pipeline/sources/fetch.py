@@ -28,6 +28,7 @@ from pipeline.core.files import (
     replace_dir,
     write_if_changed,
 )
+from pipeline.core.errors import FetchError
 from pipeline.core.git import clean_at, head_commit, text
 from pipeline.core.redact import public_url
 from pipeline.core.releases import Component, Project
@@ -141,7 +142,17 @@ def fetch_component(project: Project, component: Component, dest: Path | None = 
                 replace_dir(tree, lambda dest: _tree_from_mirror(mirror.path, sha, tag, dest))
             return sha, kind, pkg_version
 
-        sha, kind, pkg_version = _with_mirror(mirror, resolve_and_checkout)
+        try:
+            sha, kind, pkg_version = _with_mirror(mirror, resolve_and_checkout)
+        except FetchError as error:
+            if version is None:
+                raise
+            # A release tag the index lacks, and a repository that cannot say otherwise: most likely no tag at all.
+            raise FetchError(f"{error.message}; the package index has no sdist {component.pypi_name} {version} "
+                             f"either (it has one for every release tag), so {component.ref!r} is likely not a tag of "
+                             f"{component.name}", hint=f"check {component.name} in releases/{component.release}/"
+                                                       "source-refs.yaml (`pip index versions "
+                                                       f"{component.pypi_name}` lists the releases)") from None
         record = SourceRecord(
             component=component.name, release=component.release, ref=component.ref, kind=kind.value, method="git",
             origin=component.public_url, commit=sha, upstream_revision=sha, version=pkg_version, tree=layout.rel(tree),

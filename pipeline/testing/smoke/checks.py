@@ -51,18 +51,18 @@ class Context:
         command = ["openstack", *args, *(["-f", "json"] if parse else [])]
         code, out, err = self.plane.exec(CLIENT, command)
         if code != 0:
-            raise CheckFailed(f"`{shlex.join(command)}` exited {code}:\n{_indent(err or out)}")
+            raise CheckFailed(f"`{shlex.join(command)}` exited {code}:\n{indent(err or out)}")
         if not parse:
             return out
         try:
             return json.loads(out) if out.strip() else None
         except json.JSONDecodeError:
-            raise CheckFailed(f"`{shlex.join(command)}` printed no JSON:\n{_indent(out)}") from None
+            raise CheckFailed(f"`{shlex.join(command)}` printed no JSON:\n{indent(out)}") from None
 
     def shell(self, container: str, script: str, user: str | None = None) -> str:
         code, out, err = self.plane.exec(container, ["sh", "-ec", script], user=user)
         if code != 0:
-            raise CheckFailed(f"`{script}` in {container} exited {code}:\n{_indent(err or out)}")
+            raise CheckFailed(f"`{script}` in {container} exited {code}:\n{indent(err or out)}")
         return out
 
     def until(self, what: str, probe: Callable[[], Any], timeout: float = WAIT) -> Any:
@@ -77,7 +77,7 @@ class Context:
         raise CheckFailed(f"{what}: not so after {timeout:.0f} s (last answer: {json.dumps(last)[:600]})")
 
 
-def _indent(text: str) -> str:
+def indent(text: str) -> str:
     lines = text.strip().splitlines()[-15:] or ["(no output)"]
     return "\n".join(f"    | {line}" for line in lines)
 

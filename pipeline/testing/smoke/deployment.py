@@ -2,8 +2,9 @@
 
 Owns reading ``deploy/<service>/deploy.yaml`` (the services it needs, its
 databases, its configuration files, the volumes its processes share, what
-runs once before they start, its catalog entries, its client plugin, and how
-each process runs beside the command its image names) and rendering the
+runs once before they start, its catalog entries, its client plugin, how
+each process runs beside the command its image names, and the checks it
+declares, validated) and rendering the
 configuration templates of that folder: ``@name@`` and ``@name:arg@`` are
 filled in from the run's values (URLs, generated passwords).  Lookup, first
 match wins: ``deploy/<release>/<service>/<file>``, ``deploy/<service>/<file>``,
@@ -24,7 +25,8 @@ from pipeline.core.errors import ConfigError
 from pipeline.core.releases import Project
 
 VARIABLE = re.compile(r"@([a-z_]+)(?::([A-Za-z0-9_.-]+))?@")
-DEPLOY_KEYS = {"requires", "databases", "configs", "volumes", "bootstrap", "catalog", "client", "processes"}
+DEPLOY_KEYS = {"requires", "databases", "configs", "volumes", "bootstrap", "catalog", "client", "processes", "checks",
+               "files"}
 PROCESS_KEYS = {"user", "tmpfs", "privileged", "environment"}
 
 
@@ -33,6 +35,76 @@ class CatalogEntry:
     type: str
     name: str
     url: str
+
+
+CHECK_KEYS = {"name", "openstack", "run", "in", "expect", "until", "fail_if", "capture", "timeout"}
+WAIT = 120.0
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One check of a deploy.yaml, as written (the ``where`` names its file and line)."""
+
+    name: str
+    where: str
+    openstack: str = ""
+    run: str = ""
+    container: str = ""  # a process of the service for ``run`` (default: the client)
+    expect: tuple[Mapping[str, Any], ...] = ()
+    until: tuple[Mapping[str, Any], ...] = ()
+    fail_if: tuple[Mapping[str, Any], ...] = ()
+    capture: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = WAIT
+
+    @property
+    def parsed(self) -> bool:
+        """Whether the output is read (JSON) rather than only the exit code."""
+        return bool(self.expect or self.until or self.fail_if or self.capture)
+
+
+def _patterns(value: Any, located: yamlfile.Located, *keys: str) -> tuple[Mapping[str, Any], ...]:
+    if value is None:
+        return ()
+    items = value if isinstance(value, list) else [value]
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or not item:
+            where = located.where(*keys, str(index)) if isinstance(value, list) else located.where(*keys)
+            raise ConfigError(f"{where}: {keys[-1]} is a mapping of fields to values (or a list of them)",
+                              hint="e.g. expect: {status: ACTIVE}")
+    return tuple({str(k): v for k, v in item.items()} for item in items)
+
+
+def parse_checks(value: Any, located: yamlfile.Located) -> tuple[Declared, ...]:
+    """The ``checks:`` list of a deploy.yaml, validated (unknown keys, a check with neither command)."""
+    checks = []
+    for index, raw in enumerate(yamlfile.expect_list(value, located, "checks")):
+        keys = ("checks", str(index))
+        spec = yamlfile.expect_mapping(raw, located, *keys)
+        where = located.where(*keys)
+        unknown = sorted(set(map(str, spec)) - CHECK_KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}", hint=f"allowed: {', '.join(sorted(CHECK_KEYS))}")
+        if ("openstack" in spec) == ("run" in spec):
+            raise ConfigError(f"{where}: a check has either openstack (its arguments) or run (a shell command)")
+        if "in" in spec and "run" not in spec:
+            raise ConfigError(f"{where}: in (a process's container) goes with run, not openstack")
+        name = yamlfile.expect_str(spec.get("name"), located, *keys, "name") if "name" in spec else \
+            str(spec.get("openstack") or spec.get("run")).split("\n")[0][:60]
+        timeout = spec.get("timeout", WAIT)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigError(f"{located.where(*keys, 'timeout')}: timeout is a number of seconds")
+        capture = yamlfile.expect_mapping(spec.get("capture"), located, *keys, "capture")
+        checks.append(Declared(
+            name=name, where=where,
+            openstack=yamlfile.expect_str(spec["openstack"], located, *keys, "openstack") if "openstack" in spec else "",
+            run=yamlfile.expect_str(spec["run"], located, *keys, "run") if "run" in spec else "",
+            container=yamlfile.expect_str(spec["in"], located, *keys, "in") if "in" in spec else "",
+            expect=_patterns(spec.get("expect"), located, *keys, "expect"),
+            until=_patterns(spec.get("until"), located, *keys, "until"),
+            fail_if=_patterns(spec.get("fail_if"), located, *keys, "fail_if"),
+            capture={str(k): str(v) for k, v in capture.items()},
+            timeout=float(timeout)))
+    return tuple(checks)
 
 
 @dataclass(frozen=True)
@@ -57,6 +129,8 @@ class Deployment:
     catalog: tuple[CatalogEntry, ...] = ()
     client: tuple[str, ...] = ()  # distributions of its python-openstackclient plugin
     processes: Mapping[str, ProcessOptions] = field(default_factory=lambda: MappingProxyType({}))
+    checks: tuple[Declared, ...] = ()  # declared checks, run (declared.py) after the service's own Python ones
+    files: tuple[str, ...] = ()  # deploy-folder files the checks use, copied into the client container
 
     def options(self, process: str) -> ProcessOptions:
         return self.processes.get(process) or ProcessOptions()
@@ -115,6 +189,8 @@ def load_deployment(project: Project, release: str, service: str) -> Deployment:
         catalog=tuple(catalog),
         client=_list(data.get("client"), located, "client"),
         processes=MappingProxyType(processes),
+        checks=parse_checks(data.get("checks"), located),
+        files=_list(data.get("files"), located, "files"),
     )
 
 

@@ -38,6 +38,7 @@ from pipeline.testing.smoke.checks import (
     checks_of,
     patched_code,
 )
+from pipeline.testing.smoke.declared import runner_for
 from pipeline.testing.smoke.deployment import (
     Deployment,
     deploy_file,
@@ -247,7 +248,7 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
 
     def register(_: dict) -> None:
         spec = [{"user": d.service, "password": passwords[d.service], "region": REGION,
-                 "catalog": [c.__dict__ for c in d.catalog]} for d in deployments if d.catalog]
+                 "catalog": [c.__dict__ for c in d.catalog]} for d in deployments if d.service != "keystone"]
 
         def run() -> str:
             code, out, err = plane.exec(CLIENT, ["python", "-c", REGISTER_SCRIPT],
@@ -286,6 +287,10 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
             for process in _processes(records[service]):
                 plane.running(process)
             pending = checks_of(service)
+            if deployment.checks:
+                runner = runner_for(service, deployment.folder, deployment.files,
+                                    {**values, "password": passwords[service]})
+                pending += runner.checks(deployment.checks)
             if records[service].patches:
                 container = next(iter(_processes(records[service])))
                 pending.append(_patched_check(service, ctx, container, records[service], project))
