@@ -73,6 +73,16 @@ def warn(message: str) -> None:
     _err(f"warning: {message}")
 
 
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """A warning that would repeat for every image of a run (the same cause): said once per process."""
+    if message not in _warned:
+        _warned.add(message)
+        warn(message)
+
+
 def report_error(error: object) -> None:
     _err(f"error: {error}")
 

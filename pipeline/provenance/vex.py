@@ -144,9 +144,9 @@ def _findings(project: Project, release: str, service: str) -> list | None:
     try:
         database = advisory_database.load(project)
     except FetchError as error:
-        console.warn(f"vex {service} ({release}): no advisories read ({error.message}); the image's document keeps what "
-                     "they said when last read, or a new one holds only the CVEs its patches resolve (invoke advisories "
-                     "fetches them and writes it again)")
+        console.warn_once(f"vex: no advisories read ({error.message}); each image's document keeps what they said "
+                          "when last read, or a new one holds only the CVEs its patches resolve (invoke advisories "
+                          "fetches them and writes it again)")
         return None
     image = read_image(project, release, service)
     assert isinstance(image, Image)  # the SBOM was checked before

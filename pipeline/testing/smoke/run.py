@@ -3,8 +3,8 @@
 Owns the order of one smoke, as steps of the one runner (``runner.run``, going
 on past a failure so every independent service is still tried): the service
 images (through the build DAG), the control plane's and the client's images,
-then on a network of its own MariaDB, RabbitMQ, memcached and OVN (health
-checks), the databases, each service's bootstrap, keystone, the service
+then on a network of its own MariaDB, RabbitMQ, memcached and OVN (each
+probed until ready), the databases, each service's bootstrap, keystone, the service
 users and catalog, every process of every service exactly as its image's
 labels say, then the checks (``checks``) and the check that the running code
 is the patched code.  Whatever happened, the containers' logs are kept when
@@ -47,7 +47,7 @@ from pipeline.testing.smoke.deployment import (
     with_requirements,
 )
 from pipeline.testing.smoke.images import CONTROL_PLANE, ensure_smoke_images
-from pipeline.testing.smoke.plane import ConfigFile, Plane
+from pipeline.testing.smoke.plane import ConfigFile, Plane, http_probe
 
 LABEL_NS = "io.openstack-patches"
 START_TIMEOUT = 300.0  # an API may take this long to answer (imports, migrations already done)
@@ -55,9 +55,6 @@ BOOTSTRAP_TIMEOUT = 900.0
 REGION = "RegionOne"
 
 # The HTTP probe of an API process: any answer below 500 means it serves.
-HTTP_PROBE = ("import sys, urllib.request, urllib.error\n"
-              "try:\n    urllib.request.urlopen(sys.argv[1], timeout=5)\n"
-              "except urllib.error.HTTPError as e:\n    sys.exit(e.code >= 500)\n")
 
 # Service users, their roles and the catalog, made in one run of the client's openstacksdk.
 REGISTER_SCRIPT = r"""
@@ -265,16 +262,15 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
             for process, spec in processes.items():
                 options = deployment.options(process)
                 command = spec["command"]
-                health = ["/var/lib/openstack/bin/python", "-c", HTTP_PROBE, f"http://127.0.0.1:{spec['port']}/"] \
-                    if spec.get("port") else None
+                probe = http_probe(spec["port"]) if spec.get("port") else ["true"]
                 plane.start(process, records[service].image_id, command, f"{process} ({service})",
                             files=configs(deployment), user=options.user, environment=dict(options.environment),
-                            healthcheck=health, volumes=volumes(deployment), tmpfs=dict(options.tmpfs),
+                            probe=probe, volumes=volumes(deployment), tmpfs=dict(options.tmpfs),
                             privileged=options.privileged)
             for process, spec in processes.items():
                 if spec.get("port"):
                     record(service, f"{process} answers on :{spec['port']}",
-                           lambda p=process: f"{plane.wait_healthy(p, START_TIMEOUT):.1f}s to answer")
+                           lambda p=process: f"{plane.wait_ready(p, START_TIMEOUT):.1f}s to answer")
             for process, spec in processes.items():
                 if not spec.get("port"):
                     record(service, f"{process} runs", lambda p=process: _settled(plane, p))
@@ -350,7 +346,7 @@ def _processes(record: ImageRecord) -> dict[str, dict]:
 
 def _start_control(plane: Plane, name: str, image: str, files: list[ConfigFile]) -> str:
     plane.start(name, image, None, CONTROL_PLANE[name], files=files)
-    return f"{plane.wait_healthy(name, START_TIMEOUT):.1f}s to be healthy"
+    return f"{plane.wait_ready(name, START_TIMEOUT):.1f}s to be ready"
 
 
 def _bootstrap(plane: Plane, deployment: Deployment, image: str, script: str, files: list[ConfigFile],
