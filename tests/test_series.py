@@ -98,7 +98,7 @@ def test_crlf_file_in_the_tree(layout, upstream):
     prepared = patch_all(layout)["demo"]
     assert prepared.patches[0].sha256 == sha256_bytes(path.read_bytes())
     path.write_bytes(good.replace(b"\r\n", b"\n"))
-    with pytest.raises(PatchEncodingError, match="win.txt has Windows \\(CRLF\\) line endings at this ref"):
+    with pytest.raises(PatchEncodingError, match=r"win\.txt has Windows \(CRLF\) line endings at this ref"):
         patch_all(layout)
 
 

@@ -136,7 +136,7 @@ def parse_overrides(text: str, path: str) -> list[Override]:
         line, _, trailing = raw.partition("#")
         line = line.strip()
         if not line:
-            comment = [] if not raw.strip() else comment + [raw.strip().lstrip("#").strip()]
+            comment = [] if not raw.strip() else [*comment, raw.strip().lstrip("#").strip()]
             continue
         reason = " ".join([*comment, trailing.strip()]).strip() or None
         comment = []

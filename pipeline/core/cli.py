@@ -161,7 +161,7 @@ def _log_internal_error() -> Path | None:
     return None
 
 
-def _terminate(signum, frame):  # noqa: ARG001
+def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 

@@ -229,7 +229,8 @@ def _origin(client, project: Project, rel: Release, log_dir: Path) -> str:
     except docker.errors.APIError as exc:
         if mode == "pull":
             raise BaseImageError(f"cannot pull base image {base.image}: {exc.explanation or exc}",
-                                 hint=f"check the registry, or set base.bootstrap: debootstrap (or auto) in releases/{rel.name}/release.yaml") from None
+                                 hint="check the registry, or set base.bootstrap: debootstrap (or auto) in "
+                                      f"releases/{rel.name}/release.yaml") from None
         console.note(f"{base.image} cannot be pulled; bootstrapping from {base.debian_mirror} instead")
     ensure_image(client, settings, rootfs_ref, bootstrap, "the base root filesystem")
     return rootfs_ref
@@ -269,7 +270,7 @@ def ensure_bases(client, project: Project, rel: Release, target: Target) -> Base
             context = context_tar({"Dockerfile": build_file.read_bytes(), "uv": binary, "venv-layer": tool_file("venv-layer")},
                                   executables=frozenset({"uv", "venv-layer"}))
             return apt_build(client, context, log_dir / "base-build.log", f"base-build {rel.name}", build_args,
-                             proxies, rel, {p: f"build_packages in {rel.runtime.path}" for p in rel.runtime.build_packages})
+                             proxies, rel, dict.fromkeys(rel.runtime.build_packages, f"build_packages in {rel.runtime.path}"))
 
     build_id, _ = ensure_image(client, settings, build_ref, make_build, "the build base")
     return BaseImages(origin, runtime_ref, runtime_id, build_ref, build_id)

@@ -71,9 +71,10 @@ def connect(settings: Settings):
             client._version = client.version(api_version=False)["ApiVersion"]
             client.ping()
             info = engine_info(client)
-        except Exception as exc:  # docker-py raises several unrelated types here
+        except Exception as exc:  # noqa: BLE001 - docker-py raises several unrelated types here
+            reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
             raise DockerUnavailableError(
-                f"no Docker engine answers at {engine.description}: {redact(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)}",
+                f"no Docker engine answers at {engine.description}: {redact(reason)}",
                 hint="start the Docker engine (scripts/setup starts one; or `systemctl start docker`), "
                      "or set DOCKER_HOST (tcp://host:2376 with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or ssh://user@host)",
             ) from None
@@ -360,7 +361,6 @@ def run_with_files(client, image: str, command: list[str], what: str, put: tuple
                                    "(`docker info`, its free space), then rerun") from None
     finally:
         if container is not None:
-            try:
+            # the engine is gone; the next run on this host removes the container (_remove_orphans)
+            with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
                 client.remove_container(container, force=True)
-            except (docker.errors.DockerException, requests.exceptions.RequestException):
-                pass  # the engine is gone; the next run on this host removes the container (_remove_orphans)

@@ -94,7 +94,7 @@ def _labels(client, container: dict) -> dict[str, str]:
 def _libraries(labels: dict[str, str]) -> dict[str, str]:
     """name -> version of the patched libraries the image was built with."""
     pairs = [item.split("==", 1) for item in labels.get(LABEL_LIBRARIES, "").split(",") if "==" in item]
-    return {name: version for name, version in pairs}
+    return dict(pairs)
 
 
 def _refuse(what: str, hint: str) -> HotpatchError:

@@ -46,7 +46,7 @@ class Database:
                       if any(int(v.split(".")[0]) >= DATE_BASED_FROM for v in VERSION_IN_TEXT_RE.findall(r))}
         self._ossa: dict[str, list[Advisory]] = {}
         for path, data, pairs in raw:
-            if advisory := self._read("ossa", path, lambda p, docs: _parse_ossa(p, data, pairs, date_based)):
+            if advisory := self._read("ossa", path, lambda p, docs, data=data, pairs=pairs: _parse_ossa(p, data, pairs, date_based)):
                 for item in advisory.affected:
                     self._ossa.setdefault(item.package, []).append(replace(advisory, affected=(item,)))
         pypa = found.get("pypa_advisories")

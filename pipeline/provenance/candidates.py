@@ -276,7 +276,7 @@ def _from_history(project: Project, component: Component, source: SourceRecord, 
                      for line in text("ls-files", "-s", cwd=repo, env=applier.env).splitlines()}
             with ThreadPoolExecutor(max_workers=2) as pool:  # a git process each: two at a time
                 results = list(pool.map(lambda g: _applies(repo, applier.env, diffs[g[0][0].sha], blobs), chosen))
-            for group, applies in zip(chosen, results):
+            for group, applies in zip(chosen, results, strict=True):
                 (best, (kind, fixes)), others = group[0], group[1:]
                 found.append(Candidate(
                     release, name, kind, fixes, best.branch, best.sha, best.subject, best.date, applies,

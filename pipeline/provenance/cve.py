@@ -60,7 +60,8 @@ def query(project: Project, cve: str) -> dict:
                     images.append({**image, "component": patch["component"], "fix": patch["file"]})
             for change in record.constraints.get("changes", ()):
                 if cve in (change.get("reason") or "").upper():
-                    images.append({**image, "component": change["name"], "fix": f"{change['source']}: {', '.join(change['new']) or 'removed'}"})
+                    fix = f"{change['source']}: {', '.join(change['new']) or 'removed'}"
+                    images.append({**image, "component": change["name"], "fix": fix})
     components = sorted({p["component"] for p in patches})
     missing = [{"release": release, "component": component, "ref": rel.refs[component]}
                for release, rel in project.releases.items() for component in components

@@ -1,4 +1,5 @@
-"""What is installed in an image, read by running it: its Python distributions, its Debian packages, and the shared libraries its extensions need that it cannot load.
+"""What is installed in an image, read by running it: its Python distributions, its Debian packages, and
+the shared libraries its extensions need that it cannot load.
 
 The inventory runs in a throw-away container of the image with the image's
 own Python (no guessing from build inputs); the ELF dependencies of every
@@ -77,7 +78,8 @@ def elf_needs(path):
 system = set()
 for line in subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout.splitlines()[1:]:
     system.add(line.strip().split(" ", 1)[0])
-for folder in ("/lib", "/usr/lib", "/lib64", "/usr/lib64", f"/lib/{platform.machine()}-linux-gnu", f"/usr/lib/{platform.machine()}-linux-gnu"):
+arch = platform.machine()
+for folder in ("/lib", "/usr/lib", "/lib64", "/usr/lib64", f"/lib/{arch}-linux-gnu", f"/usr/lib/{arch}-linux-gnu"):
     if os.path.isdir(folder):
         system.update(os.listdir(folder))
 missing = {}

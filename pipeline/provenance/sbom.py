@@ -206,7 +206,7 @@ def build_bom(record: ImageRecord, inventory: Inventory):
     serial = uuid.uuid5(uuid.NAMESPACE_URL, f"openstack-patches:{image_id}:{record.input_hash}")
     bom = Bom(serial_number=serial, components=[*installed.values(), *debs])
     bom.metadata.component = image
-    bom.metadata.timestamp = datetime.datetime.fromtimestamp(record.head_date, tz=datetime.timezone.utc)
+    bom.metadata.timestamp = datetime.datetime.fromtimestamp(record.head_date, tz=datetime.UTC)
     bom.metadata.tools.components.add(Component(type=ComponentType.APPLICATION, name="openstack-patches", version=__version__))
     top = installed.get(record.dist_names[record.service])
     if top is None:

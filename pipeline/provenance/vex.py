@@ -76,7 +76,7 @@ def build_vex(record: ImageRecord, sbom_serial: str, findings: list | None = Non
     image = Component(type=ComponentType.CONTAINER, name=name, version=tag, bom_ref=f"image:{name}:{tag}",
                       purl=PackageURL(type="oci", name=name.rsplit("/", 1)[-1], version=record.image_id,
                                       qualifiers={"tag": tag, "repository_url": name}))
-    when = datetime.datetime.fromtimestamp(record.head_date, tz=datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(record.head_date, tz=datetime.UTC)
     sources = {"NVD": VulnerabilitySource(name="NVD", url=XsUri("https://nvd.nist.gov")),
                "ossa": VulnerabilitySource(name="OpenStack Vulnerability Management Team",
                                            url=XsUri("https://security.openstack.org")),

@@ -22,13 +22,13 @@ from pathlib import Path
 from packaging.version import Version
 
 from pipeline.core import console
+from pipeline.core.errors import FetchError
 from pipeline.core.files import (
     clean_staging,
     read_json,
     replace_dir,
     write_if_changed,
 )
-from pipeline.core.errors import FetchError
 from pipeline.core.git import clean_at, head_commit, text
 from pipeline.core.redact import public_url
 from pipeline.core.releases import Component, Project
@@ -178,7 +178,7 @@ def fetch(project: Project, release: str, names: list[str] | tuple[str, ...] = (
         return record
 
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(components) or 1))) as pool:
-        fetched = dict(zip([c.name for c in components], pool.map(one, components)))
+        fetched = dict(zip([c.name for c in components], pool.map(one, components), strict=True))
     records = {k: v for k, v in load_sources(project, release).items() if k in project.release(release).refs}
     records.update(fetched)
     write_if_changed(layout.sources_file(release), json.dumps({

@@ -101,7 +101,7 @@ def entry_point_loaders(tree: Path, packages: list[str], modules: set[str]) -> d
         except OSError:
             continue
         for group, targets in groups.items():
-            if any(l == group or (l.endswith(".") and group.startswith(l) and l.count(".") > 1) for l in literals):
+            if any(lit == group or (lit.endswith(".") and group.startswith(lit) and lit.count(".") > 1) for lit in literals):
                 for target in targets:
                     if target != module:
                         edges.setdefault(target, set()).add(module)

@@ -147,13 +147,13 @@ class SeriesRunner:
         for line in proc.stdout:
             line = redact(console.strip_ansi(line))
             log.write(line)
-            tail = (tail + [line.rstrip()])[-12:]
+            tail = [*tail, line.rstrip()][-12:]
             if line.strip():
                 progress.update(line.strip()[:90])
         proc.wait()
         progress.done()
         if proc.returncode != 0 or not location.exists():
-            detail = "\n    ".join(l for l in tail if l.strip())
+            detail = "\n    ".join(t for t in tail if t.strip())
             raise TestEnvironmentError(
                 f"{self.result.name}: the test environment could not be installed (nox exit {proc.returncode}):\n    {detail}",
                 hint=f"full log: {self.log_path}; the requirements come from upstream's tox.ini under the release's "
@@ -247,7 +247,8 @@ class SeriesRunner:
                     self.result.steps.append(StepResult(self.result.name, failing, False,
                                                         detail=_first_detail(error.message)))
                     raise PatchApplyError(f"{self.result.name}: {error.message}",
-                                          hint=f"{error.hint}; the tree is kept at {self.result.tree}, the log at {self.result.log}") from None
+                                          hint=f"{error.hint}; the tree is kept at {self.result.tree}, "
+                                               f"the log at {self.result.log}") from None
             except PipelineError as error:
                 self.result.error = error
                 log.write(f"ERROR: {error}\n")

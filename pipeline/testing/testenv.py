@@ -10,6 +10,7 @@ constraints, the tree editable with ``PBR_VERSION`` for that one install).
 from __future__ import annotations
 
 import configparser
+import contextlib
 import json
 import os
 import re
@@ -134,14 +135,12 @@ def extras_requirements(tree: Path, extras: tuple[str, ...]) -> list[str]:
     setup_cfg = tree / "setup.cfg"
     if setup_cfg.exists():
         parser = configparser.ConfigParser(interpolation=None)
-        try:
+        with contextlib.suppress(configparser.Error):
             parser.read(setup_cfg)
-        except configparser.Error:
-            pass
         for extra in extras:
             for section in ("extras", "options.extras_require"):
                 if parser.has_option(section, extra):
-                    found += [_requirement(l) for l in parser.get(section, extra).splitlines() if _requirement(l)]
+                    found += [_requirement(r) for r in parser.get(section, extra).splitlines() if _requirement(r)]
     pyproject = tree / "pyproject.toml"
     if pyproject.exists():
         try:

@@ -320,7 +320,7 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
                               (f"start:{service}", "register", *(f"check:{r}" for r in d.requires if r in by_name))))
     steps.append(runner.Step("register", register, ("start:keystone", "client")))
     outcome = runner.run(steps, jobs=max(4, len(deployments)), keep_going=True)
-    for name, error in outcome.failures.items():
+    for error in outcome.failures.values():
         if not isinstance(error, PipelineError):
             raise error
     starts = [e for n, e in outcome.failures.items() if not isinstance(e, SmokeCheckError)]
