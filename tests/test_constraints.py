@@ -71,10 +71,22 @@ def test_trailing_comment_is_a_reason_not_an_error():
     assert parsed[0].reason == "CVE-2026-23490 replaces every pin"
 
 
-def test_readme_example_parses():
+def test_readme_example_parses_to_what_it_says():
+    """The README's example: a comment block and a trailing comment make the reason; a pin, a marker pin, a removal."""
     readme = (PROJECT_ROOT / "README.md").read_text()
     block = readme.split("`overrides/<R>/constraints.txt`:", 1)[1].split("```", 2)[1]
-    overrides_module.parse_overrides(block.split("\n", 1)[1], "README")
+    parsed = overrides_module.parse_overrides(block.split("\n", 1)[1], "README")
+    assert [(o.line_no, o.name, o.text, o.version, o.marker, o.removal) for o in parsed] == [
+        (3, "pyasn1", "pyasn1===0.6.2", "0.6.2", None, False),
+        (4, "pyopenssl", "pyOpenSSL===25.0.0;python_version>='3.12'", "25.0.0", 'python_version >= "3.12"', False),
+        (5, "six", "", None, None, True),
+    ]
+    assert [o.reason for o in parsed] == [
+        "The comment block above an override is its recorded reason. CVE-2026-23490: DoS in the pyasn1 0.6.0 "
+        "OID decoder replaces every pin of the package, or adds it",
+        None,
+        "removes every pin of the package",
+    ]
 
 
 @pytest.mark.parametrize("text,message", [
