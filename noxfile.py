@@ -35,9 +35,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff's lint rules on the code, tests and benches. The configuration is pyproject.toml's."""
+    """ruff's lint rules on the code, tests and benches; mypy on pipeline/. Both read pyproject.toml."""
     session.install("-e", ".[lint]")
     session.run("ruff", "check", *LINTED)
+    session.run("mypy")
 
 
 @nox.session(name="upstream-tests", reuse_venv=True)

@@ -52,6 +52,8 @@ def connect(settings: Settings):
     """
     _defer_paramiko()
     import docker
+    import docker.constants
+    import docker.utils
 
     engine = settings.engine
     with _clients_lock:
@@ -68,7 +70,7 @@ def connect(settings: Settings):
             # the engine is verified with its own CA and reached directly.  Then the API version is
             # negotiated as version="auto" would, which asks before this could be set.
             client.trust_env = False
-            client._version = client.version(api_version=False)["ApiVersion"]
+            client._version = client.version(api_version=False)["ApiVersion"]  # type: ignore[attr-defined]  # no setter
             client.ping()
             info = engine_info(client)
         except Exception as exc:  # noqa: BLE001 - docker-py raises several unrelated types here
@@ -265,9 +267,16 @@ def ensure_image(client, settings: Settings, ref: str, make: Callable[[], str], 
         image_id = make()
         if force or inspect(client, ref) is None:
             tag(client, image_id, ref)  # --force is the one case where a tag moves: the user asked to rebuild
-        made = inspect(client, ref)
+        made = inspect_present(client, ref)
         layer_cache.store(client, settings, ref, made)
         return made["Id"], True
+
+
+def inspect_present(client, ref: str) -> dict[str, Any]:
+    """``inspect`` of an image this run has just made, tagged or checked: it is on the engine."""
+    found = inspect(client, ref)
+    assert found is not None, f"the engine has no image {ref}"
+    return found
 
 
 def context_image(client, settings: Settings, name: str, digest: str, make_context: Callable[[], io.BytesIO],

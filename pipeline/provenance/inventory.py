@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.core.errors import ImageBuildError, ImageContentError, SbomError
 from pipeline.image.engine import run_container
 from pipeline.image.record import ImageRecord
+
+if TYPE_CHECKING:
+    from docker import APIClient
 
 # Runs inside the image with its own Python: installed distributions and the
 # marker environment needed to resolve their dependencies on the host.
@@ -109,7 +112,7 @@ class Inventory:
     missing_libraries: dict[str, list[str]]  # shared object under the venv -> libraries the image cannot load
 
 
-def read_inventory(client, image_id: str) -> Inventory:
+def read_inventory(client: APIClient, image_id: str) -> Inventory:
     """What is installed in the image, read by running it (no guessing from build inputs)."""
     try:
         out = run_container(client, image_id, ["/var/lib/openstack/bin/python", "-c", INVENTORY_SCRIPT], "SBOM inventory")

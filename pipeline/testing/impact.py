@@ -70,9 +70,10 @@ def entry_points(tree: Path) -> dict[str, set[str]]:
         parser = configparser.ConfigParser(interpolation=None)
         try:
             parser.read(setup_cfg)
+            readable = True
         except configparser.Error:
-            parser = None
-        if parser is not None and parser.has_section("entry_points"):
+            readable = False
+        if readable and parser.has_section("entry_points"):
             for group, value in parser.items("entry_points"):
                 groups.setdefault(group, set()).update(m.group(1) for line in value.splitlines() if (m := ENTRY_RE.match(line)))
     pyproject = tree / "pyproject.toml"

@@ -134,7 +134,7 @@ def _tests_text(step: StepResult) -> str:
 
 
 def table_rows(report: Report) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for series in report.series:
         for step in series.steps:
             applied = "-" if step.patch == END_OF_SERIES else ("applied" if step.applied else f"FAILED: {step.detail}")

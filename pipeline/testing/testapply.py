@@ -144,6 +144,7 @@ class SeriesRunner:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, env=env,
                                 text=True, errors="replace")
         tail: list[str] = []
+        assert proc.stdout is not None  # stdout=PIPE
         for line in proc.stdout:
             line = redact(console.strip_ansi(line))
             log.write(line)
@@ -180,6 +181,7 @@ class SeriesRunner:
         ran = 0
         proc = subprocess.Popen(command, cwd=spec.tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace")
+        assert proc.stdout is not None  # stdout=PIPE
         for line in proc.stdout:
             log.write(redact(console.strip_ansi(line)))
             if re.match(r"^\{\d+\} \S+ .*\.\.\. ", line):
@@ -236,7 +238,7 @@ class SeriesRunner:
                     applied.append(patch)
                     step = StepResult(self.result.name, Path(patch.file).name, True)
                     self.result.steps.append(step)
-                    text("checkout", "--quiet", "-f", "-B", "testapply", patch.commit, cwd=self.tree)
+                    text("checkout", "--quiet", "-f", "-B", "testapply", patch.committed, cwd=self.tree)
                     self.test_after(step, patch, len(applied) == len(patches), source.version, log)
 
                 try:
@@ -348,12 +350,13 @@ def testapply(project: Project, releases: list[str], components: list[str], mode
     results = []
     for r, c in chosen:
         name = f"{c}/{r}"
+        failure = outcome.failures.get(name)
         if name in outcome.results:
             results.append(outcome.results[name])
-        elif isinstance(outcome.failures.get(name), _SeriesFailed):
-            results.append(outcome.failures[name].result)
-        elif name in outcome.failures:
-            raise outcome.failures[name]
+        elif isinstance(failure, _SeriesFailed):
+            results.append(failure.result)
+        elif failure is not None:
+            raise failure
     report = Report(results)
     write_junit(layout.testapply_root() / "junit.xml", report)
     return report

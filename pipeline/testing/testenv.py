@@ -17,6 +17,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.core.errors import (
     ConfigError,
@@ -74,7 +75,8 @@ def session_spec(release: str, component: str) -> SessionSpec:
     data = json.loads(Path(spec).read_text())
     if (data["release"], data["component"]) != (release, component):
         raise SystemExit(f"the spec {spec} is for {data['component']}/{data['release']}")
-    return SessionSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}  # JSON values
+    return SessionSpec(**fields)
 
 
 @dataclass(frozen=True)
@@ -98,9 +100,11 @@ def tox_test_env(tree: Path) -> ToxEnv:
     except configparser.Error as exc:
         raise ConfigError(f"{tox_ini}: cannot be parsed: {exc}") from None
     if not parser.has_option("testenv", "deps"):
-        files = tuple(name for name in ("requirements.txt", "test-requirements.txt") if (tree / name).exists())
-        return ToxEnv(files, (), (), ())
-    files, literal, extras = [], [], []
+        return ToxEnv(tuple(name for name in ("requirements.txt", "test-requirements.txt") if (tree / name).exists()),
+                      (), (), ())
+    files: list[str] = []
+    literal: list[str] = []
+    extras: list[str] = []
     for line in parser.get("testenv", "deps").splitlines():
         line = _requirement(line)
         if not line or line.startswith("-c"):

@@ -228,9 +228,15 @@ def volume_services(ctx: Context) -> str:
 
 def volume_create(ctx: Context) -> str:
     volume = ctx.openstack("volume", "create", "--size", "1", "smoke-volume")
-    volume = ctx.until("the volume to be available",
-                       lambda: (v := ctx.openstack("volume", "show", volume["id"])) and
-                       (v if v.get("status") == "available" else _failed_volume(v)))
+
+    def available() -> Any:
+        shown = ctx.openstack("volume", "show", volume["id"])
+        if shown and shown.get("status") != "available":
+            _failed_volume(shown)
+            return None
+        return shown
+
+    volume = ctx.until("the volume to be available", available)
     ctx.facts["volume_id"] = volume["id"]
     return f"{volume['id'][:8]} available, {volume['size']} GiB"
 
@@ -238,7 +244,6 @@ def volume_create(ctx: Context) -> str:
 def _failed_volume(volume: dict) -> None:
     if volume.get("status") == "error":
         raise CheckFailed(f"the volume went to error: {json.dumps(volume)[:400]}")
-    return None
 
 
 def volume_delete(ctx: Context) -> str:

@@ -22,14 +22,18 @@ import socket
 import tarfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.core.errors import DockerUnavailableError, SmokeStartError
 from pipeline.core.files import signals_held
 from pipeline.core.redact import redact
 from pipeline.image.engine import TEMPORARY, _alive
+
+if TYPE_CHECKING:
+    from docker import APIClient  # imported when a task needs the engine (pipeline.image.engine.connect)
 
 SMOKE = "io.openstack-patches.smoke"  # label: the run a thing belongs to
 LOG_TAIL = 25
@@ -50,7 +54,7 @@ class ConfigFile:
     gid: int = 42424  # the images' openstack group: the service reads it, others cannot
 
 
-def files_archive(files: list[ConfigFile]) -> bytes:
+def files_archive(files: Sequence[ConfigFile]) -> bytes:
     """A tar archive of ``files`` with their directories, to unpack at ``/``."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -81,7 +85,7 @@ class Container:
 class Plane:
     """The engine-side things of one smoke run."""
 
-    client: object
+    client: APIClient
     prefix: str
     run: str = field(default_factory=lambda: secrets.token_hex(4))
     containers: dict[str, Container] = field(default_factory=dict)
@@ -113,7 +117,7 @@ class Plane:
             self.volumes.append(full)
         return full
 
-    def start(self, name: str, image: str, command: list[str] | None, what: str, *, files: list[ConfigFile] = (),
+    def start(self, name: str, image: str, command: list[str] | None, what: str, *, files: Sequence[ConfigFile] = (),
               user: str | None = None, environment: Mapping[str, str] | None = None,
               healthcheck: list[str] | None = None, volumes: Mapping[str, str] | None = None,
               tmpfs: Mapping[str, str] | None = None, privileged: bool = False, aliases: tuple[str, ...] = (),
@@ -121,11 +125,12 @@ class Plane:
         """Create ``name`` from ``image`` on the run's network (reachable as ``name`` and ``aliases``), put
         ``files`` in, and start it."""
         full = self.full_name(name)
-        binds = {volume: {"bind": path, "mode": "rw"} for volume, path in (volumes or {}).items()}
+        binds: dict[str, Mapping[str, str]] = {volume: {"bind": path, "mode": "rw"}
+                                               for volume, path in (volumes or {}).items()}
         host_config = self.client.create_host_config(binds=binds or None, tmpfs=dict(tmpfs or {}) or None,
                                                      privileged=privileged, network_mode=self.network, init=True)
-        networking = self.client.create_networking_config(
-            {self.network: self.client.create_endpoint_config(aliases=[name, *aliases])})
+        networking = self.client.create_networking_config(  # network -> endpoint, as docker-py takes it
+            {self.network: self.client.create_endpoint_config(aliases=[name, *aliases])})  # type: ignore[arg-type]
         check = None
         if healthcheck:
             check = {"test": ["CMD", *healthcheck], "interval": 1_000_000_000, "timeout": 10_000_000_000,
@@ -185,6 +190,18 @@ class Plane:
             raise SmokeStartError(f"{self.containers[name].what} stopped (exit {state.get('ExitCode')}):\n{self.tail(name)}",
                                   hint=self.hint(name))
 
+    def answers(self, name: str, timeout: float) -> str:
+        """A process with an API: how long its health check took to pass (see ``wait_healthy``)."""
+        return f"{self.wait_healthy(name, timeout):.1f}s to answer"
+
+    def settled(self, name: str, seconds: float = 3.0) -> str:
+        """A process without an API: still running a few seconds after its start (it has read its configuration and
+        connected to the database and the message queue, or it has stopped)."""
+        begun = self.state(name).get("StartedAt", "")
+        time.sleep(seconds)
+        self.running(name)
+        return f"running since {begun[11:19]}"
+
     def hint(self, name: str) -> str:
         return f"its whole log is kept in the smoke's log folder (container {self.full_name(name)})"
 
@@ -217,7 +234,7 @@ class Plane:
         container = self.containers[name]
         with _engine(f"waiting for {what}"):
             try:
-                status = self.client.wait(container.id, timeout=timeout)
+                status = self.client.wait(container.id, timeout=timeout)  # type: ignore[arg-type]  # requests' float
             except Exception as exc:  # requests' read timeout: the command hangs
                 if "timed out" not in str(exc).lower() and "timeout" not in type(exc).__name__.lower():
                     raise

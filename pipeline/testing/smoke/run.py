@@ -13,6 +13,7 @@ anything failed, and everything the run made is removed.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import shlex
@@ -119,7 +120,9 @@ def smoke(project: Project, release: str, services: list[str], jobs: int = 2, ke
     started = time.monotonic()
     built = build(project, release, names, jobs=jobs)
     if not built.outcome.ok:
-        raise built.first_error()
+        error = built.first_error()
+        assert error is not None  # a build that is not ok has a failure
+        raise error
     inputs = built.outcome.results["sources"]
     client = connect(project.settings)
     constraints_text = project.layout.effective_constraints(release).read_text()
@@ -273,11 +276,10 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
                             privileged=options.privileged)
             for process, spec in processes.items():
                 if spec.get("port"):
-                    record(service, f"{process} answers on :{spec['port']}",
-                           lambda p=process: f"{plane.wait_healthy(p, START_TIMEOUT):.1f}s to answer")
+                    record(service, f"{process} answers on :{spec['port']}", functools.partial(plane.answers, process, START_TIMEOUT))
             for process, spec in processes.items():
                 if not spec.get("port"):
-                    record(service, f"{process} runs", lambda p=process: _settled(plane, p))
+                    record(service, f"{process} runs", functools.partial(plane.settled, process))
         return run
 
     def check(deployment: Deployment):
@@ -296,7 +298,7 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
                 pending.append(_patched_check(service, ctx, container, records[service], project))
             for index, item in enumerate(pending):
                 try:
-                    record(service, item.name, lambda item=item: item.run(ctx))
+                    record(service, item.name, functools.partial(item.run, ctx))
                 except SmokeCheckError:
                     for later in pending[index + 1:]:
                         report.rows.append(Row(service, later.name, "skipped", 0.0, f"after {item.name} failed"))
@@ -323,7 +325,7 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
     for error in outcome.failures.values():
         if not isinstance(error, PipelineError):
             raise error
-    starts = [e for n, e in outcome.failures.items() if not isinstance(e, SmokeCheckError)]
+    starts = [e for e in outcome.failures.values() if isinstance(e, PipelineError) and not isinstance(e, SmokeCheckError)]
     checks = [e for e in outcome.failures.values() if isinstance(e, SmokeCheckError)]
     for name, cause in outcome.skipped.items():
         service = name.split(":", 1)[1] if ":" in name else name
@@ -359,16 +361,6 @@ def _bootstrap(plane: Plane, deployment: Deployment, image: str, script: str, fi
     plane.oneshot(name, image, ["sh", "-ec", script], f"the bootstrap of {deployment.service}", BOOTSTRAP_TIMEOUT,
                   files=files, user="root", volumes=volumes, environment=environment)
     return f"{len(deployment.bootstrap)} command(s)"
-
-
-def _settled(plane: Plane, name: str, seconds: float = 3.0) -> str:
-    """A process without an API: still running a few seconds after its start (it has read its configuration and
-    connected to the database and the message queue, or it has stopped)."""
-    state = plane.state(name)
-    begun = state.get("StartedAt", "")
-    time.sleep(seconds)
-    plane.running(name)
-    return f"running since {begun[11:19]}"
 
 
 def _patched_check(service: str, ctx: Context, container: str, record: ImageRecord, project: Project):
