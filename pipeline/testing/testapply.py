@@ -20,8 +20,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, TextIO
 
 from pipeline.constraints import effective as constraints_stage
 from pipeline.core import console, locks, runner
@@ -109,7 +111,7 @@ class SeriesRunner:
             extras=tox.extras, version=version,
         )
 
-    def ensure_venv(self, spec: SessionSpec, log) -> Path:
+    def ensure_venv(self, spec: SessionSpec, log: TextIO) -> Path:
         """The nox-managed venv of this (release, component), (re)installed only when its inputs changed."""
         layout = self.project.layout
         venvs = layout.test_venvs()  # a cache: it outlives a wiped work directory
@@ -128,7 +130,7 @@ class SeriesRunner:
             stamp.record(inputs, {"venv": str(location)})
             return location
 
-    def _nox(self, spec: SessionSpec, log, venvs: Path) -> Path:
+    def _nox(self, spec: SessionSpec, log: TextIO, venvs: Path) -> Path:
         spec_file = self.base / "nox-spec.json"
         write_json(spec_file, asdict(spec))
         location = self.base / "venv-location"
@@ -163,7 +165,7 @@ class SeriesRunner:
         return Path(location.read_text().strip())
 
     # --- tests --------------------------------------------------------------------------
-    def run_tests(self, spec: SessionSpec, args: list[str], log) -> TestCounts:
+    def run_tests(self, spec: SessionSpec, args: list[str], log: TextIO) -> TestCounts:
         """Run the test command in the venv nox manages; results from stestr's subunit stream."""
         venv = self.venv or self.ensure_venv(spec, log)
         self.venv = venv
@@ -258,7 +260,7 @@ class SeriesRunner:
                     self.result.steps[-1].error = error.message
         return self.result
 
-    def test_after(self, step: StepResult, patch: AppliedPatch, last: bool, version: str, log) -> None:
+    def test_after(self, step: StepResult, patch: AppliedPatch, last: bool, version: str, log: TextIO) -> None:
         started = time.monotonic()
         args: list[str] | None = None
         if self.mode == MODE_SKIP or (self.mode == MODE_DEFER and not last):
@@ -286,7 +288,7 @@ class SeriesRunner:
             self._run_and_check(final, [], version, log)
             final.seconds = time.monotonic() - started
 
-    def _run_and_check(self, step: StepResult, args: list[str], version: str, log) -> None:
+    def _run_and_check(self, step: StepResult, args: list[str], version: str, log: TextIO) -> None:
         spec = self.spec(version)
         try:
             counts = self.run_tests(spec, args, log)
@@ -332,8 +334,8 @@ def testapply(project: Project, releases: list[str], components: list[str], mode
         with locks.hold(layout.lock(release), f"the work directory of {release}"):
             constraints_stage.build(project, release)
 
-    def step(release: str, component: str):
-        def run(_: dict) -> SeriesResult:
+    def step(release: str, component: str) -> Callable[[dict[str, Any]], SeriesResult]:
+        def run(_: dict[str, Any]) -> SeriesResult:
             runner = SeriesRunner(project, release, component, mode, selector)
             console.note(f"testapply {runner.result.name}: started (log {runner.result.log})")
             result = runner.execute()

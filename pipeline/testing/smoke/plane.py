@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipeline.core.errors import DockerUnavailableError, SmokeStartError
 from pipeline.core.files import signals_held
@@ -152,15 +152,17 @@ class Plane:
 
     # --- watching them ------------------------------------------------------------------
 
-    def state(self, name: str) -> dict:
+    def state(self, name: str) -> dict[str, Any]:
         with _engine(f"asking for the state of {name}"):
-            return self.client.inspect_container(self.containers[name].id)["State"]
+            state: dict[str, Any] = self.client.inspect_container(self.containers[name].id)["State"]  # the engine's JSON
+        return state
 
     def address(self, name: str) -> str:
         """The container's address on the run's network."""
         with _engine(f"asking for the address of {name}"):
             networks = self.client.inspect_container(self.containers[name].id)["NetworkSettings"]["Networks"]
-        return networks[self.network]["IPAddress"]
+        address: str = networks[self.network]["IPAddress"]
+        return address
 
     def wait_healthy(self, name: str, timeout: float, started: float | None = None) -> float:
         """Wait until the container's health check passes; a container that stops or never gets healthy is a
@@ -228,7 +230,7 @@ class Plane:
         return code if code is not None else -1, (out or b"").decode("utf-8", "replace"), \
             (err or b"").decode("utf-8", "replace")
 
-    def oneshot(self, name: str, image: str, command: list[str], what: str, timeout: float, **options) -> str:
+    def oneshot(self, name: str, image: str, command: list[str], what: str, timeout: float, **options: Any) -> str:
         """Run ``command`` to its end in a new container; its output, or a SmokeStartError with its end."""
         self.start(name, image, command, what, **options)
         container = self.containers[name]
@@ -264,7 +266,7 @@ class Plane:
             remove_run(self.client, self.run)
 
 
-def remove_run(client, run: str) -> None:
+def remove_run(client: APIClient, run: str) -> None:
     """Everything labelled with the smoke run ``run``: containers first, then volumes and networks."""
     import docker.errors
 
@@ -280,7 +282,7 @@ def remove_run(client, run: str) -> None:
             client.remove_network(network["Id"])
 
 
-def remove_leftovers(client) -> list[str]:
+def remove_leftovers(client: APIClient) -> list[str]:
     """Remove the runs that smokes on this host left when they were killed (their process is gone); a live
     run's things, and other hosts', stay.  Returns the runs removed."""
     host = socket.gethostname()

@@ -21,6 +21,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pipeline.build import build
@@ -34,6 +35,7 @@ from pipeline.image.engine import connect
 from pipeline.image.record import ImageRecord
 from pipeline.testing.smoke.checks import (
     CLIENT,
+    Check,
     CheckFailed,
     Context,
     checks_of,
@@ -47,7 +49,7 @@ from pipeline.testing.smoke.deployment import (
     render,
     with_requirements,
 )
-from pipeline.testing.smoke.images import CONTROL_PLANE, ensure_smoke_images
+from pipeline.testing.smoke.images import CONTROL_PLANE, SmokeImages, ensure_smoke_images
 from pipeline.testing.smoke.plane import ConfigFile, Plane
 
 LABEL_NS = "io.openstack-patches"
@@ -148,7 +150,7 @@ def smoke(project: Project, release: str, services: list[str], jobs: int = 2, ke
     return report
 
 
-def _run(project: Project, release: str, deployments: list[Deployment], records: dict[str, ImageRecord], images,
+def _run(project: Project, release: str, deployments: list[Deployment], records: dict[str, ImageRecord], images: SmokeImages,
          plane: Plane, report: SmokeReport) -> None:
     passwords = {name: _password() for name in ("admin", "rabbit", *(d.service for d in deployments))}
     values: dict[str, Any] = {
@@ -192,11 +194,11 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
         console.note(f"  {service}: {step}: ok ({seconds:.1f}s){f'  {detail}' if detail else ''}")
 
     # --- the control plane -------------------------------------------------------------------
-    def network(_: dict) -> None:
+    def network(_: dict[str, Any]) -> None:
         plane.create_network()
 
-    def control(name: str):
-        def run(_: dict) -> None:
+    def control(name: str) -> Callable[[dict[str, Any]], None]:
+        def run(_: dict[str, Any]) -> None:
             files = []
             if name == "rabbitmq":
                 files.append(ConfigFile("/etc/rabbitmq/rabbitmq.conf",
@@ -210,7 +212,7 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
                 values.update(ovn_nb_connection=f"tcp:{address}:6641", ovn_sb_connection=f"tcp:{address}:6642")
         return run
 
-    def client(_: dict) -> None:
+    def client(_: dict[str, Any]) -> None:
         environment = {"OS_AUTH_URL": f"{values['keystone_url']}/v3", "OS_USERNAME": "admin",
                        "OS_PASSWORD": passwords["admin"], "OS_PROJECT_NAME": "admin", "OS_USER_DOMAIN_NAME": "Default",
                        "OS_PROJECT_DOMAIN_NAME": "Default", "OS_IDENTITY_API_VERSION": "3", "OS_REGION_NAME": REGION,
@@ -218,7 +220,7 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
         plane.start(CLIENT, images.client, ["sleep", "infinity"], "the client (python-openstackclient)",
                     environment=environment)
 
-    def databases(_: dict) -> None:
+    def databases(_: dict[str, Any]) -> None:
         statements = []
         for d in deployments:
             for db in d.databases:
@@ -234,8 +236,8 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
         record("control plane", "databases and users", run)
 
     # --- the services ------------------------------------------------------------------------
-    def bootstrap(deployment: Deployment):
-        def run(_: dict) -> None:
+    def bootstrap(deployment: Deployment) -> Callable[[dict[str, Any]], None]:
+        def run(_: dict[str, Any]) -> None:
             service = deployment.service
             for name in deployment.volumes.values():
                 plane.volume(f"{service}-{name}")
@@ -249,7 +251,7 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
                                                              {"ADMIN_PASSWORD": passwords["admin"]}))
         return run
 
-    def register(_: dict) -> None:
+    def register(_: dict[str, Any]) -> None:
         spec = [{"user": d.service, "password": passwords[d.service], "region": REGION,
                  "catalog": [c.__dict__ for c in d.catalog]} for d in deployments if d.service != "keystone"]
 
@@ -261,8 +263,8 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
             return f"{len(spec)} service users, {sum(len(s['catalog']) for s in spec)} catalog entries"
         record("keystone", "service users and catalog", run)
 
-    def start(deployment: Deployment):
-        def run(_: dict) -> None:
+    def start(deployment: Deployment) -> Callable[[dict[str, Any]], None]:
+        def run(_: dict[str, Any]) -> None:
             service = deployment.service
             processes = _processes(records[service])
             for process, spec in processes.items():
@@ -282,8 +284,8 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
                     record(service, f"{process} runs", functools.partial(plane.settled, process))
         return run
 
-    def check(deployment: Deployment):
-        def run(_: dict) -> None:
+    def check(deployment: Deployment) -> Callable[[dict[str, Any]], None]:
+        def run(_: dict[str, Any]) -> None:
             service = deployment.service
             ctx = Context(plane, [d.service for d in deployments], facts)
             for process in _processes(records[service]):
@@ -340,7 +342,7 @@ def _password() -> str:
     return value
 
 
-def _processes(record: ImageRecord) -> dict[str, dict]:
+def _processes(record: ImageRecord) -> dict[str, dict[str, Any]]:
     """The processes the image's labels name, with their command (what deployment tools read)."""
     labels = record.labels
     names = [n for n in labels.get(f"{LABEL_NS}.processes", "").split(",") if n]
@@ -363,14 +365,12 @@ def _bootstrap(plane: Plane, deployment: Deployment, image: str, script: str, fi
     return f"{len(deployment.bootstrap)} command(s)"
 
 
-def _patched_check(service: str, ctx: Context, container: str, record: ImageRecord, project: Project):
-    from pipeline.testing.smoke.checks import Check
-
+def _patched_check(service: str, ctx: Context, container: str, record: ImageRecord, project: Project) -> Check:
     return Check(service, "the running code is the patched code",
                  lambda c: patched_code(c, container, record, project.layout.workdir))
 
 
-def write_junit(path, report: SmokeReport) -> None:
+def write_junit(path: Path, report: SmokeReport) -> None:
     """One testsuite per service, one testcase per start and check."""
     suites = ET.Element("testsuites", name=f"smoke {report.release}")
     for service in dict.fromkeys(r.service for r in report.rows):
