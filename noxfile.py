@@ -1,4 +1,4 @@
-"""Nox sessions: the test suite, and the upstream unit-test environments testapply drives.
+"""Nox sessions: the test suite, lint and types, and the upstream unit-test environments testapply drives.
 
 Thin by design: sessions install and call; logic lives in ``pipeline``.
 """
@@ -10,11 +10,14 @@ from pathlib import Path
 import nox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the pipeline package next to this file
-from pipeline.testing import testenv  # noqa: E402
+from pipeline.testing import testenv
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests"]
 nox.options.reuse_existing_virtualenvs = True
+
+# What ruff lints: the package, its tests and benches, the task and session files.
+LINTED = ("pipeline", "tests", "bench", "tasks.py", "noxfile.py")
 
 
 @nox.session
@@ -28,6 +31,14 @@ def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     args = session.posargs or ["-n", "2", "--dist", "loadfile", "tests"]
     session.run("pytest", *args)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff's lint rules on the code, tests and benches; mypy on pipeline/. Both read pyproject.toml."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", *LINTED)
+    session.run("mypy")
 
 
 @nox.session(name="upstream-tests", reuse_venv=True)

@@ -294,7 +294,7 @@ def _resumed(project, release, component, continue_, abort, other_flags):
 
     if not (continue_ or abort):
         return None
-    if continue_ and abort or other_flags:
+    if (continue_ and abort) or other_flags:
         raise UsageError("--continue and --abort go alone (with --release and --component)")
     return lifecycle.resume(project, release, component, abort)
 

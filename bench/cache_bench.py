@@ -28,14 +28,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from changes import change_code  # noqa: E402
-from conftest import serve_registry  # noqa: E402
-from second_engine import second_engine  # noqa: E402
+from changes import change_code  # noqa: E402 - after sys.path.insert of the repository root
+from conftest import serve_registry  # noqa: E402 - after sys.path.insert of the repository root
+from second_engine import second_engine  # noqa: E402 - after sys.path.insert of the repository root
 
-from pipeline import build
-from pipeline.core.releases import load_project  # noqa: E402
-from pipeline.core.settings import Settings
-from pipeline.patches import series  # noqa: E402
+from pipeline import build  # noqa: E402 - after sys.path.insert of the repository root
+from pipeline.core.releases import load_project  # noqa: E402 - after sys.path.insert of the repository root
+from pipeline.core.settings import Settings  # noqa: E402 - after sys.path.insert of the repository root
+from pipeline.patches import series  # noqa: E402 - after sys.path.insert of the repository root
 
 
 def main() -> None:

@@ -23,12 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.core import locks
-from pipeline.core.releases import load_project  # noqa: E402
-from pipeline.core.settings import PROJECT_ROOT, Settings
-from pipeline.patches import (
+from pipeline.core import locks  # noqa: E402 - after sys.path.insert of the repository root
+from pipeline.core.releases import load_project  # noqa: E402 - after sys.path.insert of the repository root
+from pipeline.core.settings import PROJECT_ROOT, Settings  # noqa: E402 - after sys.path.insert of the repository root
+from pipeline.patches import (  # noqa: E402 - after sys.path.insert of the repository root
     export,
-    series,  # noqa: E402
+    series,
 )
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -41,8 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import docker  # noqa: E402
-from changes import change_code  # noqa: E402
+import docker  # noqa: E402 - after sys.path.insert of the repository root
+from changes import change_code  # noqa: E402 - after sys.path.insert of the repository root
 
 STEP_LOGS: list[Path] = []
 
@@ -117,7 +118,7 @@ def change_breakdown(progress: str, seconds: float, build_log: str) -> str:
     steps = step_times(progress)
     marks = [(float(m[1]), m[2]) for m in re.finditer(r"^\[\s*(\d+\.\d+)s\] Step \d+/\d+ : (\w+)", build_log, re.M)]
     engine: dict[str, float] = {}
-    for (at, instruction), (after, _) in zip(marks, marks[1:]):  # the last step (LABEL) has no end mark
+    for (at, instruction), (after, _) in itertools.pairwise(marks):  # the last step (LABEL) has no end mark
         engine[instruction] = engine.get(instruction, 0.0) + after - at
     parts = {"patch": longest(steps, "patch "), "wheel": total(steps, "wheel "), "layer": total(steps, "layer "),
              "image": total(steps, "image "), "sbom": total(steps, "sbom ")}
@@ -162,7 +163,7 @@ def dir_bytes(path: str) -> int:
 def layer_sizes(client, image: str) -> dict[str, int]:
     """Bytes of each layer of the image by its diff ID: what a registry stores and a node pulls once."""
     layers = client.api.inspect_image(image)["RootFS"]["Layers"]
-    return {layer: dir_bytes(d) for layer, d in zip(layers, reversed(layer_dirs(client, image)))}
+    return {layer: dir_bytes(d) for layer, d in zip(layers, reversed(layer_dirs(client, image)), strict=False)}
 
 
 def shared_and_changed(client, old: str, new: str) -> tuple[int, int, int]:

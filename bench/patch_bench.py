@@ -22,12 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from changes import change_code  # noqa: E402
+from changes import change_code  # noqa: E402 - after sys.path.insert of the repository root
 
-from pipeline.core import locks
-from pipeline.core.releases import load_project  # noqa: E402
-from pipeline.core.settings import Settings
-from pipeline.patches import series  # noqa: E402
+from pipeline.core import locks  # noqa: E402 - after sys.path.insert of the repository root
+from pipeline.core.releases import load_project  # noqa: E402 - after sys.path.insert of the repository root
+from pipeline.core.settings import Settings  # noqa: E402 - after sys.path.insert of the repository root
+from pipeline.patches import series  # noqa: E402 - after sys.path.insert of the repository root
 
 
 def timed(label: str, func, results: list) -> None:

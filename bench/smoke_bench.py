@@ -23,6 +23,7 @@ Run: python bench/smoke_bench.py [--release 2025.2] [--keep DIR] [--whole-releas
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -35,10 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import docker  # noqa: E402
-from image_bench import layer_sizes  # noqa: E402
+import docker  # noqa: E402 - after sys.path.insert of the repository root
+from image_bench import layer_sizes  # noqa: E402 - after sys.path.insert of the repository root
 
-from pipeline.core.releases import load_release  # noqa: E402
+from pipeline.core.releases import load_release  # noqa: E402 - after sys.path.insert of the repository root
 
 # Every distribution of the image and the bytes of its files as installed.
 DISTRIBUTIONS = r"""
@@ -193,10 +194,8 @@ def main() -> None:
     finally:
         for record in (locals().get("before") or {}).values():
             for tag in record.get("tags", []):
-                try:
+                with contextlib.suppress(docker.errors.APIError):
                     client.api.remove_image(tag)
-                except docker.errors.APIError:
-                    pass
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
 

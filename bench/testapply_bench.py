@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.testing.impact import ImportGraph, is_test_module, selector_regex  # noqa: E402
+from pipeline.testing.impact import ImportGraph, is_test_module, selector_regex  # noqa: E402 - after sys.path.insert of the repository root
 
 
 def invoke(*args: str) -> str:

@@ -11,6 +11,7 @@ May import: core, sources, patches, constraints, image, provenance.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -73,33 +74,33 @@ def build(project: Project, release: str, services: list[str], jobs: int = 1, fo
     client = connect(project.settings)  # fail fast, before any fetching, when there is no engine (says which one)
     layout = project.layout
 
-    def sources_step(_: dict) -> ReleaseInputs:
+    def sources_step(_: dict[str, Any]) -> ReleaseInputs:
         inputs = prepare_release(project, rel, services, client, jobs, force)
         if any(force or is_current(client, project, plan) is None for plan in inputs.plans.values()):
             sbom.preload()  # images will be built: their SBOMs will need the validator
         return inputs
 
-    def image_step(service: str):
-        def run(results: dict) -> ImageResult:
+    def image_step(service: str) -> Callable[[dict[str, Any]], ImageResult]:
+        def run(results: dict[str, Any]) -> ImageResult:
             inputs: ReleaseInputs = results["sources"]
             with locks.hold(layout.lock(f"{release}-{service}"), f"the image of {service} ({release})"):
                 return build_service(client, project, inputs.plans[service], force)
         return run
 
-    def sbom_step(service: str):
-        def run(results: dict):
+    def sbom_step(service: str) -> Callable[[dict[str, Any]], object]:
+        def run(results: dict[str, Any]) -> object:
             with locks.hold(layout.lock(f"{release}-{service}"), f"the image of {service} ({release})"):
                 return sbom.generate(project, release, service, client)
         return run
 
-    def vex_step(service: str):
-        def run(results: dict):
+    def vex_step(service: str) -> Callable[[dict[str, Any]], object]:
+        def run(results: dict[str, Any]) -> object:
             with locks.hold(layout.lock(f"{release}-{service}"), f"the image of {service} ({release})"):
                 return vex.generate(project, release, service)
         return run
 
-    def push_step(service: str):
-        def run(results: dict):
+    def push_step(service: str) -> Callable[[dict[str, Any]], object]:
+        def run(results: dict[str, Any]) -> object:
             with locks.hold(layout.lock(f"{release}-{service}"), f"the image of {service} ({release})"):
                 return push_stage.push(project, release, service, client)
         return run

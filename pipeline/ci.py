@@ -33,6 +33,8 @@ import re
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -69,7 +71,7 @@ class Snapshot:
         return next((f"dockerfiles/{p}" for p in candidates(release, names) if f"dockerfiles/{p}" in self.paths), None)
 
 
-def _git(root, *args: str) -> str:
+def _git(root: Path, *args: str) -> str:
     try:
         return text(*args, cwd=root)
     except GitError as error:
@@ -77,7 +79,7 @@ def _git(root, *args: str) -> str:
                           hint="ci.matrix needs the repository's history (actions/checkout with fetch-depth: 0)") from None
 
 
-def _yaml_at(root, commit: str, path: str, paths: frozenset[str]):
+def _yaml_at(root: Path, commit: str, path: str, paths: frozenset[str]) -> Any:
     if path not in paths:
         return None
     try:
@@ -86,7 +88,7 @@ def _yaml_at(root, commit: str, path: str, paths: frozenset[str]):
         raise ConfigError(f"{path} at {commit[:12]} is not valid YAML: {exc}") from None
 
 
-def snapshot(root, commit: str) -> Snapshot:
+def snapshot(root: Path, commit: str) -> Snapshot:
     paths = frozenset(p for p in _git(root, "ls-tree", "-r", "-z", "--name-only", commit).split("\0") if p)
     releases: dict[str, ReleaseAt] = {}
     names = sorted({p.split("/")[1] for p in paths if p.startswith("releases/") and p.count("/") >= 2})
@@ -108,10 +110,10 @@ def snapshot(root, commit: str) -> Snapshot:
 class Matrix:
     base: str
     head: str
-    include: list[dict] = field(default_factory=list)
+    include: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"include": self.include}
 
 
@@ -209,7 +211,7 @@ def _reasons(found: dict[str, list[str]]) -> list[str]:
     return out
 
 
-def _commit(root, ref: str, flag: str) -> str:
+def _commit(root: Path, ref: str, flag: str) -> str:
     sha = rev_parse(root, ref)
     if sha is None:
         raise UsageError(f"{flag} {ref!r} names no commit of the repository at {root}",
@@ -217,7 +219,7 @@ def _commit(root, ref: str, flag: str) -> str:
     return sha
 
 
-def changed_paths(root, base: str, head: str) -> list[str]:
+def changed_paths(root: Path, base: str, head: str) -> list[str]:
     """Files that differ between the merge base of ``base`` and ``head``, and ``head`` (renames as delete + add)."""
     try:
         since = text("merge-base", base, head, cwd=root).strip()

@@ -9,11 +9,13 @@ an end-of-maintenance tag on an older branch.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import urllib.request
@@ -26,12 +28,14 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-import atexit  # noqa: E402
-import tempfile  # noqa: E402
+from pipeline.constraints.upstream import split_snapshot  # noqa: E402 - after sys.path.insert of the repository root
+from pipeline.core.git import configure  # noqa: E402 - after sys.path.insert of the repository root
+from pipeline.core.releases import Project, load_project  # noqa: E402 - after sys.path.insert of the repository root
+from pipeline.core.settings import PROJECT_ROOT, Settings  # noqa: E402 - after sys.path.insert of the repository root
 
-from pipeline.constraints.upstream import split_snapshot  # noqa: E402
-from pipeline.core.releases import Project, load_project  # noqa: E402
-from pipeline.core.settings import Settings
+# The advisory snapshots (openstack/ossa, pypa/advisory-database) of this machine; tests skip without them.
+ADVISORY_SNAPSHOTS = Path("/work/shared/advisories")
+OSSA, PYPA = ADVISORY_SNAPSHOTS / "ossa", ADVISORY_SNAPSHOTS / "pypa" / "vulns"
 
 
 def _upstream_constraints() -> Path:
@@ -283,6 +287,27 @@ def serve_registry(directory: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory) -> Path:
+    """The session's package cache (uv's and the wheels'), shared by the image tests."""
+    return tmp_path_factory.mktemp("image-cache")
+
+
+def shipped(workdir: Path, cache: Path, **extra) -> Project:
+    """The shipped configuration (this repository's releases and patches) with its own work and cache folders."""
+    settings = Settings.from_mapping({"workdir": str(workdir), "cache_dir": str(cache), **extra}, root=PROJECT_ROOT)
+    configure(settings.network.tool_env())
+    return load_project(settings)
+
+
+def demo_layout(tmp_path: Path, upstream: Upstream, cache: Path, base: str = "") -> Layout:
+    """A project whose 2025.2 has the one service demo (2.0.1 of ``upstream``), with the session's package cache."""
+    layout = Layout(tmp_path / "project", upstream.path.parent)
+    layout.release("2025.2", {"demo": "2.0.1"}, extra=base)
+    layout.settings_overrides["cache_dir"] = str(cache)
+    return layout
 
 
 def pytest_collection_modifyitems(config, items):

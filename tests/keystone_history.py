@@ -66,7 +66,7 @@ def change_id(n: int) -> str:
 class KeystoneHistory(Upstream):
     """Upstream's helpers (write, commit, tag) for another history: not the demo's."""
 
-    def __init__(self, base: Path) -> None:  # noqa: super().__init__ would make the demo repository
+    def __init__(self, base: Path) -> None:  # not super().__init__: that would make the demo repository
         self.name = "keystone"
         self.path = base / "keystone"
         self.path.mkdir(parents=True)

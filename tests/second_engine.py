@@ -91,7 +91,7 @@ def second_engine() -> Iterator[Engine]:
                 break
             except Exception:  # noqa: BLE001 - not up yet
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"engine B did not start:\n{(base / 'dockerd.log').read_text()[-2000:]}")
+                    raise AssertionError(f"engine B did not start:\n{(base / 'dockerd.log').read_text()[-2000:]}") from None
                 time.sleep(0.5)
         yield engine
     finally:

@@ -12,15 +12,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, invoke, run_git
+from conftest import OSSA, PYPA, REPO_ROOT, invoke, run_git
 from packaging.specifiers import SpecifierSet
 
 from pipeline.core.errors import ConfigError
-from pipeline.provenance import advisories, advisory_database
+from pipeline.provenance import advisory_database
 from pipeline.provenance.assessment import patch_fixes
 
-SNAPSHOTS = Path("/work/shared/advisories")
-OSSA, PYPA = SNAPSHOTS / "ossa", SNAPSHOTS / "pypa" / "vulns"
 pytestmark = pytest.mark.skipif(not OSSA.is_dir(), reason="the advisory snapshots are not on this machine")
 
 

@@ -9,6 +9,7 @@ afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -17,9 +18,8 @@ from pathlib import Path
 
 import docker
 import pytest
-from conftest import Upstream, invoke, make_patch
+from conftest import Upstream, demo_layout, invoke, make_patch
 from packaging.utils import canonicalize_name
-from test_images import cache, demo_layout  # noqa: F401 - cache: the session's package cache
 
 from pipeline import build as build_stage
 from pipeline.core.files import read_json, sha256_file
@@ -31,7 +31,7 @@ LIST_DISTRIBUTIONS = ("import importlib.metadata as m, json; "
 
 
 @pytest.fixture
-def baked(tmp_path, upstream, cache):  # noqa: F811
+def baked(tmp_path, upstream, cache):
     """demo built through docker-py, then `invoke bake` for it: (layout, image record, bake target).
 
     demo has a dependency of its own (six, added by a patch) that the release's
@@ -124,10 +124,8 @@ def test_buildah_builds_the_bake_target_like_docker_py(baked, tmp_path):
         assert distributions(engine, name) == expected  # ... installing the same
         assert {n for n, _ in expected} == {"demo", "six"}
     finally:
-        try:
+        with contextlib.suppress(docker.errors.ImageNotFound):
             engine.images.remove(name, noprune=False)
-        except docker.errors.ImageNotFound:
-            pass
         subprocess.run(["buildah", f"--root={storage / 'root'}", f"--runroot={storage / 'run'}", "rmi", "--all",
                         "--force"], capture_output=True)
         shutil.rmtree(storage, ignore_errors=True)

@@ -11,9 +11,8 @@ import json
 import os
 
 import pytest
-from conftest import Layout, invoke, make_patch, run_git
+from conftest import OSSA, PYPA, Layout, invoke, make_patch, run_git
 from keystone_history import KeystoneHistory
-from test_advisories import OSSA, PYPA
 
 pytestmark = pytest.mark.skipif(not OSSA.is_dir(), reason="the advisory snapshots are not on this machine")
 

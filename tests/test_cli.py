@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from conftest import REPO_ROOT, invoke, make_patch
@@ -29,8 +30,8 @@ def test_every_task_and_flag_is_explained():
         assert re.search(rf"^\s+{re.escape(name)}\s+\S", listing, re.M), name
         out = subprocess.run(["invoke", "-r", str(REPO_ROOT), "--help", name], capture_output=True, text=True,
                              check=True).stdout
-        options = [l for l in out.splitlines() if l.strip().startswith("-")]
-        assert options and all(len(l.split(None, 1)) == 2 for l in options), out
+        options = [line for line in out.splitlines() if line.strip().startswith("-")]
+        assert options and all(len(option.split(None, 1)) == 2 for option in options), out
 
 
 def test_readme_lists_every_exit_code():
@@ -43,21 +44,23 @@ def test_readme_lists_every_exit_code():
 def test_listing_tasks_imports_no_heavy_module():
     code = ("import sys; sys.argv=['invoke','--list']; from invoke.main import program\n"
             "try:\n program.run()\nexcept SystemExit: pass\n"
-            "print(sorted(m for m in ('docker','cyclonedx','jsonschema','pipeline.provenance.sbom','pipeline.image.engine') if m in sys.modules))")
+            "print(sorted(m for m in ('docker','cyclonedx','jsonschema','pipeline.provenance.sbom',"
+            "'pipeline.image.engine') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
 
 
 def test_internal_error_is_one_line_and_a_log(tmp_path):
-    script = ("import sys; sys.path.insert(0, %r)\n"
+    script = (f"import sys; sys.path.insert(0, {str(REPO_ROOT)!r})\n"
               "from pipeline.core.cli import entry\n"
               "@entry\ndef task():\n    raise RuntimeError('boom')\n"
-              "from invoke import Exit\ntry:\n    task()\nexcept Exit as e:\n    sys.exit(e.code)\n") % str(REPO_ROOT)
+              "from invoke import Exit\ntry:\n    task()\nexcept Exit as e:\n    sys.exit(e.code)\n")
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: internal error: RuntimeError: boom")
     log = re.search(r"the traceback is in (\S+);", result.stderr).group(1)
-    assert "RuntimeError: boom" in open(log).read() and 'line 5, in task' in open(log).read()
+    traceback = Path(log).read_text()
+    assert "RuntimeError: boom" in traceback and 'line 5, in task' in traceback
 
 
 @pytest.fixture
@@ -66,7 +69,7 @@ def slow_server():
     asked = threading.Event()
 
     class Slow(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             asked.set()
             time.sleep(60)
 
@@ -93,10 +96,10 @@ def test_interrupt_exits_130_with_a_message(layout, slow_server, sig):
     assert asked.wait(timeout=60), "the download never started"
     os.killpg(proc.pid, sig)
     try:
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
+        _out, err = proc.communicate()
         pytest.fail(f"still running 30 s after the signal; its stderr:\n{err}")
     assert proc.returncode == 130 and "error: interrupted" in err and "Traceback" not in err, err
 

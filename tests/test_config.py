@@ -39,7 +39,7 @@ def test_unquoted_numbers_are_refused_with_the_line(layout):
     assert 'quote it: nova: "28.10" (unquoted, YAML reads 28.10 as the number 28.1)' in str(info.value)
     (layout.root / "releases" / "2025.2" / "source-refs.yaml").write_text('demo: "1.0.0"\n')
     (layout.root / "releases" / "2025.2" / "release.yaml").write_text("services: [demo]\npython: 3.10\n")
-    with pytest.raises(ValueTypeError, match='release.yaml:2: python is the number 3.10') as info:
+    with pytest.raises(ValueTypeError, match=r'release\.yaml:2: python is the number 3\.10') as info:
         layout.project()
     assert info.value.exit_code == 6
 
@@ -63,9 +63,9 @@ def test_release_yaml_validation(layout, release_yaml, message):
 def test_unknown_release_and_component(layout):
     layout.release("2025.2", {"demo": "1.0.0"})
     project = layout.project()
-    with pytest.raises(UnknownReleaseError, match="known releases: 2025.2"):
+    with pytest.raises(UnknownReleaseError, match=r"known releases: 2025\.2"):
         project.release("2099.1")
-    with pytest.raises(UnknownComponentError, match="components of 2025.2: demo"):
+    with pytest.raises(UnknownComponentError, match=r"components of 2025\.2: demo"):
         project.component("2025.2", "nova")
 
 
@@ -74,7 +74,7 @@ def test_settings_validation(tmp_path):
         Settings.from_mapping({"wrokdir": "x"}, root=tmp_path)
     with pytest.raises(ConfigError, match="source_mode"):
         Settings.from_mapping({"source_mode": "svn"}, root=tmp_path)
-    with pytest.raises(ValueTypeError, match="pipeline.constraints_url .* is 5 \\(int\\), not a string"):
+    with pytest.raises(ValueTypeError, match=r"pipeline\.constraints_url .* is 5 \(int\), not a string"):
         Settings.from_mapping({"constraints_url": 5}, root=tmp_path)
     with pytest.raises(ValueTypeError, match="INVOKE_PIPELINE_OFFLINE='maybe' is not a boolean"):
         Settings.from_mapping({}, root=tmp_path, environ={"INVOKE_PIPELINE_OFFLINE": "maybe"})

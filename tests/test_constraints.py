@@ -28,18 +28,18 @@ def merged(release: str, overrides: str, built: dict | None = None):
 
 
 def pins(result, name: str) -> list[str]:
-    return [l for l in result.lines if overrides_module.canonical_name(l) == name]
+    return [line for line in result.lines if overrides_module.canonical_name(line) == name]
 
 
 def applies_to(lines: list[str], python: str) -> list[str]:
     index = next(i for i, env in enumerate(overrides_module.ENVIRONMENTS)
                  if env["python_version"] == python and env["sys_platform"] == "linux")
-    return [l for l in lines if index in overrides_module.applies(overrides_module._marker_of(l))]
+    return [line for line in lines if index in overrides_module.applies(line.partition(";")[2].strip() or None)]
 
 
 def test_override_without_marker_replaces_every_variant_in_place():
     upstream = real("2025.2").splitlines()
-    first = next(i for i, l in enumerate(upstream) if l.startswith("keystonemiddleware==="))
+    first = next(i for i, line in enumerate(upstream) if line.startswith("keystonemiddleware==="))
     result = merged("2025.2", "keystonemiddleware===10.13.0\n")
     assert pins(result, "keystonemiddleware") == ["keystonemiddleware===10.13.0"]
     assert result.lines.index("keystonemiddleware===10.13.0") == first
@@ -52,8 +52,9 @@ def test_marker_override_keeps_the_upstream_pin_for_the_other_pythons():
     result = merged("2025.2", "pyOpenSSL===25.0.0;python_version>='3.12'\n")
     lines = pins(result, "pyopenssl")
     assert "pyOpenSSL===25.0.0;python_version>='3.12'" in lines
-    assert [l.split(";")[0] for l in applies_to(lines, "3.11")] == [l.split(";")[0] for l in applies_to(upstream, "3.11")]
-    assert [l.split(";")[0] for l in applies_to(lines, "3.12")] == ["pyOpenSSL===25.0.0"]
+    assert [pin.split(";")[0] for pin in applies_to(lines, "3.11")] == [
+        pin.split(";")[0] for pin in applies_to(upstream, "3.11")]
+    assert [pin.split(";")[0] for pin in applies_to(lines, "3.12")] == ["pyOpenSSL===25.0.0"]
     assert result.changes[0].action == "replaced for some Pythons"
 
 
@@ -70,10 +71,22 @@ def test_trailing_comment_is_a_reason_not_an_error():
     assert parsed[0].reason == "CVE-2026-23490 replaces every pin"
 
 
-def test_readme_example_parses():
+def test_readme_example_parses_to_what_it_says():
+    """The README's example: a comment block and a trailing comment make the reason; a pin, a marker pin, a removal."""
     readme = (PROJECT_ROOT / "README.md").read_text()
     block = readme.split("`overrides/<R>/constraints.txt`:", 1)[1].split("```", 2)[1]
-    overrides_module.parse_overrides(block.split("\n", 1)[1], "README")
+    parsed = overrides_module.parse_overrides(block.split("\n", 1)[1], "README")
+    assert [(o.line_no, o.name, o.text, o.version, o.marker, o.removal) for o in parsed] == [
+        (3, "pyasn1", "pyasn1===0.6.2", "0.6.2", None, False),
+        (4, "pyopenssl", "pyOpenSSL===25.0.0;python_version>='3.12'", "25.0.0", 'python_version >= "3.12"', False),
+        (5, "six", "", None, None, True),
+    ]
+    assert [o.reason for o in parsed] == [
+        "The comment block above an override is its recorded reason. CVE-2026-23490: DoS in the pyasn1 0.6.0 "
+        "OID decoder replaces every pin of the package, or adds it",
+        None,
+        "removes every pin of the package",
+    ]
 
 
 @pytest.mark.parametrize("text,message", [
@@ -108,7 +121,7 @@ def test_names_match_canonically(spelling):
 
 def test_removal_and_built_from_source():
     result = merged("2025.2", "-cryptography\n", {"oslo-messaging": "oslo.messaging"})
-    names = {overrides_module.canonical_name(l) for l in result.lines}
+    names = {overrides_module.canonical_name(line) for line in result.lines}
     assert "cryptography" not in names and "oslo-messaging" not in names
     assert {c.name: c.why for c in result.changes}["oslo-messaging"] == "built from patched source (oslo.messaging)"
     with pytest.raises(OverrideError, match="built from patched source"):

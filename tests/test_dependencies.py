@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_images import cache, shipped  # noqa: F401 - cache: the session's package cache
+from conftest import shipped
 
 from pipeline.constraints import effective as constraints_stage
 from pipeline.core import locks
@@ -24,7 +24,7 @@ TARGET = Target("3.11", "x86_64", 36)
 
 
 @pytest.fixture(scope="module")
-def release(tmp_path_factory, cache):  # noqa: F811
+def release(tmp_path_factory, cache):
     """The shipped configuration of 2025.2, with keystone, nova and oslo.messaging patched."""
     project = shipped(tmp_path_factory.mktemp("locks") / "build", cache)
     with locks.hold(project.layout.lock("2025.2"), "test"):

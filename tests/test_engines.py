@@ -23,9 +23,8 @@ from pathlib import Path
 
 import docker
 import pytest
-from conftest import Layout, free_port, invoke, make_patch, serve_registry
+from conftest import Layout, demo_layout, free_port, invoke, make_patch, serve_registry
 from second_engine import Engine, make_certificates, second_engine
-from test_images import cache, demo_layout  # noqa: F401 - cache: the session's package cache
 
 from pipeline import build as build_stage
 from pipeline.image import bases

@@ -76,7 +76,7 @@ def heavy(tmp_path):
 
 
 def no_staging_left(root: Path) -> bool:
-    return not [p for p in root.rglob(f"{STAGING_PREFIX}*")]
+    return not list(root.rglob(f"{STAGING_PREFIX}*"))
 
 
 def test_kill_during_fetch_then_rerun(heavy):
@@ -145,7 +145,7 @@ def test_kill_during_a_fresh_prepared_tree_keeps_the_previous_one(heavy):
 
 
 def test_two_cold_fetches_of_one_component_at_once(heavy):
-    upstream, layout = heavy
+    _upstream, layout = heavy
     first, second = start(layout, "fetch", "--release", "2025.2"), start(layout, "fetch", "--release", "2025.2")
     outs = [p.communicate(timeout=300) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], outs
@@ -226,7 +226,7 @@ def test_two_builds_on_one_engine_share_bases_without_retagging(tmp_path, upstre
     bases = {t: img.id for img in client.images.list(name=f"{prefix}/base-build") for t in img.tags}
     bases.update({t: img.id for img in client.images.list(name=f"{prefix}/base-runtime") for t in img.tags})
     assert len(bases) == 2  # one tag each, never moved
-    records = [json.loads((l.root / "build" / "2025.2" / "demo" / "image.json").read_text()) for l in layouts]
+    records = [json.loads((lay.root / "build" / "2025.2" / "demo" / "image.json").read_text()) for lay in layouts]
     assert records[0]["bases"]["build_id"] == records[1]["bases"]["build_id"]
     again = invoke(layouts[0], "build", "--release", "2025.2", "--service", "demo", "--format", "json")
     assert json.loads(again.stdout)[0]["result"] == "up to date"

@@ -59,10 +59,13 @@ def test_sha_ref(layout, upstream, length):
 
 
 def test_rerun_needs_no_network(layout, upstream):
-    fetch(layout, "2.0.1")
+    first = fetch(layout, "2.0.1")
+    tagged = upstream.head("2.0.1^{commit}")
     moved = upstream.path.parent / "moved"
     shutil.move(str(upstream.path), moved)
-    assert fetch(layout).commit  # the stamp and the tree are enough
+    again = fetch(layout)  # the stamp and the tree are enough
+    assert again == first and again.commit == tagged
+    assert run_git(tree_of(layout, again), "rev-parse", "HEAD") == tagged
 
 
 def test_unknown_ref_and_unreachable_remote(layout, upstream):

@@ -34,13 +34,14 @@ def demo(tmp_path_factory, engine):
     if report.first_error():
         raise report.first_error()
     image = report.image("demo").record.tags[0]
-    container = engine.containers.run(image, ["sleep", "3600"], detach=True, network_mode="none", name=f"hotpatch-test-{uuid.uuid4().hex[:8]}")
+    container = engine.containers.run(image, ["sleep", "3600"], detach=True, network_mode="none",
+                                      name=f"hotpatch-test-{uuid.uuid4().hex[:8]}")
     yield layout, upstream, container
     container.remove(force=True)
 
 
 def sh(container, script: str) -> str:
-    code, out = container.exec_run(["sh", "-c", script])
+    _code, out = container.exec_run(["sh", "-c", script])
     return out.decode()
 
 
@@ -103,7 +104,8 @@ def test_refuses_another_release_version_or_container(demo, engine, tmp_path):
     missing = invoke(layout, "hotpatch", "--release", "2025.2", "--service", "demo", "--container", "no-such-container-x")
     assert missing.returncode == 47 and "no container named no-such-container-x" in missing.stderr
 
-    stopped = engine.containers.create(container.image.id, ["sleep", "1"], network_mode="none", name=f"hotpatch-stopped-{uuid.uuid4().hex[:8]}")
+    stopped = engine.containers.create(container.image.id, ["sleep", "1"], network_mode="none",
+                                       name=f"hotpatch-stopped-{uuid.uuid4().hex[:8]}")
     try:
         result = invoke(layout, "hotpatch", "--release", "2025.2", "--service", "demo", "--container", stopped.name)
         assert result.returncode == 47 and "is not running (created)" in result.stderr

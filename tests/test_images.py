@@ -7,6 +7,7 @@ inspect and run the real images.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -15,18 +16,17 @@ from pathlib import Path
 
 import docker
 import pytest
-from conftest import Layout, free_port, invoke, make_patch, serve_registry
+from conftest import demo_layout, free_port, invoke, make_patch, serve_registry, shipped
 from packaging.utils import canonicalize_name
 
 from pipeline import build as build_stage
 from pipeline.core.errors import ConfigError
 from pipeline.core.files import read_json, sha256_file, sync_tree
-from pipeline.core.git import configure
 from pipeline.core.releases import load_project
-from pipeline.core.settings import PROJECT_ROOT, Settings
+from pipeline.core.settings import PROJECT_ROOT
 from pipeline.image import prepare as prepare_stage
-from pipeline.provenance import manifest as manifest_stage
 from pipeline.provenance import inventory as inventory_stage
+from pipeline.provenance import manifest as manifest_stage
 from pipeline.provenance import sbom as sbom_stage
 from pipeline.provenance import vex as vex_stage
 
@@ -41,23 +41,12 @@ EXPECTED = {
 }
 
 
-def shipped(workdir: Path, cache: Path, **extra):
-    settings = Settings.from_mapping({"workdir": str(workdir), "cache_dir": str(cache), **extra}, root=PROJECT_ROOT)
-    configure(settings.network.tool_env())
-    return load_project(settings)
-
-
 def build(project, services, **kwargs):
     report = build_stage.build(project, "2025.2", services, **kwargs)
     error = report.first_error()
     if error is not None:
         raise error
     return {s: report.image(s) for s in services}
-
-
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("image-cache")
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +75,8 @@ def test_smoke(built, engine, service):
     path, line = expected["patched"]
     assert line in run_in(engine, image, f"cat {SITE}/{path}")
     assert "def _declare_fallback_nondurable" in run_in(engine, image, f"cat {SITE}/oslo_messaging/_drivers/impl_rabbit.py")
-    versions = run_in(engine, image, "python -c \"import importlib.metadata as m; print(m.version('oslo.messaging'), m.version('eventlet'))\"")
+    versions = run_in(engine, image, "python -c \"import importlib.metadata as m; "
+                                     "print(m.version('oslo.messaging'), m.version('eventlet'))\"")
     assert versions.split() == ["17.1.0", "0.40.3"]  # 0.40.3: the constraint override of 2025.2
     leftovers = run_in(engine, image, "for p in gcc cc c++ make uv pip; do command -v $p; done; "
                                       "ls -d /build /layer /root/.cache /var/lib/openstack/CACHEDIR.TAG /var/lib/openstack/.lock "
@@ -169,7 +159,8 @@ WHEEL_MAKER = """
 import zipfile
 with zipfile.ZipFile("/tmp/needy-1.0-py3-none-any.whl", "w") as wheel:
     wheel.writestr("needy/__init__.py", "VALUE = 1\\n")
-    wheel.writestr("needy-1.0.dist-info/METADATA", "Metadata-Version: 2.1\\nName: needy\\nVersion: 1.0\\nRequires-Dist: absent-dependency>=2\\n")
+    wheel.writestr("needy-1.0.dist-info/METADATA",
+                   "Metadata-Version: 2.1\\nName: needy\\nVersion: 1.0\\nRequires-Dist: absent-dependency>=2\\n")
     wheel.writestr("needy-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n")
     wheel.writestr("needy-1.0.dist-info/RECORD", "")
 """
@@ -211,7 +202,7 @@ def test_images_share_the_release_layers_and_add_only_their_own(built, engine):
                                              if layer["name"] == "release level 0 (6 services)")["packages"]}
     assert {"oslo-config", "sqlalchemy"} <= level0 and "pysaml2" not in level0  # keystone's own stays its own
     levels = json.loads((project.layout.release_layer_dir("2025.2") / "layers.json").read_text())["levels"]
-    assert [len(level["services"]) for level in levels] == sorted((len(l["services"]) for l in levels), reverse=True)
+    assert [len(level["services"]) for level in levels] == sorted((len(level["services"]) for level in levels), reverse=True)
 
 
 def test_no_secret_and_no_build_input_reaches_any_image(built, engine):
@@ -256,7 +247,7 @@ def test_rerun_makes_no_build_call(built):
 
 
 def test_a_build_stacks_only_the_release_levels_of_its_services(built):
-    project, results = built
+    project, _results = built
     record = project.layout.release_layer_dir("2025.2") / "layers.json"
     build(load_project(project.settings), ["keystone", "nova"])  # the record of a build of both, whatever ran before
     both = json.loads(record.read_text())["levels"]
@@ -330,7 +321,7 @@ def test_sbom_cve_bug_and_override_properties(built):
 
 
 def test_vex_resolves_the_backported_cve(built):
-    project, results = built
+    project, _results = built
     vex = load(project.layout.vex_file("2025.2", "keystone"))
     # Among the advisories' statements when their sources are reachable (tests/test_advisories.py checks those).
     vuln = next(v for v in vex["vulnerabilities"] if v["id"] == "CVE-2026-44394")
@@ -347,13 +338,14 @@ def test_sbom_lists_exactly_what_is_installed(built, engine):
     doc = load(project.layout.sbom_file("2025.2", "keystone"))
     in_sbom = {(canonicalize_name(c["name"]), c["version"]) for c in doc["components"] if c["purl"].startswith("pkg:pypi/")}
     listing = run_in(engine, results["keystone"].record.image_id,
-                     "python -c \"import importlib.metadata as m, json; print(json.dumps([[d.metadata['Name'], d.version] for d in m.distributions()]))\"")
+                     "python -c \"import importlib.metadata as m, json; "
+                     "print(json.dumps([[d.metadata['Name'], d.version] for d in m.distributions()]))\"")
     in_image = {(canonicalize_name(n), v) for n, v in json.loads(listing)}
     assert in_sbom == in_image and len(in_image) > 50
 
 
 def test_sbom_and_vex_are_reproducible_and_ignore_later_settings(built, tmp_path):
-    project, results = built
+    project, _results = built
     paths = [project.layout.sbom_file("2025.2", "keystone"), project.layout.vex_file("2025.2", "keystone")]
     before = [p.read_bytes() for p in paths]
     for p in [*paths, project.layout.sbom_record("2025.2", "keystone"), project.layout.vex_record("2025.2", "keystone")]:
@@ -378,13 +370,6 @@ def test_manifest(built):
 
 
 # --- a small service: failures, defaults, library closure ------------------------------------
-
-
-def demo_layout(tmp_path: Path, upstream, cache: Path, base: str = "") -> Layout:
-    layout = Layout(tmp_path / "project", upstream.path.parent)
-    layout.release("2025.2", {"demo": "2.0.1"}, extra=base)
-    layout.settings_overrides["cache_dir"] = str(cache)
-    return layout
 
 
 def test_failing_step_names_service_step_and_log_and_removes_its_outputs(built, tmp_path, upstream, cache):
@@ -436,7 +421,7 @@ def registry(tmp_path):
 
 
 def test_push_to_a_loopback_registry_and_a_failed_push(built, registry, engine):
-    project, results = built
+    project, _results = built
     with pytest.raises(ConfigError, match="--push needs a registry"):
         build_stage.build(project, "2025.2", ["keystone"], push=True)
     pushing = shipped(project.settings.workdir, project.settings.cache_dir, registry=registry)
@@ -555,10 +540,8 @@ def test_the_throw_away_containers_of_a_killed_run_on_this_host_are_removed_by_t
         assert {owner for owner, cid in made.items() if cid in left} == {f"{host}:{os.getpid()}", f"another-host:{dead.pid}"}
     finally:
         for cid in made.values():
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 engine.api.remove_container(cid, force=True)
-            except docker.errors.NotFound:
-                pass
 
 
 def test_the_byte_code_cache_compiles_what_it_lacks_once_and_a_module_that_does_not_compile_has_none(built, engine, tmp_path):
@@ -592,10 +575,10 @@ def test_a_tree_s_layer_is_the_same_after_a_forced_rebuild_and_holds_its_byte_co
     assert again.action == "built"
     layers = engine.api.inspect_image(first.record.image_id)["RootFS"]["Layers"]
     assert engine.api.inspect_image(again.record.image_id)["RootFS"]["Layers"] == layers
-    saved = tarfile.open(fileobj=io.BytesIO(b"".join(engine.api.get_image(first.record.image_id))))
-    last = json.load(saved.extractfile("manifest.json"))[0]["Layers"][-1]  # the service's
-    with tarfile.open(fileobj=saved.extractfile(last)) as layer:
-        members = layer.getmembers()
+    with tarfile.open(fileobj=io.BytesIO(b"".join(engine.api.get_image(first.record.image_id)))) as saved:
+        last = json.load(saved.extractfile("manifest.json"))[0]["Layers"][-1]  # the service's
+        with tarfile.open(fileobj=saved.extractfile(last)) as layer:
+            members = layer.getmembers()
     assert {m.mtime for m in members} == {tree_layer.EPOCH}
     compiled = sorted(m.name for m in members if m.isfile() and m.name.endswith(".pyc"))
     assert compiled == [f"{SITE[1:]}/demo/__pycache__/{name}.cpython-311.pyc" for name in ("__init__", "core")]

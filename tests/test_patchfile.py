@@ -84,7 +84,7 @@ def test_binary_diff_without_data(upstream):
     run_git(upstream.path, "commit", "-q", "-m", "logo")
     (upstream.path / "logo.png").write_bytes(b"\x89PNG\x00\x02")
     diff = run_git(upstream.path, "diff") + "\n"
-    with pytest.raises(BinaryPatchError, match="logo.png is a binary change without its data"):
+    with pytest.raises(BinaryPatchError, match=r"logo\.png is a binary change without its data"):
         parse_patch(diff.encode(), "0001-x.patch")
     binary = run_git(upstream.path, "diff", "--binary") + "\n"
     assert parse_patch(binary.encode(), "0001-x.patch").changes[0].binary_data
@@ -98,7 +98,7 @@ def test_in_place_type_change_is_named():
 
 
 def test_not_a_diff():
-    with pytest.raises(PatchFormatError, match="0001-notes.patch: contains no diff"):
+    with pytest.raises(PatchFormatError, match=r"0001-notes\.patch: contains no diff"):
         parse_patch(b"just some notes\n", "0001-notes.patch")
 
 

@@ -51,7 +51,7 @@ def test_an_api_runs_behind_the_server_service_defaults_choose():
     keystone = rel.runtime.of("keystone").process("keystone-api")
     assert keystone.server == "uwsgi" and keystone.port == 5000
     assert keystone.command[:2] == ("uwsgi", "--plugin")
-    assert ("--module", "keystone.wsgi.api:application") == keystone.command[7:9]
+    assert keystone.command[7:9] == ("--module", "keystone.wsgi.api:application")
     glance = rel.runtime.of("glance")  # release.yaml: api_deployment httpd+WSGI
     assert glance.api_deployment == "httpd+WSGI"
     assert {"apache2-bin", "libapache2-mod-wsgi-py3"} <= {p.value for p in glance.packages}
@@ -116,7 +116,7 @@ def test_bindep_on_upstream_files_keeps_what_runs_and_drops_what_builds_or_tests
 
 
 def test_a_bindep_file_bindep_cannot_parse_is_a_config_error():
-    with pytest.raises(ConfigError, match="bindep.txt cannot be read"):
+    with pytest.raises(ConfigError, match=r"bindep\.txt cannot be read"):
         bindep_packages("libfoo [platform:dpkg\n", "bookworm", ("default",), ())
 
 

@@ -22,7 +22,7 @@ USER, PASSWORD = "builder", "Sup3r-s3cret"
 
 
 class AuthHandler(http.server.SimpleHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         if self.path.startswith("/private/") and self.headers.get("Authorization") != expected:
             self.send_response(401)
@@ -92,7 +92,7 @@ def test_hash_mismatch(layout, index):
     index.publish("0" * 64)
     layout.settings_overrides.update(source_mode="sdist", index_url=index.url)
     layout.release("2025.2", {"demo": "1.0.0"})
-    with pytest.raises(IntegrityError, match="sha256 is [0-9a-f]{64}, the index publishes 0000") as info:
+    with pytest.raises(IntegrityError, match=r"sha256 is [0-9a-f]{64}, the index publishes 0000") as info:
         fetch(layout)
     assert info.value.exit_code == 11
     assert not (layout.root / "build" / "src" / "2025.2" / "demo").exists()

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import threading
 import urllib.request
+from typing import ClassVar
 
 import docker
 import pytest
@@ -31,7 +32,7 @@ def basic(user: str, password: str) -> str:
 class Proxy(http.server.BaseHTTPRequestHandler):
     """A forward proxy that wants Proxy-Authorization: plain http (apt, debootstrap) and CONNECT (https)."""
 
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
     def _authorised(self) -> bool:
         if self.headers.get("Proxy-Authorization") != basic("builder", PROXY_SECRET):
@@ -41,7 +42,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             return False
         return True
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         if not self._authorised():
             return
         self.seen.append(self.path)
@@ -59,7 +60,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             self.send_response(exc.code)
             self.end_headers()
 
-    def do_CONNECT(self):  # noqa: N802
+    def do_CONNECT(self):
         if not self._authorised():
             return
         self.seen.append(f"CONNECT {self.path}")
@@ -86,7 +87,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
 class Index(http.server.BaseHTTPRequestHandler):
     """A private index: PyPI's simple pages, for callers with the right credentials only."""
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         if self.headers.get("Authorization") != basic("builder", INDEX_SECRET):
             self.send_response(401)
             self.end_headers()

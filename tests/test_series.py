@@ -14,6 +14,7 @@ from pipeline.core.errors import (
 )
 from pipeline.core.files import sha256_bytes
 from pipeline.patches import series
+from pipeline.sources import fetch as sources
 
 
 def patch_all(layout, **settings):
@@ -98,16 +99,31 @@ def test_crlf_file_in_the_tree(layout, upstream):
     prepared = patch_all(layout)["demo"]
     assert prepared.patches[0].sha256 == sha256_bytes(path.read_bytes())
     path.write_bytes(good.replace(b"\r\n", b"\n"))
-    with pytest.raises(PatchEncodingError, match="win.txt has Windows \\(CRLF\\) line endings at this ref"):
+    with pytest.raises(PatchEncodingError, match=r"win\.txt has Windows \(CRLF\) line endings at this ref"):
         patch_all(layout)
+
+
+def files_under(root):
+    """Every file and link under ``root`` with its bytes (a link: its target), so that any write shows."""
+    return {str(p.relative_to(root)): str(p.readlink()) if p.is_symlink() else p.read_bytes()
+            for p in root.rglob("*") if p.is_symlink() or p.is_file()}
 
 
 def test_unsafe_patch_is_refused_before_anything_is_written(layout, upstream):
     layout.release("2025.2", {"demo": "2.0.1"})
-    layout.add_patch("demo", "2025.2", "0001-evil.patch", make_patch(
+    layout.add_patch("demo", "2025.2", "0001-good.patch", make_patch(
+        upstream.path, edit("demo/core.py", "a + b", "b + a"), "Swap"))
+    layout.add_patch("demo", "2025.2", "0002-evil.patch", make_patch(
         upstream.path, lambda r: (r / "evil").symlink_to("/etc"), "evil"))
+    project = layout.project()
+    with locks.hold(project.layout.lock("2025.2"), "test"):
+        sources.fetch(project, "2025.2")
+    workdir = layout.root / "build"
+    before = files_under(workdir)
     with pytest.raises(UnsafePatchError, match="outside the source tree"):
         patch_all(layout)
+    assert files_under(workdir) == before  # no prepared tree, no record; the fetched source untouched
+    assert not project.layout.prepared_tree("2025.2", "demo").exists()
 
 
 def test_check_applies_in_an_index_and_writes_no_tree(layout, upstream):

@@ -168,7 +168,7 @@ def test_a_killed_smoke_is_removed_by_the_next(env, engine):
 def test_two_smokes_at_once_on_one_engine(env, engine):
     first, second = _start(env, "--service", "keystone"), _start(env, "--service", "keystone")
     outs = [proc.communicate(timeout=1800) for proc in (first, second)]
-    for proc, (out, err) in zip((first, second), outs):
+    for proc, (out, err) in zip((first, second), outs, strict=False):
         assert proc.returncode == 0, err[-3000:]
         assert "token issue" in out
     runs = {_run_of(err) for _, err in outs}

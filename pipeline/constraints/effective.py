@@ -13,6 +13,7 @@ with its explanatory header.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from pipeline.constraints.overrides import Change, MergeResult, merge, parse_overrides
 from pipeline.constraints.upstream import upstream_text
@@ -55,12 +56,12 @@ class ConstraintsRecord:
     changes: tuple[Change, ...]
 
     @classmethod
-    def from_dict(cls, data: dict) -> ConstraintsRecord:
+    def from_dict(cls, data: dict[str, Any]) -> ConstraintsRecord:
         data = dict(data)
         data["changes"] = tuple(Change(**{**c, "old": tuple(c["old"]), "new": tuple(c["new"])}) for c in data["changes"])
         return cls(**data)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement, Requirement
@@ -55,10 +56,11 @@ _INVERSE = {"==": "!=", "!=": "==", "<": ">=", ">=": "<", ">": "<=", "<=": ">", 
 def negate(marker: str) -> str | None:
     """A marker true exactly where ``marker`` is false, or None if it cannot be written (``===``, ``~=``)."""
 
-    def atom(item) -> str:
+    # packaging's parsed form (Marker._markers): Variable, Value and Op nodes, nested lists, "and"/"or"; private.
+    def atom(item: Any) -> str:
         return item.value if type(item).__name__ == "Variable" else repr(str(item.value))
 
-    def walk(markers) -> str | None:
+    def walk(markers: list[Any]) -> str | None:
         parts = []
         for item in markers:
             if isinstance(item, str):
@@ -136,7 +138,7 @@ def parse_overrides(text: str, path: str) -> list[Override]:
         line, _, trailing = raw.partition("#")
         line = line.strip()
         if not line:
-            comment = [] if not raw.strip() else comment + [raw.strip().lstrip("#").strip()]
+            comment = [] if not raw.strip() else [*comment, raw.strip().lstrip("#").strip()]
             continue
         reason = " ".join([*comment, trailing.strip()]).strip() or None
         comment = []

@@ -145,7 +145,7 @@ def upstream_text(project: Project, release: str) -> tuple[str, str]:
     body = _download(project, release, url)
     write_atomic(cache, body)
     write_json(record_path, {"url": shown, "sha256": sha256_bytes(body),
-                             "fetched": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+                             "fetched": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")})
     return body.decode("utf-8"), shown
 
 
@@ -156,7 +156,7 @@ def update_snapshot(project: Project, release: str, url: str | None = None, note
     unchanged = f"{project.layout.repo_rel(snapshot)} is unchanged" if snapshot.exists() else "no snapshot was written"
     body = _download(project, release, source, hint=f"check {'--from' if url else 'constraints_url'} (a URL, or a "
                                                     f"file path); {unchanged}").decode("utf-8")
-    fetched = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    fetched = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
     lines = [f"{SNAPSHOT_TITLE} for OpenStack {release}, written by `invoke constraints --update`.",
              f"# source: {public_url(source)}"]
     if note:

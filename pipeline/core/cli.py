@@ -24,9 +24,10 @@ import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-from invoke import Exit
+from invoke.exceptions import Exit
 
 from pipeline.core import console
 from pipeline.core.errors import (
@@ -38,6 +39,9 @@ from pipeline.core.errors import (
 )
 from pipeline.core.files import disk_full, is_disk_full, is_not_writable, name_places
 from pipeline.core.redact import redact
+
+if TYPE_CHECKING:
+    from pipeline.core.releases import Project
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("table", "json")
@@ -72,11 +76,12 @@ def read_settings_files() -> None:
             fail(ConfigError(f"{config._runtime_path}: invoke -f reads settings from .yaml, .yml or .json files",
                              hint="rename the file, or give a YAML file"))
 
-    Config._load_yaml = Config._load_yml = Config._load_json = load
-    Config.load_runtime = runtime
+    # invoke has no hook for either: its file loaders and runtime loading are replaced on purpose.
+    Config._load_yaml = Config._load_yml = Config._load_json = load  # type: ignore[method-assign, assignment]
+    Config.load_runtime = runtime  # type: ignore[method-assign, assignment]
 
 
-def settings_file(path: Path) -> dict:
+def settings_file(path: Path) -> dict[str, Any]:
     """A settings file's data (YAML, or JSON): a mapping whose ``pipeline:`` (if present) is a mapping."""
     from pipeline.core import yamlfile
 
@@ -99,7 +104,7 @@ def settings_file(path: Path) -> dict:
     return data
 
 
-def project_from(ctx: Any):
+def project_from(ctx: Any) -> Project:
     """Settings (invoke configuration ``pipeline:``) and every release, loaded and validated once per run."""
     from pipeline.core.git import configure
     from pipeline.core.releases import load_project
@@ -118,7 +123,7 @@ def project_from(ctx: Any):
     return project
 
 
-def offline(project, flag: bool):
+def offline(project: Project, flag: bool) -> Project:
     """The project with ``--offline`` applied (a flag on the command line wins over the setting)."""
     if not flag or project.settings.offline:
         return project
@@ -161,7 +166,7 @@ def _log_internal_error() -> Path | None:
     return None
 
 
-def _terminate(signum, frame):  # noqa: ARG001
+def _terminate(signum: int, frame: FrameType | None) -> NoReturn:
     raise KeyboardInterrupt
 
 

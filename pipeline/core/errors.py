@@ -217,6 +217,7 @@ class SmokeCheckError(PipelineError):
 class LifecycleConflictError(PipelineError):
     exit_code = 60
     summary = "a patch lifecycle command stopped on a conflict (names the files and the worktree to finish in)"
+    rows: list[dict[str, object]]  # set by a refresh that stopped: a row per patch (tasks.py prints them)
 
 
 class UncommittedChangesError(PipelineError):

@@ -113,7 +113,7 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def replace_dir(dest: Path, build: Callable[[Path], None]) -> None:
+def replace_dir(dest: Path, build: Callable[[Path], object]) -> None:
     """Build a directory next to ``dest`` with ``build(path)``, then swap it in.
 
     If ``build`` fails or the process is killed, ``dest`` keeps its previous
@@ -156,7 +156,7 @@ def sync_tree(source: Path, dest: Path, keep: tuple[str, ...] = ()) -> TreeSync:
     kept = {name for name in keep if not os.path.lexists(source / name)}
     dest.mkdir(parents=True, exist_ok=True)
 
-    def delete(entry: os.DirEntry, path: str) -> None:
+    def delete(entry: os.DirEntry[str], path: str) -> None:
         if entry.is_dir(follow_symlinks=False):
             for directory, dirs, files in os.walk(entry.path, topdown=False):
                 rel = os.path.relpath(directory, dest)
@@ -213,7 +213,7 @@ def sync_tree(source: Path, dest: Path, keep: tuple[str, ...] = ()) -> TreeSync:
     return TreeSync(tuple(written), tuple(removed))
 
 
-def _same_bytes(a: os.DirEntry, b: os.DirEntry) -> bool:
+def _same_bytes(a: os.DirEntry[str], b: os.DirEntry[str]) -> bool:
     if a.stat(follow_symlinks=False).st_size != b.stat(follow_symlinks=False).st_size:
         return False
     with open(a.path, "rb") as first, open(b.path, "rb") as second:

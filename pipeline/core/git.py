@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal, overload
 
 import sh
 
@@ -34,6 +35,16 @@ def configure(env: dict[str, str]) -> None:
     """Environment every git call gets (proxies, CA bundle), set once from the configuration."""
     _extra_env.clear()
     _extra_env.update(env)
+
+
+@overload
+def git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, input: str | bytes | None = None,
+        binary: Literal[False] = False) -> str: ...
+
+
+@overload
+def git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, input: str | bytes | None = None,
+        binary: Literal[True]) -> bytes: ...
 
 
 def git(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, input: str | bytes | None = None,

@@ -14,6 +14,7 @@ files and staging directories, is removed by ``clean_git_locks`` and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -76,19 +77,15 @@ def hold(path: Path, what: str) -> Iterator[None]:
             # run (nothing to do) goes on; the first write names the real problem.
             yield
             return
-        try:
+        with contextlib.suppress(OSError):
             owner.write_text(_owner_text() + "\n")
-        except OSError:
-            pass
         held.add(str(path))
         try:
             yield
         finally:
             held.discard(str(path))
-            try:
+            with contextlib.suppress(OSError):
                 owner.unlink(missing_ok=True)
-            except OSError:
-                pass
             lock.release()
 
 

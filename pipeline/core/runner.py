@@ -71,7 +71,7 @@ def run(steps: list[Step], jobs: int = 1, keep_going: bool = False) -> Outcome:
             outcome.seconds[step.name] = time.monotonic() - started
 
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
-    running: dict[Future, str] = {}
+    running: dict[Future[Any], str] = {}
     try:
         while sorter.is_active():
             if not stop:

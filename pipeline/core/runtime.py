@@ -18,7 +18,7 @@ import fnmatch
 import json
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -171,7 +171,7 @@ SERVICE_KEYS = {"python", "packages", "processes"}
 PROCESS_KEYS = {"wsgi", "command", "port", "static"}
 
 
-def _known(mapping: dict, allowed: set[str], located: yamlfile.Located, *keys: str) -> None:
+def _known(mapping: dict[str, Any], allowed: set[str], located: yamlfile.Located, *keys: str) -> None:
     unknown = sorted(set(map(str, mapping)) - allowed)
     if unknown:
         where = located.where(*keys) if keys else str(located.path)
@@ -299,7 +299,7 @@ def load_runtime(directory: Path, services: tuple[str, ...],
     return RuntimeDeclaration(path, build_packages, profiles, exclude, MappingProxyType(result))
 
 
-def _unique(items: list[Declared], key=lambda value: value) -> list[Declared]:
+def _unique(items: list[Declared], key: Callable[[str], str] = lambda value: value) -> list[Declared]:
     """The first declaration of each item (a service's own list may repeat a default)."""
     seen: dict[str, Declared] = {}
     for item in items:
@@ -366,8 +366,7 @@ def runtime_archive(runtime: ServiceRuntime, python: str) -> bytes:
 
         # Every directory above them too, with the archive's mtime: one the engine makes while unpacking
         # gets the time of the build, and the layer would differ at every build.
-        configs = {p.name: p.httpd_config(python) for p in runtime.processes}
-        configs = {name: text for name, text in configs.items() if text}
+        configs = {p.name: text for p in runtime.processes if (text := p.httpd_config(python))}
         for directory in ("etc", "var", "var/lib", *(("usr", "usr/share", FILES_DIR.lstrip("/")) if configs else ())):
             add(directory)
         add(f"etc/{runtime.service}")

@@ -85,7 +85,7 @@ def expect_str(value: Any, located: Located, *keys: str, example: str = "") -> s
                          hint=f"for example {keys[-1]}: {example or '...'}")
 
 
-def expect_mapping(value: Any, located: Located, *keys: str) -> dict:
+def expect_mapping(value: Any, located: Located, *keys: str) -> dict[str, Any]:
     """A mapping value (absent: empty); anything else is refused with its file and line."""
     if value is None:
         return {}
@@ -94,7 +94,7 @@ def expect_mapping(value: Any, located: Located, *keys: str) -> dict:
     return value
 
 
-def expect_list(value: Any, located: Located, *keys: str) -> list:
+def expect_list(value: Any, located: Located, *keys: str) -> list[Any]:
     """A list value (absent: empty); anything else is refused with its file and line."""
     if value is None:
         return []

@@ -28,8 +28,8 @@ from pipeline.core.files import replace_dir, write_json
 from pipeline.core.releases import Project
 from pipeline.image import layer_cache
 from pipeline.image.engine import connect
-from pipeline.image.prepare import prepare_release
 from pipeline.image.plan import ServicePlan
+from pipeline.image.prepare import prepare_release
 from pipeline.image.tree_layer import read_verified
 from pipeline.image.wheels import fetch_files
 
@@ -85,7 +85,7 @@ def write(project: Project, release: str, services: list[str], jobs: int = 1) ->
         level = inputs.layers.chain(service)[-1]  # the deepest release level of the service's group
         own = inputs.plans[service].packages_image  # with the service's own Debian packages on it, if any
         refs = (inputs.bases.build, level.build_image, own.ref if own else level.image)
-        return {arg: f"{cache}/{ref}" if cache else ref for arg, ref in zip(BASE_ARGS, refs)}
+        return {arg: f"{cache}/{ref}" if cache else ref for arg, ref in zip(BASE_ARGS, refs, strict=True)}
 
     layout = project.layout
     with locks.hold(layout.lock(release), f"the work directory of {release}"):

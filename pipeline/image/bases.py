@@ -26,7 +26,7 @@ from pipeline.core.files import hash_inputs, sha256_bytes, sha256_file
 from pipeline.core.releases import Project, Release
 from pipeline.image import layer_cache
 from pipeline.image.dockerfiles import find_dockerfile, tool_file
-from pipeline.image.engine import context_tar, ensure_image, inspect, stream_build
+from pipeline.image.engine import context_tar, ensure_image, inspect, inspect_present, stream_build
 from pipeline.image.packages import apt_build
 from pipeline.image.wheels import Target, uv_binary, uv_wheel
 
@@ -184,8 +184,8 @@ def bootstrap_rootfs(project: Project, rel: Release, log_path: Path) -> Path:
 
 def _origin(client, project: Project, rel: Release, log_dir: Path) -> str:
     """The image the runtime base starts from; pulls or bootstraps as configured."""
-    import docker
     import docker.errors
+    import docker.utils
 
     base = rel.base
     settings = project.settings
@@ -201,7 +201,7 @@ def _origin(client, project: Project, rel: Release, log_dir: Path) -> str:
                 client.import_image_from_file(str(archive), repository=repository, tag=version)
             finally:
                 shutil.rmtree(archive.parent, ignore_errors=True)
-            imported = inspect(client, rootfs_ref)
+            imported = inspect_present(client, rootfs_ref)
             # An import keeps the archive as it came: its one layer's diff ID is the archive's sha256.
             if imported["RootFS"]["Layers"] != [f"sha256:{digest}"]:
                 client.remove_image(rootfs_ref)
@@ -229,7 +229,8 @@ def _origin(client, project: Project, rel: Release, log_dir: Path) -> str:
     except docker.errors.APIError as exc:
         if mode == "pull":
             raise BaseImageError(f"cannot pull base image {base.image}: {exc.explanation or exc}",
-                                 hint=f"check the registry, or set base.bootstrap: debootstrap (or auto) in releases/{rel.name}/release.yaml") from None
+                                 hint="check the registry, or set base.bootstrap: debootstrap (or auto) in "
+                                      f"releases/{rel.name}/release.yaml") from None
         console.note(f"{base.image} cannot be pulled; bootstrapping from {base.debian_mirror} instead")
     ensure_image(client, settings, rootfs_ref, bootstrap, "the base root filesystem")
     return rootfs_ref
@@ -242,7 +243,7 @@ def ensure_bases(client, project: Project, rel: Release, target: Target) -> Base
     log_dir = project.layout.base_logs(rel.name)
     proxies = project.network.proxy_env()
     origin = _origin(client, project, rel, log_dir)
-    origin_id = inspect(client, origin)["Id"]
+    origin_id = inspect_present(client, origin)["Id"]
 
     runtime_file = find_dockerfile(project, rel.name, ["base-runtime"])
     runtime_args = {"BASE_IMAGE": origin_id, "PYTHON_VERSION": rel.python}
@@ -269,7 +270,7 @@ def ensure_bases(client, project: Project, rel: Release, target: Target) -> Base
             context = context_tar({"Dockerfile": build_file.read_bytes(), "uv": binary, "venv-layer": tool_file("venv-layer")},
                                   executables=frozenset({"uv", "venv-layer"}))
             return apt_build(client, context, log_dir / "base-build.log", f"base-build {rel.name}", build_args,
-                             proxies, rel, {p: f"build_packages in {rel.runtime.path}" for p in rel.runtime.build_packages})
+                             proxies, rel, dict.fromkeys(rel.runtime.build_packages, f"build_packages in {rel.runtime.path}"))
 
     build_id, _ = ensure_image(client, settings, build_ref, make_build, "the build base")
     return BaseImages(origin, runtime_ref, runtime_id, build_ref, build_id)

@@ -26,6 +26,7 @@ import io
 import re
 import tarfile
 from pathlib import Path
+from typing import Literal
 
 from pipeline.core import console
 from pipeline.core.errors import ImageBuildError
@@ -104,7 +105,7 @@ class ByteCode:
     def _entry(self, key: str, suffix: str) -> Path:
         return self.directory / key[:2] / f"{key}{suffix}"
 
-    def _read(self, key: str) -> bytes | None | bool:
+    def _read(self, key: str) -> bytes | Literal[False] | None:
         """The entry's ``.pyc`` if whole; b"" for a module that does not compile; None if absent; False if
         damaged (its bytes are not those whose hash it recorded)."""
         try:

@@ -164,7 +164,7 @@ def release_locks(project: Project, release: str, services: list[PreparedTree], 
         return service_lock(project, release, service, libraries, constraints_text, target, from_cache)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return {s.component: lock for s, lock in zip(services, pool.map(lock_of, services))}
+        return {s.component: lock for s, lock in zip(services, pool.map(lock_of, services), strict=True)}
 
 
 def service_lock(project: Project, release: str, service: PreparedTree, libraries: dict[str, PreparedTree],

@@ -52,6 +52,8 @@ def connect(settings: Settings):
     """
     _defer_paramiko()
     import docker
+    import docker.constants
+    import docker.utils
 
     engine = settings.engine
     with _clients_lock:
@@ -68,12 +70,13 @@ def connect(settings: Settings):
             # the engine is verified with its own CA and reached directly.  Then the API version is
             # negotiated as version="auto" would, which asks before this could be set.
             client.trust_env = False
-            client._version = client.version(api_version=False)["ApiVersion"]
+            client._version = client.version(api_version=False)["ApiVersion"]  # type: ignore[attr-defined]  # no setter
             client.ping()
             info = engine_info(client)
-        except Exception as exc:  # docker-py raises several unrelated types here
+        except Exception as exc:  # noqa: BLE001 - docker-py raises several unrelated types here
+            reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
             raise DockerUnavailableError(
-                f"no Docker engine answers at {engine.description}: {redact(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)}",
+                f"no Docker engine answers at {engine.description}: {redact(reason)}",
                 hint="start the Docker engine (scripts/setup starts one; or `systemctl start docker`), "
                      "or set DOCKER_HOST (tcp://host:2376 with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or ssh://user@host)",
             ) from None
@@ -264,9 +267,16 @@ def ensure_image(client, settings: Settings, ref: str, make: Callable[[], str], 
         image_id = make()
         if force or inspect(client, ref) is None:
             tag(client, image_id, ref)  # --force is the one case where a tag moves: the user asked to rebuild
-        made = inspect(client, ref)
+        made = inspect_present(client, ref)
         layer_cache.store(client, settings, ref, made)
         return made["Id"], True
+
+
+def inspect_present(client, ref: str) -> dict[str, Any]:
+    """``inspect`` of an image this run has just made, tagged or checked: it is on the engine."""
+    found = inspect(client, ref)
+    assert found is not None, f"the engine has no image {ref}"
+    return found
 
 
 def context_image(client, settings: Settings, name: str, digest: str, make_context: Callable[[], io.BytesIO],
@@ -360,7 +370,6 @@ def run_with_files(client, image: str, command: list[str], what: str, put: tuple
                                    "(`docker info`, its free space), then rerun") from None
     finally:
         if container is not None:
-            try:
+            # the engine is gone; the next run on this host removes the container (_remove_orphans)
+            with contextlib.suppress(docker.errors.DockerException, requests.exceptions.RequestException):
                 client.remove_container(container, force=True)
-            except (docker.errors.DockerException, requests.exceptions.RequestException):
-                pass  # the engine is gone; the next run on this host removes the container (_remove_orphans)

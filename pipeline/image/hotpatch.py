@@ -94,7 +94,7 @@ def _labels(client, container: dict) -> dict[str, str]:
 def _libraries(labels: dict[str, str]) -> dict[str, str]:
     """name -> version of the patched libraries the image was built with."""
     pairs = [item.split("==", 1) for item in labels.get(LABEL_LIBRARIES, "").split(",") if "==" in item]
-    return {name: version for name, version in pairs}
+    return dict(pairs)
 
 
 def _refuse(what: str, hint: str) -> HotpatchError:
@@ -168,9 +168,10 @@ def _original(client, container_id: str, target: str) -> tuple[tarfile.TarInfo, 
     data = b"".join(stream)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         member = tar.next()
-        if member is None or not member.isfile():
+        content = tar.extractfile(member) if member is not None and member.isfile() else None
+        if member is None or content is None:
             return None
-        return member, tar.extractfile(member).read()
+        return member, content.read()
 
 
 def _save_originals(directory: Path, originals: dict[str, tuple[tarfile.TarInfo, bytes]]) -> None:
@@ -180,7 +181,9 @@ def _save_originals(directory: Path, originals: dict[str, tuple[tarfile.TarInfo,
     if archive.exists():
         with tarfile.open(archive) as tar:
             for member in tar.getmembers():
-                kept[member.name] = (member, tar.extractfile(member).read())
+                content = tar.extractfile(member)
+                assert content is not None, f"{archive}: {member.name} is not a file"  # written below: files only
+                kept[member.name] = (member, content.read())
     for target, (member, data) in originals.items():
         name = target.lstrip("/")
         if name not in kept:
@@ -221,6 +224,7 @@ def _payload(client, project: Project, container_id: str, planned: list[HotFile]
             if item.action != "replace":
                 files.append(item)
                 continue
+            assert item.target is not None  # a file to replace has its place in the container
             source = project.layout.resolve(trees[item.component].tree) / item.path
             data = source.read_bytes()
             original = _original(client, container_id, item.target)

@@ -28,9 +28,9 @@ from pipeline.image.bytecode import ByteCode, package_modules
 from pipeline.image.dependencies import release_locks
 from pipeline.image.engine import engine_info
 from pipeline.image.packages import service_packages
+from pipeline.image.plan import ServicePlan, plan_service
 from pipeline.image.release_layer import ReleaseLayers, ensure_release_layers
 from pipeline.image.service_image import downstream_outputs, ensure_contexts, ensure_packages, is_current
-from pipeline.image.plan import ServicePlan, plan_service
 from pipeline.image.tree_layer import EPOCH, TreeLayer, site_packages, tree_layer
 from pipeline.image.tree_wheel import TreeWheel, tree_wheel
 from pipeline.image.wheels import Target, wheel_set
@@ -107,7 +107,7 @@ def prepare_release(project: Project, rel: Release, services: list[str], client,
             building = [pool.submit(layer, name) for name in trees]
             layers = ensure_release_layers(client, project, rel, bases, list(service_locks.values()), services,
                                            target, packages, force)
-            tree_layers = {name: future.result() for name, future in zip(trees, building)}
+            tree_layers = {name: future.result() for name, future in zip(trees, building, strict=True)}
         plans = {}
         for service in services:
             plans[service] = plan_service(project, rel.name, prepared[service], libraries, service_locks[service],

@@ -8,6 +8,8 @@ registry's URL is shown without any user-info.
 
 from __future__ import annotations
 
+import contextlib
+
 from pipeline.core.errors import PushError
 from pipeline.core.releases import Project
 from pipeline.image import record as image_record
@@ -42,10 +44,8 @@ def push(project: Project, release: str, service: str, client) -> dict[str, str]
                 digests[f"{shown}/{repository}:{tag}"] = digest
     except BaseException:
         for target, tag in made:
-            try:
+            with contextlib.suppress(docker.errors.APIError):
                 client.remove_image(f"{target}:{tag}", noprune=True)
-            except docker.errors.APIError:
-                pass
         raise
     PushRecord(record.image_id, record.input_hash, shown, digests).write(own)
     return digests

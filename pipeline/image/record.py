@@ -148,7 +148,7 @@ class DocumentRecord:
                 or data.get("input_hash") != record.input_hash or not document.exists():
             return None
         try:
-            found = cls(*(data[k] for k in ("image_id", "input_hash", "sha256", "path")), data.get("advisories"),
+            found = cls(data["image_id"], data["input_hash"], data["sha256"], data["path"], data.get("advisories"),
                         tuple(data.get("ids") or ()))
         except KeyError:
             return None

@@ -95,7 +95,7 @@ def ensure_release_layers(client, project: Project, rel: Release, bases: BaseIma
                 None: f"{settings.image_prefix}/release-{rel.name}:{key}"}
 
         def build(stage: str | None, wheels=wheels, dockerfile=dockerfile, requirements=requirements,
-                  parents=(parent_build, parent_runtime), index=index, shared=shared) -> str:
+                  parents=(parent_build, parent_runtime), index=index, shared=shared, refs=refs) -> str:
             def make() -> str:
                 ctx, _ = context_image(client, settings, "wheels", wheels.digest,
                                        lambda: wheelhouse_context(fetch_files(project, list(wheels.files))),

@@ -23,6 +23,7 @@ failure is an error.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from pipeline.image.engine import (
     context_tar,
     engine_key,
     inspect,
+    inspect_present,
     stream_build,
     tag,
 )
@@ -92,7 +94,7 @@ def ensure_contexts(client, project: Project, plan: ServicePlan) -> int:
     out_dir = project.layout.service_dir(plan.release, plan.service)
     built = 0
     for ctx in plan.contexts:
-        _, made = context_image(client, project.settings, ctx.image, ctx.digest, lambda c=ctx: c.make(project),
+        _, made = context_image(client, project.settings, ctx.image, ctx.digest, functools.partial(ctx.make, project),
                                 out_dir / f"context-{ctx.image}.log")
         built += made
     return built
@@ -111,7 +113,7 @@ def build_service(client, project: Project, plan: ServicePlan, force: bool = Fal
             found = (inspect(client, ref) or {}).get("Id")
             if found != previous.image_id and (ref == moving or found is None):
                 tag(client, previous.image_id, ref)
-        layer_cache.store_service(client, project.settings, plan.tags, inspect(client, previous.image_id))
+        layer_cache.store_service(client, project.settings, plan.tags, inspect_present(client, previous.image_id))
         return ImageResult(name, release, "up to date", previous, 0, time.monotonic() - started, record_path)
 
     # From here on an older record (and everything derived from it) would lie.
@@ -122,7 +124,7 @@ def build_service(client, project: Project, plan: ServicePlan, force: bool = Fal
     write_atomic(out_dir / "Dockerfile", plan.dockerfile)
     # The immutable tag names every input: the cache's image under it is this build's result.
     image_id = None if force else layer_cache.fetch(client, project.settings, immutable, f"image {name} ({release})")
-    if image_id is not None and not plan.labels.items() <= inspect(client, image_id)["Config"]["Labels"].items():
+    if image_id is not None and not plan.labels.items() <= inspect_present(client, image_id)["Config"]["Labels"].items():
         raise LayerCacheError(f"layer cache: {immutable} does not carry the labels of this build",
                               hint="the cache holds an image that was not made by this tool: remove that tag from it")
     action, calls = "from the layer cache", 0
@@ -148,6 +150,7 @@ def build_service(client, project: Project, plan: ServicePlan, force: bool = Fal
                      "archives; building again without it")
         image_id, calls = build_here(True), 2
         diff_ids = _tree_diff_ids(client, plan, image_id)
+    assert image_id is not None  # from the cache with its trees' layers, or built here
     if diff_ids is None:
         raise ImageBuildError(f"{name} ({release}): the engine's image {image_id[7:19]} does not hold the layer archives "
                               "of the patched trees it was built from (no layer has their sha256 as its diff ID)",
@@ -155,7 +158,7 @@ def build_service(client, project: Project, plan: ServicePlan, force: bool = Fal
                                    f"{layout.build_log(release, name)}")
     tag(client, image_id, immutable)
     tag(client, image_id, moving)
-    layer_cache.store_service(client, project.settings, plan.tags, inspect(client, image_id), replace=refused)
+    layer_cache.store_service(client, project.settings, plan.tags, inspect_present(client, image_id), replace=refused)
     record = plan.record.built(image_id, diff_ids)
     record.write(record_path)
     return ImageResult(name, release, action, record, calls, time.monotonic() - started, record_path)
@@ -169,7 +172,7 @@ def _tree_diff_ids(client, plan: ServicePlan, image_id: str) -> dict[str, str] |
     writes layers otherwise gives other diff IDs: for it, the diff ID of each
     archive is learnt once from a build of that archive alone on an empty
     image, without the engine's cache, and kept beside the archive."""
-    present = set(inspect(client, image_id)["RootFS"]["Layers"])
+    present = set(inspect_present(client, image_id)["RootFS"]["Layers"])
     found = {}
     for layer in plan.trees.values():
         diff_id = f"sha256:{layer.sha256}"
@@ -192,7 +195,7 @@ def _engine_diff_id(client, layer: TreeLayer) -> str:
                                "layer.tar": read_verified(layer)["layer.tar"]})
         image_id = stream_build(client, context, layer.directory / f"diff-id-{key}.log",
                                 f"the layer of {layer.component} alone", nocache=True)
-        ids[key] = inspect(client, image_id)["RootFS"]["Layers"][-1]
+        ids[key] = inspect_present(client, image_id)["RootFS"]["Layers"][-1]
         client.remove_image(image_id)
         write_json(known, ids)
     return ids[key]

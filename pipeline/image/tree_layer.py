@@ -266,11 +266,11 @@ def _archive(files: dict[str, tuple[bytes, bool]]) -> bytes:
         entries[name] = content
     out = io.BytesIO()
     for name in sorted(entries, key=lambda n: n.split("/")):  # a directory, then what it holds, by name
-        content = entries[name]
-        if content is None:
+        entry = entries[name]
+        if entry is None:
             out.write(_header(f"{name}/", 0o40755, 0, b"5"))
         else:
-            data, executable = content
+            data, executable = entry
             out.write(_header(name, 0o100755 if executable else 0o100644, len(data), b"0"))
             out.write(data + bytes(-len(data) % BLOCK))
     out.write(bytes(2 * BLOCK))

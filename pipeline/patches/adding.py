@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict
+from typing import Any
 
 from pipeline.core import console
 from pipeline.core.errors import (
@@ -17,7 +18,7 @@ from pipeline.core.git import rev_parse, text
 from pipeline.core.redact import public_url
 from pipeline.core.releases import Project
 from pipeline.patches import upstream
-from pipeline.patches.applying import apply_series, with_trailer
+from pipeline.patches.applying import apply_series, series_head, with_trailer
 from pipeline.patches.lifecycle import (
     ADDED,
     Operation,
@@ -45,7 +46,7 @@ DEPENDS_ON_RE = re.compile(r"^Depends-On:\s*(\S+)\s*$", re.MULTILINE | re.IGNORE
 CHANGE_RE = re.compile(r"^(\d+)(?:/(\d+))?$")
 
 
-def new_from_commits(project: Project, release: str, name: str, commits: list[str]) -> list[dict]:
+def new_from_commits(project: Project, release: str, name: str, commits: list[str]) -> list[dict[str, Any]]:
     """Cherry-pick upstream commits (any branch) after the release's series, as new patch files."""
     component = project.component(release, name)
     refuse_pending(project, release, name)
@@ -73,7 +74,7 @@ def new_from_commits(project: Project, release: str, name: str, commits: list[st
         return run_operation(project, op)
 
 
-def new_from_tree(project: Project, release: str, name: str) -> list[dict]:
+def new_from_tree(project: Project, release: str, name: str) -> list[dict[str, Any]]:
     """The commits made on top of the prepared tree (branch ``patched``) become new patch files."""
     component = project.component(release, name)
     refuse_pending(project, release, name)
@@ -93,7 +94,7 @@ def new_from_tree(project: Project, release: str, name: str) -> list[dict]:
         series = load(project, name, release)
         # The series' commits are reproducible: applying it again gives the SHAs `invoke patch` made.
         applied = apply_series(project, component, source, list(series.patches), tree, source.commit, commit=True)
-        head = applied[-1].commit if applied else source.commit
+        head = series_head(applied, source.commit)
         try:
             text("merge-base", "--is-ancestor", head, tip, cwd=tree)
         except GitError:
@@ -140,7 +141,7 @@ def _dependency(value: str, component: str) -> int | None:
     return None
 
 
-def import_change(project: Project, release: str, name: str, change: str, gerrit: str | None = None) -> list[dict]:
+def import_change(project: Project, release: str, name: str, change: str, gerrit: str | None = None) -> list[dict[str, Any]]:
     """A Gerrit change (and the changes of this component it depends on) as the next patch files."""
     component = project.component(release, name)
     refuse_pending(project, release, name)

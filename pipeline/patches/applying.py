@@ -171,3 +171,8 @@ def apply_series(project: Project, component: Component, source: SourceRecord, p
 def clone_pristine(project: Project, source: SourceRecord, dest: Path) -> None:
     """A local clone of the pristine tree's repository, without a work tree yet."""
     text("clone", "--quiet", "--no-checkout", str(project.layout.resolve(source.tree)), str(dest))
+
+
+def series_head(applied: list[AppliedPatch], base: str) -> str:
+    """The commit of the last patch of a series applied with ``commit=True``; ``base`` when it has none."""
+    return applied[-1].committed if applied else base

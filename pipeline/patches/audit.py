@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -26,6 +28,10 @@ from pipeline.patches import upstream
 from pipeline.patches.patchfile import HUNK_RE, PatchMeta, read_patch
 from pipeline.patches.provenance import provenance
 from pipeline.patches.series import all_series, discover
+from pipeline.sources.fetch import SourceRecord
+
+# (newer release, component) -> its tree at its ref and its upstream history: read once per audit
+NewerCache = dict[tuple[str, str], tuple[SourceRecord, upstream.History | None]]
 
 RULES = {
     "db-schema": "adds or changes a database migration (alembic or sqlalchemy-migrate versions)",
@@ -147,7 +153,7 @@ def _quote(line: str) -> str:
 
 
 def _requirements(lines: list[str]) -> dict[str, Requirement]:
-    found = {}
+    found: dict[str, Requirement] = {}
     for line in lines:
         cleaned = line.split("#", 1)[0].strip().strip("\"',")
         if not cleaned or cleaned.startswith(("-", "[")) or re.match(r"^[\w.-]+\s*=(\s|$)", cleaned):
@@ -238,13 +244,13 @@ def _same_change(a: PatchMeta, b: PatchMeta) -> bool:
     return a.subject.strip().lower() == b.subject.strip().lower()
 
 
-def audit(project: Project, releases: list[str] | None, components: list[str], today: datetime.date) -> tuple[dict, list[dict], list[Finding]]:
+def audit(project: Project, releases: list[str] | None, components: list[str], today: datetime.date) -> tuple[dict[str, Any], list[dict[str, Any]], list[Finding]]:
     """(phase per release, a row per patch, every finding)."""
     wanted = releases or list(project.releases)
     phases = {r: phase(project.release(r), today) for r in wanted}
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     findings: list[Finding] = []
-    newer_cache: dict[tuple[str, str], tuple] = {}
+    newer_cache: NewerCache = {}
     for release, name in all_series(project, wanted):
         if components and name not in components:
             continue
@@ -279,7 +285,7 @@ def audit(project: Project, releases: list[str] | None, components: list[str], t
     return phases, rows, findings
 
 
-def _missing_in(project: Project, newer: str, name: str, patch, meta: PatchMeta, cache: dict) -> str | None:
+def _missing_in(project: Project, newer: str, name: str, patch: Path, meta: PatchMeta, cache: NewerCache) -> str | None:
     """Why ``newer`` lacks the patch, or None when it carries it or its ref contains it."""
     for other in discover(project.layout.series_dir(name, newer))[0]:
         if _same_change(meta, read_patch(project, other)):

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import re
 import tempfile
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.core import console, locks
 from pipeline.core.errors import (
@@ -29,7 +31,7 @@ from pipeline.core.files import read_json, remove, write_json
 from pipeline.core.git import git, text
 from pipeline.core.releases import Component, Project
 from pipeline.patches import upstream
-from pipeline.patches.applying import apply_series, clone_pristine
+from pipeline.patches.applying import apply_series, clone_pristine, series_head
 from pipeline.patches.patchfile import read_patch
 from pipeline.patches.seriesedit import (
     committer_env,
@@ -66,11 +68,11 @@ class Operation:
     release: str
     component: str
     worktree: str
-    source: dict  # the SourceRecord the finished series is checked against
+    source: dict[str, Any]  # the SourceRecord the finished series is checked against
     old_base: str | None = None  # refresh: the upstream revision the series was made for
     ref: str | None = None  # refresh: the new ref
-    picks: list[dict] = field(default_factory=list)  # still to do; the first is in progress after a conflict
-    done: list[dict] = field(default_factory=list)  # {label, status, commit, original, evidence, upstream}
+    picks: list[dict[str, Any]] = field(default_factory=list)  # still to do; the first is in progress after a conflict
+    done: list[dict[str, Any]] = field(default_factory=list)  # {label, status, commit, original, evidence, upstream}
     head_before: str | None = None  # HEAD before the pick that stopped
 
     @property
@@ -93,7 +95,7 @@ def refuse_pending(project: Project, release: str, component: str) -> None:
         )
 
 
-def series_lock(project: Project, release: str):
+def series_lock(project: Project, release: str) -> AbstractContextManager[None]:
     return locks.hold(project.layout.lock(release), f"the work directory of {release}")
 
 
@@ -113,7 +115,7 @@ def series_worktree(project: Project, component: Component, dest: Path) -> Sourc
     pristine_worktree(project, source, dest)
     applied = apply_series(project, component, source, list(load(project, component.name, component.release).patches),
                            dest, source.commit, commit=True)
-    head = applied[-1].commit if applied else source.commit
+    head = series_head(applied, source.commit)
     text("reset", "--quiet", "--hard", head, cwd=dest)
     return source
 
@@ -177,7 +179,7 @@ def _conflict(op: Operation, pick: Pick, files: list[str], dry_run: bool) -> Lif
     )
 
 
-def _pick(project: Project, op: Operation, pick: Pick, hist: upstream.History | None, dry_run: bool) -> dict:
+def _pick(project: Project, op: Operation, pick: Pick, hist: upstream.History | None, dry_run: bool) -> dict[str, Any]:
     """Bring one pick onto HEAD; its result, or raise on a conflict (state saved unless ``dry_run``)."""
     wt = Path(op.worktree)
     head = text("rev-parse", "HEAD", cwd=wt).strip()
@@ -206,12 +208,12 @@ def _pick(project: Project, op: Operation, pick: Pick, hist: upstream.History | 
     return _picked(project, op, pick, date, resolved=False)
 
 
-def _empty(pick: Pick) -> dict:
+def _empty(pick: Pick) -> dict[str, Any]:
     return {"label": pick.label, "status": UPSTREAM if pick.original else EMPTY, "commit": None,
             "original": pick.original, "evidence": "empty" if pick.original else None, "upstream": None}
 
 
-def _picked(project: Project, op: Operation, pick: Pick, date: str, resolved: bool) -> dict:
+def _picked(project: Project, op: Operation, pick: Pick, date: str, resolved: bool) -> dict[str, Any]:
     wt = Path(op.worktree)
     if pick.message is not None:
         text("commit", "--quiet", "--amend", "--allow-empty-message", "-F", "-", cwd=wt, env=committer_env(date),
@@ -226,7 +228,7 @@ def _picked(project: Project, op: Operation, pick: Pick, date: str, resolved: bo
             "upstream": None}
 
 
-def run_operation(project: Project, op: Operation, dry_run: bool = False) -> list[dict]:
+def run_operation(project: Project, op: Operation, dry_run: bool = False) -> list[dict[str, Any]]:
     """Do the remaining picks, then write the series; the result rows."""
     component = project.component(op.release, op.component)
     hist = upstream.history(project, component) if op.kind == "refresh" else None
@@ -237,7 +239,7 @@ def run_operation(project: Project, op: Operation, dry_run: bool = False) -> lis
     return finish(project, op, component, dry_run)
 
 
-def finish(project: Project, op: Operation, component: Component, dry_run: bool) -> list[dict]:
+def finish(project: Project, op: Operation, component: Component, dry_run: bool) -> list[dict[str, Any]]:
     wt = Path(op.worktree)
     series = load(project, op.component, op.release)
     source = SourceRecord.from_dict(op.source)
@@ -275,7 +277,7 @@ def finish(project: Project, op: Operation, component: Component, dry_run: bool)
     return op.done
 
 
-def resume(project: Project, release: str, name: str, abort: bool) -> list[dict]:
+def resume(project: Project, release: str, name: str, abort: bool) -> list[dict[str, Any]]:
     """``--continue`` (or ``--abort``) the operation that stopped on a conflict for (release, component)."""
     project.component(release, name)  # an unknown component is named as such
     state = read_json(_state_path(project, release, name))

@@ -17,6 +17,7 @@ import email.utils
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from pipeline.core.errors import (
     BinaryPatchError,
@@ -131,7 +132,7 @@ def parse_diff(diff: str) -> tuple[tuple[FileChange, ...], tuple[Hunk, ...]]:
     changes: list[FileChange] = []
     hunks: list[Hunk] = []
     lines = diff.split("\n")
-    current: dict | None = None
+    current: dict[str, Any] | None = None
     hunk_count = 0
 
     def flush() -> None:
@@ -141,7 +142,7 @@ def parse_diff(diff: str) -> tuple[tuple[FileChange, ...], tuple[Hunk, ...]]:
                                       current["target"], current["binary"], current["binary_data"]))
         current = None
 
-    def start(old: str | None, new: str | None) -> dict:
+    def start(old: str | None, new: str | None) -> dict[str, Any]:
         return {"old": old, "new": new, "old_mode": None, "new_mode": None, "target": None,
                 "binary": False, "binary_data": False, "in_hunk": False}
 
@@ -273,20 +274,20 @@ def parse_patch(raw: bytes, filename: str = "") -> PatchMeta:
     lines = _decode(head_raw, charset).replace("\r\n", "\n").split("\n")
     if lines and re.match(r"^From [0-9a-f]{40} ", lines[0]):
         lines = lines[1:]
-    common = {"changes": changes, "hunks": hunks, "sha256": digest, "text": text}
     if lines and re.match(r"^(From|Subject|Date): ", lines[0]):
         header_end = next((i for i, l in enumerate(lines) if not l.strip()), len(lines))
         msg = email.message_from_string("\n".join(lines[:header_end]) + "\n\n")
         in_body, body_lines = _in_body_headers(lines[header_end + 1:])
         if "---" in body_lines:  # the diffstat separator ends the message, as for git am
             body_lines = body_lines[: body_lines.index("---")]
-        name, addr = email.utils.parseaddr(_decode_header(in_body.get("From") or msg.get("From", "")))
-        subject = SUBJECT_PREFIX_RE.sub("", _decode_header(in_body.get("Subject") or msg.get("Subject", "")))
+        name, addr = email.utils.parseaddr(_decode_header(in_body.get("From") or msg.get("From") or ""))
+        subject = SUBJECT_PREFIX_RE.sub("", _decode_header(in_body.get("Subject") or msg.get("Subject") or ""))
         return PatchMeta(
             subject=subject or _subject_from_filename(filename),
             body="\n".join(body_lines).strip(),
             author_name=name or DEFAULT_AUTHOR[0], author_email=addr or DEFAULT_AUTHOR[1],
-            date=in_body.get("Date") or msg.get("Date"), source_format="format-patch", **common,
+            date=in_body.get("Date") or msg.get("Date"), source_format="format-patch",
+        changes=changes, hunks=hunks, sha256=digest, text=text,
         )
     if lines and re.match(r"^commit [0-9a-f]{7,40}", lines[0]):
         headers: dict[str, str] = {}
@@ -303,11 +304,13 @@ def parse_patch(raw: bytes, filename: str = "") -> PatchMeta:
         return PatchMeta(
             subject=subject, body="\n".join(message[1:]).strip(),
             author_name=name or DEFAULT_AUTHOR[0], author_email=addr or DEFAULT_AUTHOR[1],
-            date=headers.get("Date") or headers.get("AuthorDate"), source_format="git-show", **common,
+            date=headers.get("Date") or headers.get("AuthorDate"), source_format="git-show",
+        changes=changes, hunks=hunks, sha256=digest, text=text,
         )
     return PatchMeta(
         subject=_subject_from_filename(filename), body="\n".join(lines).strip(),
-        author_name=DEFAULT_AUTHOR[0], author_email=DEFAULT_AUTHOR[1], date=None, source_format="plain", **common,
+        author_name=DEFAULT_AUTHOR[0], author_email=DEFAULT_AUTHOR[1], date=None, source_format="plain",
+        changes=changes, hunks=hunks, sha256=digest, text=text,
     )
 
 

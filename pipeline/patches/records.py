@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.patches.patchfile import PatchMeta
 from pipeline.patches.provenance import (
@@ -33,6 +34,12 @@ class AppliedPatch:
     text: str  # the patch, decoded for display (the hash is of the bytes)
     commit: str | None = None  # in the prepared tree
 
+    @property
+    def committed(self) -> str:
+        """``commit`` of a patch applied with ``commit=True`` (every stage but the dry-run check)."""
+        assert self.commit is not None, f"{self.file} was applied without a commit"
+        return self.commit
+
     @classmethod
     def make(cls, component: str, file: str, meta: PatchMeta, commit: str | None) -> AppliedPatch:
         origin = provenance(meta)
@@ -43,7 +50,7 @@ class AppliedPatch:
                    files=tuple(dict.fromkeys(c.path for c in meta.changes)), text=meta.text, commit=commit)
 
     @classmethod
-    def from_dict(cls, data: dict) -> AppliedPatch:
+    def from_dict(cls, data: dict[str, Any]) -> AppliedPatch:
         data = dict(data)
         for key in ("cherry_picked_from", "cves", "files"):
             data[key] = tuple(data.get(key, ()))
@@ -64,7 +71,7 @@ class PreparedTree:
     ignored: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
-    def from_dict(cls, data: dict) -> PreparedTree:
+    def from_dict(cls, data: dict[str, Any]) -> PreparedTree:
         data = dict(data)
         data["source"] = SourceRecord.from_dict(data["source"])
         data["patches"] = tuple(AppliedPatch.from_dict(p) for p in data["patches"])

@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from pipeline.core import console
 from pipeline.core.errors import (
@@ -31,6 +32,7 @@ from pipeline.patches.lifecycle import (
 from pipeline.patches.patchfile import read_patch
 from pipeline.patches.series import NUMBER_RE
 from pipeline.patches.seriesedit import (
+    Series,
     load,
     renamed,
     write,
@@ -38,7 +40,7 @@ from pipeline.patches.seriesedit import (
 from pipeline.sources.fetch import SourceRecord, fetch_component
 
 
-def refresh(project: Project, release: str, name: str, to: str, dry_run: bool) -> tuple[SourceRecord, list[dict]]:
+def refresh(project: Project, release: str, name: str, to: str, dry_run: bool) -> tuple[SourceRecord, list[dict[str, Any]]]:
     """Rebase the component's series onto ``to`` and move its ref there; per patch what happened."""
     component = project.component(release, name)
     refuse_pending(project, release, name)
@@ -55,7 +57,7 @@ def refresh(project: Project, release: str, name: str, to: str, dry_run: bool) -
                                  hint=f"run `invoke fetch --release {release} --component {name}`")
             patches = list(load(project, name, release).patches)
             applied = apply_series(project, component, old, patches, wt, old.commit, commit=True)
-            picks = [asdict(Pick(a.commit, a.file, message=read_patch(project, p).message, original=a.file))
+            picks = [asdict(Pick(a.committed, a.file, message=read_patch(project, p).message, original=a.file))
                      for a, p in zip(applied, patches)]
             op = Operation("refresh", release, name, str(wt), asdict(new), old_base=old.upstream_revision,
                            ref=to, picks=picks)
@@ -73,7 +75,7 @@ def refresh(project: Project, release: str, name: str, to: str, dry_run: bool) -
                 shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _find_patch(project: Project, series, given: str) -> Path:
+def _find_patch(project: Project, series: Series, given: str) -> Path:
     for path in series.patches:
         if given in (path.name, project.layout.repo_rel(path), str(path)) or \
                 (given.isdigit() and (m := NUMBER_RE.match(path.name)) and int(m.group(1)) == int(given)):

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.core import console, locks
 from pipeline.core.errors import (
@@ -30,7 +31,7 @@ from pipeline.core.files import clean_staging, replace_dir, sha256_file
 from pipeline.core.git import clean_at, git, text
 from pipeline.core.releases import Component, Project
 from pipeline.core.stamps import Stamp
-from pipeline.patches.applying import apply_series, clone_pristine
+from pipeline.patches.applying import apply_series, clone_pristine, series_head
 from pipeline.patches.patchfile import read_patch
 from pipeline.patches.provenance import (
     provenance,
@@ -61,11 +62,12 @@ def discover(directory: Path) -> tuple[list[Path], list[Path]]:
     if len(widths) > 1:
         width = max(widths)
         short = [p.name for p, n in numbered.items() if len(n) < width]
+        first_short = next(n for n in numbered.values() if len(n) < width)
         raise SeriesLayoutError(
             f"{directory}: the patches' number prefixes have different widths ({', '.join(sorted(short))} "
             f"against {width} digits), so name order is not the intended order",
             hint=f"zero-pad the numbers to {width} digits (e.g. {short[0]} -> "
-                 f"{numbered_name(int(NUMBER_RE.match(short[0]).group(1)), short[0], width)}), or run invoke patches.renumber",
+                 f"{numbered_name(int(first_short), short[0], width)}), or run invoke patches.renumber",
         )
     seen: dict[int, str] = {}
     for path, number in numbered.items():
@@ -118,7 +120,7 @@ def all_series(project: Project, releases: list[str] | None = None) -> list[tupl
 # --- the stage ---------------------------------------------------------------------
 
 
-def _series_inputs(project: Project, component: Component, source: SourceRecord) -> tuple[list[Path], list[Path], dict]:
+def _series_inputs(project: Project, component: Component, source: SourceRecord) -> tuple[list[Path], list[Path], dict[str, Any]]:
     patches, others = discover(project.layout.series_dir(component.name, component.release))
     inputs = {"base": source.commit, "source": asdict(source),
               "patches": [(project.layout.repo_rel(p), sha256_file(p)) for p in patches]}
@@ -139,7 +141,7 @@ def prepare(project: Project, component: Component, source: SourceRecord) -> tup
 
     def check_out(tree: Path) -> None:
         applied[:] = apply_series(project, component, source, patches, tree, source.commit, commit=True)
-        head = applied[-1].commit if applied else source.commit
+        head = series_head(applied, source.commit)
         text("checkout", "--quiet", "-f", "-B", "patched", head, cwd=tree)
         text("clean", "--quiet", "-f", "-d", "-x", cwd=tree)
 
@@ -199,7 +201,7 @@ def patch(project: Project, release: str, names: list[str] | tuple[str, ...] = (
 # --- listing and checking ----------------------------------------------------------
 
 
-def list_patches(project: Project, releases: list[str] | None = None) -> list[dict]:
+def list_patches(project: Project, releases: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for release, component in all_series(project, releases):
         patches, others = discover(project.layout.series_dir(component, release))

@@ -152,14 +152,14 @@ def write(project: Project, component: Component, new: list[tuple[str, bytes]], 
     old = {p.name: p.read_bytes() for p in current.patches}
     wanted = dict(new)
     changed = sorted({n for n in old if wanted.get(n) != old[n]} | {n for n in wanted if n not in old})
-    refs_file, refs_text = refs_with(project, component.release, component.name, ref) if ref else (None, None)
+    refs = refs_with(project, component.release, component.name, ref) if ref else None
     touched = [directory / n for n in changed if n in old or (directory / n).exists()]
-    if refs_file is not None and refs_text != refs_file.read_text():
-        touched.append(refs_file)
+    if refs is not None and refs[1] != refs[0].read_text():
+        touched.append(refs[0])
     else:
-        refs_file = None
+        refs = None
     refuse_uncommitted(project, touched, what)
-    if not changed and refs_file is None:
+    if not changed and refs is None:
         return []
     directory.parent.mkdir(parents=True, exist_ok=True)
     clean_staging(directory.parent, directory.name)
@@ -174,19 +174,21 @@ def write(project: Project, component: Component, new: list[tuple[str, bytes]], 
         for other in current.others:
             shutil.copy2(other, fresh / other.name)
         verify(project, component, source, [(layout.repo_rel(directory / name), fresh / name) for name, _ in new])
-        refs_tmp = None
-        if refs_file is not None:
-            refs_tmp = staging / "source-refs.yaml"
-            refs_tmp.write_bytes(refs_text.encode())
-            os.chmod(refs_tmp, refs_file.stat().st_mode & 0o777)
+        staged = None  # (the new source-refs.yaml in staging, where it goes, its bytes)
+        if refs is not None:
+            refs_file, refs_text = refs
+            staged = (staging / "source-refs.yaml", refs_file, refs_text.encode())
+            staged[0].write_bytes(staged[2])
+            os.chmod(staged[0], refs_file.stat().st_mode & 0o777)
         with signals_held():
             if directory.exists():
                 directory.rename(staging / "old")
             if new or current.others:
                 fresh.rename(directory)
-            if refs_tmp is not None:
+            if staged is not None:
+                refs_tmp, refs_file, data = staged
                 os.replace(refs_tmp, refs_file)
-                _written[refs_file] = refs_text.encode()
+                _written[refs_file] = data
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -194,7 +196,7 @@ def write(project: Project, component: Component, new: list[tuple[str, bytes]], 
     except OSError:
         pass
     paths = [layout.repo_rel(directory / n) for n in changed]
-    return paths + ([layout.repo_rel(refs_file)] if refs_file is not None else [])
+    return paths + ([layout.repo_rel(refs[0])] if refs is not None else [])
 
 
 def committer_env(date: str | None = None) -> dict[str, str]:

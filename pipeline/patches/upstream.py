@@ -16,6 +16,7 @@ import re
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from pipeline.core import console, locks
 from pipeline.core.errors import FetchError, GitError
@@ -213,7 +214,7 @@ def require_history(project: Project, component: Component, why: str) -> History
 # --- patches.upstreamed -------------------------------------------------------------------
 
 
-def upstreamed(project: Project, releases: list[str] | None, components: list[str], to: str | None) -> list[dict]:
+def upstreamed(project: Project, releases: list[str] | None, components: list[str], to: str | None) -> list[dict[str, Any]]:
     """For every patch: whether its release's ref (or ``to``) already contains it, with the evidence."""
     from pipeline.patches.patchfile import read_patch
     from pipeline.patches.series import all_series, discover

@@ -103,7 +103,7 @@ class Advisory:
         ``2024.1/caracal (unmaintained)``: a project in parentheses limits
         the reviews to it.
         """
-        found = []
+        found: list[str] = []
         for key, urls in self.reviews.items():
             m = REVIEW_KEY_RE.match(key)
             series, note = (m.group(1), (m.group(2) or "").strip()) if m else (key, "")

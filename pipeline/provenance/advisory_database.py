@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from packaging.utils import canonicalize_name
 
@@ -28,6 +30,8 @@ from pipeline.provenance.advisory_sources import Folder, folders
 _cache: dict[str, Database] = {}
 _cache_lock = threading.Lock()
 
+T = TypeVar("T")
+
 
 class Database:
     """The advisories of the configured sources: the OSSA ones read whole, the PyPI ones per package on first use."""
@@ -46,14 +50,15 @@ class Database:
                       if any(int(v.split(".")[0]) >= DATE_BASED_FROM for v in VERSION_IN_TEXT_RE.findall(r))}
         self._ossa: dict[str, list[Advisory]] = {}
         for path, data, pairs in raw:
-            if advisory := self._read("ossa", path, lambda p, docs: _parse_ossa(p, data, pairs, date_based)):
+            parse = lambda p, docs: _parse_ossa(p, data, pairs, date_based)  # noqa: B023, E731 - _read calls it at once
+            if advisory := self._read("ossa", path, parse):
                 for item in advisory.affected:
                     self._ossa.setdefault(item.package, []).append(replace(advisory, affected=(item,)))
         pypa = found.get("pypa_advisories")
         self._pypa = {canonicalize_name(e.name): Path(e.path) for e in os.scandir(pypa.path) if e.is_dir()} if pypa else {}
         self._merged: dict[str, tuple[Advisory, ...]] = {}
 
-    def _read(self, setting: str, path: Path, parse):
+    def _read(self, setting: str, path: Path, parse: Callable[[Path, Documents], T]) -> T | None:
         try:
             return parse(path, self._documents[setting])
         except Malformed as exc:
@@ -69,7 +74,9 @@ class Database:
                 folder = self._pypa.get(key)
                 for path in sorted(folder.glob("*.yaml")) if folder else ():
                     osv = self._read("pypa_advisories", path, lambda p, docs: _parse_osv(p, docs, self._openstack))
-                    item = next((a for a in osv.affected if a.package == key), None) if osv else None
+                    if osv is None:
+                        continue
+                    item = next((a for a in osv.affected if a.package == key), None)
                     if item is None:
                         continue
                     same = next((i for i, a in enumerate(found) if a.source == "ossa" and set(a.cves) & set(osv.cves)), None)

@@ -13,8 +13,10 @@ import datetime
 import json
 import os
 import re
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import yaml
 from packaging.specifiers import InvalidSpecifier
@@ -65,10 +67,10 @@ class Documents:
         self.path = project.layout.cache_dir / "advisories" / f"documents-{folder.setting}.json"
         stored = read_json(self.path)
         ok = isinstance(stored, dict) and stored.get("tool") == tool_id() and isinstance(stored.get("files"), dict)
-        self.entries: dict = stored["files"] if ok else {}
+        self.entries: dict[str, Any] = stored["files"] if ok else {}
         self.changed = False
 
-    def load(self, path: Path) -> dict:
+    def load(self, path: Path) -> dict[str, Any]:
         """The file's document; ``Malformed`` (remembered like a document) when it has none."""
         st = path.stat()
         stamp = [st.st_size, st.st_mtime_ns]
@@ -81,7 +83,8 @@ class Documents:
             self.entries[str(path)], self.changed = entry, True
         if entry[3] is not None:
             raise Malformed(entry[3])
-        return entry[2]
+        data: dict[str, Any] = entry[2]  # the cache's JSON: a YAML document's mapping
+        return data
 
     def save(self) -> None:
         if self.changed:  # only this folder's files: an earlier commit's export is gone
@@ -89,7 +92,7 @@ class Documents:
             write_json(self.path, {"tool": tool_id(), "files": {k: v for k, v in self.entries.items() if k.startswith(prefix)}})
 
 
-def _load_yaml(path: Path) -> dict:
+def _load_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_bytes(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
@@ -174,7 +177,7 @@ def _ossa_products(entry: object) -> list[tuple[str, str]]:
     return found
 
 
-def _ossa_raw(path: Path, documents: Documents) -> tuple[dict, list[tuple[str, str]]]:
+def _ossa_raw(path: Path, documents: Documents) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     data = documents.load(path)
     for key in ("id", "date", "affected-products"):
         if key not in data:
@@ -184,7 +187,7 @@ def _ossa_raw(path: Path, documents: Documents) -> tuple[dict, list[tuple[str, s
     return data, [pair for entry in data["affected-products"] for pair in _ossa_products(entry)]
 
 
-def _parse_ossa(path: Path, data: dict, products: list[tuple[str, str]], date_based: set[str]) -> Advisory:
+def _parse_ossa(path: Path, data: dict[str, Any], products: list[tuple[str, str]], date_based: AbstractSet[str]) -> Advisory:
     date = data["date"]
     if not isinstance(date, datetime.date):
         try:
@@ -212,7 +215,7 @@ def _parse_ossa(path: Path, data: dict, products: list[tuple[str, str]], date_ba
     )
 
 
-def _osv_alternatives(affected: dict, openstack: bool) -> list[Alternative]:
+def _osv_alternatives(affected: dict[str, Any], openstack: bool) -> list[Alternative]:
     alternatives = []
     for rng in affected.get("ranges") or []:
         if not isinstance(rng, dict) or rng.get("type") not in ("ECOSYSTEM", "SEMVER"):
@@ -236,7 +239,7 @@ def _osv_alternatives(affected: dict, openstack: bool) -> list[Alternative]:
     return alternatives
 
 
-def _parse_osv(path: Path, documents: Documents, openstack_names: set[str]) -> Advisory | None:
+def _parse_osv(path: Path, documents: Documents, openstack_names: AbstractSet[str]) -> Advisory | None:
     data = documents.load(path)
     if data.get("withdrawn"):
         return None

@@ -1,4 +1,5 @@
-"""Where advisories come from: the ``ossa`` and ``pypa_advisories`` settings, a git URL (fetched into a mirror like the sources, its YAML folder exported once per commit) or a local folder.
+"""Where advisories come from: the ``ossa`` and ``pypa_advisories`` settings, a git URL (fetched into a
+mirror like the sources, its YAML folder exported once per commit) or a local folder.
 """
 
 from __future__ import annotations

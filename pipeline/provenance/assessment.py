@@ -18,8 +18,10 @@ messages, constraint overrides) and ``sbom.cdx.json`` (what is installed).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -51,7 +53,7 @@ class Finding:
     patches: tuple[str, ...] = ()  # fixed by patch: the patch files
     component: str | None = None  # the package is built from this component's patched source
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         a = self.advisory
         return {"release": self.release, "service": self.service, "advisory": a.id, "source": a.source, "file": a.file,
                 "url": a.url, "title": a.title, "date": a.date, "cves": list(a.cves), "aliases": list(a.aliases),
@@ -83,7 +85,7 @@ def read_image(project: Project, release: str, service: str) -> Image | str:
     if DocumentRecord.current(layout.sbom_record(release, service), record, layout.sbom_file(release, service)) is None:
         return f"no SBOM of its current image (invoke sbom --release {release} --service {service})"
     sbom = read_json(layout.sbom_file(release, service))
-    installed = {canonicalize_name(c["name"]): c["version"] for c in sbom.get("components", [])
+    installed: dict[str, str] = {canonicalize_name(c["name"]): c["version"] for c in sbom.get("components", [])
                  if str(c.get("purl", "")).startswith("pkg:pypi/")}
     return Image(release, service, record, installed)
 
@@ -105,7 +107,7 @@ def patch_fixes(advisory: Advisory, component: str, message: str) -> str | None:
     return None
 
 
-def _upstream_pins(change: dict | None) -> list[str]:
+def _upstream_pins(change: dict[str, Any] | None) -> list[str]:
     """The versions upstream pinned for a package that a constraint override changed."""
     if not change or not change.get("source"):
         return []  # no override: a pin dropped because the package is built from source
@@ -130,51 +132,53 @@ def _not_affected(version: str, affected: Affected) -> str:
 def assess(image: Image, database: Database) -> list[Finding]:
     """Every advisory naming a distribution the image installs, with its status and evidence."""
     record = image.record
-    component_of = {canonicalize_name(dist): c for c, dist in record.dist_names.items()}
-    changes = {canonicalize_name(c["name"]): c for c in record.constraints["changes"]}
-    findings = []
+    component_of: dict[str, str] = {canonicalize_name(dist): c for c, dist in record.dist_names.items()}
+    changes: dict[str, Any] = {canonicalize_name(c["name"]): c for c in record.constraints["changes"]}
+    findings: list[Finding] = []
     for package, version in sorted(image.installed.items()):
         component = component_of.get(package)
         patches = [p for p in record.patches if p["component"] == component]
         for advisory in database.for_package(package):
             affected = advisory.affected[0]
-            common = {"release": image.release, "service": image.service, "advisory": advisory, "package": package,
-                      "version": version, "component": component}
+            finding = functools.partial(Finding, release=image.release, service=image.service, advisory=advisory,
+                                        package=package, version=version, component=component)
             hit = affected.containing(version)
             if hit is not None:
-                fixes = [(p["file"], why) for p in patches if (why := patch_fixes(advisory, component, p["message"]))]
+                fixes = [(p["file"], why) for p in patches
+                         if component is not None and (why := patch_fixes(advisory, component, p["message"]))]
                 if fixes:
-                    findings.append(Finding(**common, status=FIXED_BY_PATCH, patches=tuple(f for f, _ in fixes),
+                    findings.append(finding(status=FIXED_BY_PATCH, patches=tuple(f for f, _ in fixes),
                                             evidence="; ".join(f"{f.rsplit('/', 1)[-1]} {why}" for f, why in fixes)))
                     continue
                 reviews = advisory.reviews_for(component or package, image.release)
                 evidence = f"{version} is in {hit.text!r}; {hit.fixed}"
                 if reviews:
                     evidence += f"; {image.release} review {', '.join(reviews)}"
-                findings.append(Finding(**common, status=AFFECTED, evidence=evidence, fixed=hit.fixed))
+                findings.append(finding(status=AFFECTED, evidence=evidence, fixed=hit.fixed))
                 continue
             change = changes.get(package)
             pinned = next((v for v in _upstream_pins(change) if affected.containing(v)), None)
             if pinned is not None:
-                findings.append(Finding(**common, status=FIXED_BY_OVERRIDE,
+                assert change is not None  # the pin is upstream's, from the override's change
+                findings.append(finding(status=FIXED_BY_OVERRIDE,
                                         evidence=f"{change['source']} pins {version} instead of upstream {pinned} "
                                                  f"(in {affected.text!r})"))
             else:
-                findings.append(Finding(**common, status=NOT_AFFECTED, evidence=_not_affected(version, affected)))
+                findings.append(finding(status=NOT_AFFECTED, evidence=_not_affected(version, affected)))
     return findings
 
 
 @dataclass(frozen=True)
 class Report:
     findings: tuple[Finding, ...]
-    images: tuple[dict, ...]  # {release, service, image, assessed, reason, counts}
+    images: tuple[dict[str, Any], ...]  # {release, service, image, assessed, reason, counts}
     database: Database = field(repr=False)
 
     @property
     def affected(self) -> list[Finding]:
         return [f for f in self.findings if f.status == AFFECTED]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"sources": dict(self.database.sources), "images": list(self.images),
                 "findings": [f.to_dict() for f in self.findings], "skipped": list(self.database.skipped)}
 
@@ -196,7 +200,7 @@ def report(project: Project, releases: list[str], services: list[str], refresh: 
 
     chosen = selection(project, releases, services)
     images: list[Image] = []
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     for release, service in chosen:
         found = read_image(project, release, service)
         if isinstance(found, str):
@@ -206,14 +210,14 @@ def report(project: Project, releases: list[str], services: list[str], refresh: 
     database = advisory_database.load(project, refresh=refresh)
     findings: list[Finding] = []
     for image in images:
-        found = assess(image, database)
-        findings += found
-        counts = {s: sum(f.status == s for f in found) for s in STATUSES}
+        assessed = assess(image, database)
+        findings += assessed
+        counts = {s: sum(f.status == s for f in assessed) for s in STATUSES}
         rows.append({"release": image.release, "service": image.service, "image": image.tag, "assessed": True,
                      "reason": None, "counts": counts})
         with locks.hold(project.layout.lock(f"{image.release}-{image.service}"),
                         f"the image of {image.service} ({image.release})"):
-            path, _, action = vex.generate(project, image.release, image.service, findings=found)
+            path, _, action = vex.generate(project, image.release, image.service, findings=assessed)
         if action != "up to date":
             console.note(f"vex {action}: {project.layout.rel(path)}")
     database.save()

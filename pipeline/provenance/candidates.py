@@ -23,6 +23,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.core import console
 from pipeline.core.errors import FetchError, GitError
@@ -63,7 +64,7 @@ class Candidate:
     command: str
     also: tuple[str, ...] = ()  # the same fix on other branches: "master 3eba22ff09"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -210,7 +211,8 @@ def _review_candidates(release: str, component: str, advisory: Advisory) -> list
             for n in advisory.review_numbers(component, release)]
 
 
-def for_component(project: Project, component: Component, database: advisory_database.Database | None) -> tuple[list[Candidate], dict]:
+def for_component(project: Project, component: Component, database: advisory_database.Database | None,
+                  ) -> tuple[list[Candidate], dict[str, Any]]:
     """The component's candidates, and what they were found against (ref, version, advisories, history)."""
     source = upstream.tree_at(project, component, component.ref)
     series = Series.read(project, component)
@@ -261,7 +263,7 @@ def _from_history(project: Project, component: Component, source: SourceRecord, 
         held_pids = {pids.get(s) for s, _, _ in held} | series.patch_ids
         wanted = [(c, k) for c, k in wanted if pids.get(c.sha) not in held_pids]
         # One per fix: the copy on the branch nearest the release.
-        groups: dict[str, list[tuple[Commit, tuple]]] = {}
+        groups: dict[str, list[tuple[Commit, tuple[str, tuple[str, ...]]]]] = {}
         for commit, kind in wanted:
             key = commit.change_id or (commit.picked[0] if commit.picked else commit.sha)
             groups.setdefault(key, []).append((commit, kind))
@@ -276,10 +278,10 @@ def _from_history(project: Project, component: Component, source: SourceRecord, 
                      for line in text("ls-files", "-s", cwd=repo, env=applier.env).splitlines()}
             with ThreadPoolExecutor(max_workers=2) as pool:  # a git process each: two at a time
                 results = list(pool.map(lambda g: _applies(repo, applier.env, diffs[g[0][0].sha], blobs), chosen))
-            for group, applies in zip(chosen, results):
-                (best, (kind, fixes)), others = group[0], group[1:]
+            for group, applies in zip(chosen, results, strict=True):
+                (best, (fix_kind, fixes)), others = group[0], group[1:]
                 found.append(Candidate(
-                    release, name, kind, fixes, best.branch, best.sha, best.subject, best.date, applies,
+                    release, name, fix_kind, fixes, best.branch, best.sha, best.subject, best.date, applies,
                     f"invoke patches.new --release {release} --component {name} --commit {best.sha[:12]}",
                     tuple(f"{c.branch} {c.sha[:12]}" for c, _ in others)))
     return found
@@ -290,7 +292,7 @@ def _same(a: str, b: str) -> bool:
     return len(a) >= 7 and len(b) >= 7 and (a.startswith(b) or b.startswith(a))
 
 
-def candidates(project: Project, release: str, names: list[str]) -> tuple[list[Candidate], list[dict]]:
+def candidates(project: Project, release: str, names: list[str]) -> tuple[list[Candidate], list[dict[str, Any]]]:
     """Candidates for the named components of a release (default: every component)."""
     try:
         database = advisory_database.load(project)
@@ -307,7 +309,7 @@ def candidates(project: Project, release: str, names: list[str]) -> tuple[list[C
     return found, about
 
 
-def render(found: list[Candidate], about: list[dict]) -> str:
+def render(found: list[Candidate], about: list[dict[str, Any]]) -> str:
     parts = []
     if found:
         parts.append(console.table(

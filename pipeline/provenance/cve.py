@@ -12,6 +12,7 @@ no patch for the CVE.  It reads only the repository and the work directory.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pipeline.constraints.overrides import parse_overrides
 from pipeline.core import console
@@ -30,7 +31,7 @@ def _normalise(cve: str) -> str:
     return value
 
 
-def query(project: Project, cve: str) -> dict:
+def query(project: Project, cve: str) -> dict[str, Any]:
     cve = _normalise(cve)
     layout = project.layout
     patches = []
@@ -60,7 +61,8 @@ def query(project: Project, cve: str) -> dict:
                     images.append({**image, "component": patch["component"], "fix": patch["file"]})
             for change in record.constraints.get("changes", ()):
                 if cve in (change.get("reason") or "").upper():
-                    images.append({**image, "component": change["name"], "fix": f"{change['source']}: {', '.join(change['new']) or 'removed'}"})
+                    fix = f"{change['source']}: {', '.join(change['new']) or 'removed'}"
+                    images.append({**image, "component": change["name"], "fix": fix})
     components = sorted({p["component"] for p in patches})
     missing = [{"release": release, "component": component, "ref": rel.refs[component]}
                for release, rel in project.releases.items() for component in components
@@ -69,7 +71,7 @@ def query(project: Project, cve: str) -> dict:
     return {"cve": cve, "patches": patches, "overrides": overrides, "images": images, "missing": missing}
 
 
-def render(report: dict) -> str:
+def render(report: dict[str, Any]) -> str:
     cve = report["cve"]
     parts = []
     if report["patches"]:

@@ -1,4 +1,5 @@
-"""What is installed in an image, read by running it: its Python distributions, its Debian packages, and the shared libraries its extensions need that it cannot load.
+"""What is installed in an image, read by running it: its Python distributions, its Debian packages, and
+the shared libraries its extensions need that it cannot load.
 
 The inventory runs in a throw-away container of the image with the image's
 own Python (no guessing from build inputs); the ELF dependencies of every
@@ -11,11 +12,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.core.errors import ImageBuildError, ImageContentError, SbomError
 from pipeline.image.engine import run_container
 from pipeline.image.record import ImageRecord
+
+if TYPE_CHECKING:
+    from docker import APIClient
 
 # Runs inside the image with its own Python: installed distributions and the
 # marker environment needed to resolve their dependencies on the host.
@@ -77,7 +81,8 @@ def elf_needs(path):
 system = set()
 for line in subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout.splitlines()[1:]:
     system.add(line.strip().split(" ", 1)[0])
-for folder in ("/lib", "/usr/lib", "/lib64", "/usr/lib64", f"/lib/{platform.machine()}-linux-gnu", f"/usr/lib/{platform.machine()}-linux-gnu"):
+arch = platform.machine()
+for folder in ("/lib", "/usr/lib", "/lib64", "/usr/lib64", f"/lib/{arch}-linux-gnu", f"/usr/lib/{arch}-linux-gnu"):
     if os.path.isdir(folder):
         system.update(os.listdir(folder))
 missing = {}
@@ -107,7 +112,7 @@ class Inventory:
     missing_libraries: dict[str, list[str]]  # shared object under the venv -> libraries the image cannot load
 
 
-def read_inventory(client, image_id: str) -> Inventory:
+def read_inventory(client: APIClient, image_id: str) -> Inventory:
     """What is installed in the image, read by running it (no guessing from build inputs)."""
     try:
         out = run_container(client, image_id, ["/var/lib/openstack/bin/python", "-c", INVENTORY_SCRIPT], "SBOM inventory")

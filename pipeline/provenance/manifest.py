@@ -13,6 +13,7 @@ relative to the work directory, so the file can be committed elsewhere.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pipeline.core.files import write_atomic
 from pipeline.core.releases import Project
@@ -20,10 +21,10 @@ from pipeline.image import record as image_record
 from pipeline.image.record import DocumentRecord, PushRecord
 
 
-def build_manifest(project: Project, release: str) -> dict:
+def build_manifest(project: Project, release: str) -> dict[str, Any]:
     layout = project.layout
     rel = project.release(release)
-    services: dict[str, dict] = {}
+    services: dict[str, dict[str, Any]] = {}
     for service in rel.services:
         record = image_record.read(layout.image_record(release, service))
         if record is None:
@@ -54,7 +55,7 @@ def build_manifest(project: Project, release: str) -> dict:
             "service_defaults": {k: dict(v) for k, v in rel.service_defaults.items()}}
 
 
-def write(project: Project, release: str) -> tuple[Path, dict]:
+def write(project: Project, release: str) -> tuple[Path, dict[str, Any]]:
     import yaml
 
     data = build_manifest(project, release)

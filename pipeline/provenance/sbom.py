@@ -19,8 +19,9 @@ import sys
 import threading
 import types
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.markers import InvalidMarker
 from packaging.requirements import InvalidRequirement, Requirement
@@ -38,6 +39,10 @@ from pipeline.core.releases import Project
 from pipeline.image import record as image_record
 from pipeline.image.record import DocumentRecord, ImageRecord
 from pipeline.provenance.inventory import Inventory, check_libraries, read_inventory
+
+if TYPE_CHECKING:  # imported when a document is made (start-up imports neither)
+    from cyclonedx.model.bom import Bom
+    from docker import APIClient
 
 PROPERTY_NS = "openstack-patches"
 
@@ -62,7 +67,7 @@ def _defer_iri_grammar() -> None:
     def is_valid_syntax(term: str, value: str) -> bool:
         from rfc3987_syntax.syntax_helpers import is_valid_syntax as parse
 
-        return parse(term, value)
+        return bool(parse(term, value))
 
     stand_in.is_valid_syntax = is_valid_syntax  # type: ignore[attr-defined]  # what jsonschema takes from it
     sys.modules["rfc3987_syntax"] = stand_in
@@ -79,7 +84,8 @@ def preload() -> threading.Thread:
 
 def _layer_of(record: ImageRecord) -> tuple[dict[str, str], dict[str, str]]:
     """Which layer installs each Python distribution and each Debian package the record names."""
-    python, debian = {}, {}
+    python: dict[str, str] = {}
+    debian: dict[str, str] = {}
     for layer in record.layers:
         for pin in layer.get("packages", []):
             python[canonicalize_name(pin.split("==", 1)[0])] = layer["name"]
@@ -88,7 +94,7 @@ def _layer_of(record: ImageRecord) -> tuple[dict[str, str], dict[str, str]]:
     return python, debian
 
 
-def build_bom(record: ImageRecord, inventory: Inventory):
+def build_bom(record: ImageRecord, inventory: Inventory) -> Bom:
     from cyclonedx.model import (
         AttachedText,
         ExternalReference,
@@ -119,7 +125,7 @@ def build_bom(record: ImageRecord, inventory: Inventory):
     launchpad = IssueTypeSource(name="Launchpad", url=XsUri("https://launchpad.net"))
     nvd = IssueTypeSource(name="NVD", url=XsUri("https://nvd.nist.gov"))
 
-    def resolves(patch: dict) -> list:
+    def resolves(patch: Mapping[str, Any]) -> list[IssueType]:
         issues = [IssueType(type=IssueClassification.DEFECT, id=number, name=f"Launchpad bug #{number}",
                             description=f"{key}: #{number}", source=launchpad,
                             references=[XsUri(f"https://bugs.launchpad.net/bugs/{number}")])
@@ -181,7 +187,7 @@ def build_bom(record: ImageRecord, inventory: Inventory):
         installed[key] = Component(type=ComponentType.LIBRARY, name=dist["name"], version=dist["version"],
                                    bom_ref=p.to_string(), purl=p, pedigree=ped, properties=props)
 
-    def deb_properties(name: str) -> list:
+    def deb_properties(name: str) -> list[Property]:
         props = [prop("layer", deb_layers[name])] if name in deb_layers else []
         return props + ([prop("runtime", f"asked for by {declared_debian[name]}")] if name in declared_debian else [])
 
@@ -206,7 +212,7 @@ def build_bom(record: ImageRecord, inventory: Inventory):
     serial = uuid.uuid5(uuid.NAMESPACE_URL, f"openstack-patches:{image_id}:{record.input_hash}")
     bom = Bom(serial_number=serial, components=[*installed.values(), *debs])
     bom.metadata.component = image
-    bom.metadata.timestamp = datetime.datetime.fromtimestamp(record.head_date, tz=datetime.timezone.utc)
+    bom.metadata.timestamp = datetime.datetime.fromtimestamp(record.head_date, tz=datetime.UTC)
     bom.metadata.tools.components.add(Component(type=ComponentType.APPLICATION, name="openstack-patches", version=__version__))
     top = installed.get(record.dist_names[record.service])
     if top is None:
@@ -254,13 +260,14 @@ def _ascii_iri_references_as_uri_references() -> None:
                     return True
             except uri_raises:
                 pass
-        return iri(instance)
+        return bool(iri(instance))
 
-    iri_reference.parser = iri  # what it falls back to (and marks it as installed)
+    # What it falls back to, and the mark that it is installed: an attribute of the function, on purpose.
+    iri_reference.parser = iri  # type: ignore[attr-defined]
     checkers["iri-reference"] = (iri_reference, iri_raises)
 
 
-def render(bom) -> str:
+def render(bom: Bom) -> str:
     _defer_iri_grammar()
     from cyclonedx.output.json import JsonV1Dot6
     from cyclonedx.schema import SchemaVersion
@@ -274,7 +281,7 @@ def render(bom) -> str:
     return text + "\n"
 
 
-def generate(project: Project, release: str, service: str, client=None) -> tuple[Path, str, str]:
+def generate(project: Project, release: str, service: str, client: APIClient | None = None) -> tuple[Path, str, str]:
     """Write the SBOM of a built image; return (path, sha256, what was done)."""
     layout = project.layout
     record = image_record.load(project, release, service)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_name
 
@@ -35,28 +37,34 @@ from pipeline.core.releases import Project
 from pipeline.image import record as image_record
 from pipeline.image.record import DocumentRecord, ImageRecord
 
+if TYPE_CHECKING:  # imported when a document is made (start-up imports neither)
+    from cyclonedx.model.bom import Bom
 
-def cve_fixes(record: ImageRecord) -> dict[str, list[dict]]:
+    from pipeline.provenance.advisories import Advisory
+    from pipeline.provenance.assessment import Finding
+
+
+def cve_fixes(record: ImageRecord) -> dict[str, list[Mapping[str, Any]]]:
     """CVE -> the patches of the image that resolve it."""
-    fixes: dict[str, list[dict]] = {}
+    fixes: dict[str, list[Mapping[str, Any]]] = {}
     for patch in record.patches:
         for cve in patch["cves"]:
             fixes.setdefault(cve, []).append(patch)
     return dict(sorted(fixes.items()))
 
 
-def build_vex(record: ImageRecord, sbom_serial: str, findings: list | None = None):
+def build_vex(record: ImageRecord, sbom_serial: str, findings: list[Finding] | None = None) -> Bom:
     from cyclonedx.model import XsUri
     from cyclonedx.model.bom import Bom
     from cyclonedx.model.component import Component, ComponentType
     from cyclonedx.model.impact_analysis import (
+        ImpactAnalysisAffectedStatus,
         ImpactAnalysisJustification,
         ImpactAnalysisState,
     )
     from cyclonedx.model.vulnerability import (
         BomTarget,
         BomTargetVersionRange,
-        ImpactAnalysisAffectedStatus,
         Vulnerability,
         VulnerabilityAdvisory,
         VulnerabilityAnalysis,
@@ -76,7 +84,7 @@ def build_vex(record: ImageRecord, sbom_serial: str, findings: list | None = Non
     image = Component(type=ComponentType.CONTAINER, name=name, version=tag, bom_ref=f"image:{name}:{tag}",
                       purl=PackageURL(type="oci", name=name.rsplit("/", 1)[-1], version=record.image_id,
                                       qualifiers={"tag": tag, "repository_url": name}))
-    when = datetime.datetime.fromtimestamp(record.head_date, tz=datetime.timezone.utc)
+    when = datetime.datetime.fromtimestamp(record.head_date, tz=datetime.UTC)
     sources = {"NVD": VulnerabilitySource(name="NVD", url=XsUri("https://nvd.nist.gov")),
                "ossa": VulnerabilitySource(name="OpenStack Vulnerability Management Team",
                                            url=XsUri("https://security.openstack.org")),
@@ -89,7 +97,9 @@ def build_vex(record: ImageRecord, sbom_serial: str, findings: list | None = Non
         status = ImpactAnalysisAffectedStatus.AFFECTED if affected else ImpactAnalysisAffectedStatus.UNAFFECTED
         return BomTarget(ref=f"urn:cdx:{sbom_serial}/1#{ref}", versions=[BomTargetVersionRange(version=version, status=status)])
 
-    def statement(vuln_id: str, source, detail: str, state, targets: list, advisory=None, justification=None):
+    def statement(vuln_id: str, source: VulnerabilitySource, detail: str, state: ImpactAnalysisState,
+                  targets: list[BomTarget], advisory: Advisory | None = None,
+                  justification: ImpactAnalysisJustification | None = None) -> Vulnerability:
         references = [VulnerabilityReference(id=vuln_id, source=VulnerabilitySource(
             name="NVD", url=XsUri(f"https://nvd.nist.gov/vuln/detail/{vuln_id}")))] if vuln_id.startswith("CVE-") else []
         if advisory is not None:
@@ -104,7 +114,7 @@ def build_vex(record: ImageRecord, sbom_serial: str, findings: list | None = Non
             affects=targets,
         )
 
-    by_id: dict[str, list] = {}
+    by_id: dict[str, list[Finding]] = {}
     for finding in findings or []:
         for vuln_id in finding.advisory.cves or (finding.advisory.id,):
             by_id.setdefault(vuln_id, []).append(finding)
@@ -127,7 +137,7 @@ def build_vex(record: ImageRecord, sbom_serial: str, findings: list | None = Non
         detail = "; ".join(f"fixed in {p['component']} {record.sources[p['component']]['version']} by the backported "
                            f"patch {p['file']} ({p['subject']})" for p in patches)
         vulnerabilities.append(statement(cve, sources["NVD"], detail, ImpactAnalysisState.RESOLVED_WITH_PEDIGREE, targets))
-    vulnerabilities.sort(key=lambda v: v.id)
+    vulnerabilities.sort(key=lambda v: v.id or "")  # every statement has its id
     bom = Bom(serial_number=uuid.uuid5(uuid.NAMESPACE_URL, f"openstack-patches:vex:{record.image_id}:{record.input_hash}"),
               vulnerabilities=vulnerabilities)
     bom.metadata.component = image
@@ -136,7 +146,7 @@ def build_vex(record: ImageRecord, sbom_serial: str, findings: list | None = Non
     return bom
 
 
-def _findings(project: Project, release: str, service: str) -> list | None:
+def _findings(project: Project, release: str, service: str) -> list[Finding] | None:
     """The advisories' findings for the image, or None (with a warning) when no advisory source can be read."""
     from pipeline.provenance import advisory_database
     from pipeline.provenance.assessment import Image, assess, read_image
@@ -155,7 +165,8 @@ def _findings(project: Project, release: str, service: str) -> list | None:
     return found
 
 
-def generate(project: Project, release: str, service: str, findings: list | None = None) -> tuple[Path, str, str]:
+def generate(project: Project, release: str, service: str, findings: list[Finding] | None = None,
+             ) -> tuple[Path, str, str]:
     """Write the VEX document of a built image (after its SBOM); return (path, sha256, what was done).
 
     ``findings`` are the image's assessment (``invoke advisories`` passes

@@ -18,17 +18,18 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.version import Version
 
 from pipeline.core import console
+from pipeline.core.errors import FetchError
 from pipeline.core.files import (
     clean_staging,
     read_json,
     replace_dir,
     write_if_changed,
 )
-from pipeline.core.errors import FetchError
 from pipeline.core.git import clean_at, head_commit, text
 from pipeline.core.redact import public_url
 from pipeline.core.releases import Component, Project
@@ -61,7 +62,7 @@ class SourceRecord:
     repository: str = ""  # the upstream git repository (without credentials), also for sdists
 
     @classmethod
-    def from_dict(cls, data: dict) -> SourceRecord:
+    def from_dict(cls, data: dict[str, Any]) -> SourceRecord:
         fields = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in fields})
 
@@ -89,7 +90,7 @@ def _sdist_version(project: Project, component: Component) -> Version | None:
     return release_version(component.ref)
 
 
-def _stamp_inputs(project: Project, component: Component) -> dict:
+def _stamp_inputs(project: Project, component: Component) -> dict[str, Any]:
     return {"ref": component.ref, "url": component.public_url, "pypi_name": component.pypi_name,
             "mode": project.settings.source_mode, "index": project.network.index_public}
 
@@ -121,6 +122,7 @@ def fetch_component(project: Project, component: Component, dest: Path | None = 
         sdist = _cached_sdist(project, component, version, required=project.settings.source_mode == "sdist")
     stamp.clear()
     if sdist is not None:
+        assert version is not None  # an sdist is looked up only for a version
         archive, entry = sdist
         found: list[tuple[str | None, str]] = []
         replace_dir(tree, lambda dest: found.append(_tree_from_sdist(archive, entry, version, dest)))
@@ -135,7 +137,7 @@ def fetch_component(project: Project, component: Component, dest: Path | None = 
     else:
         mirror = Mirror(project, component)
 
-        def resolve_and_checkout() -> tuple:
+        def resolve_and_checkout() -> tuple[str, RefKind, str]:
             sha, kind, pkg_version = _resolve_git(mirror)
             tag = component.ref if kind is RefKind.TAG else None
             if not clean_at(tree, sha):
@@ -178,7 +180,7 @@ def fetch(project: Project, release: str, names: list[str] | tuple[str, ...] = (
         return record
 
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(components) or 1))) as pool:
-        fetched = dict(zip([c.name for c in components], pool.map(one, components)))
+        fetched = dict(zip([c.name for c in components], pool.map(one, components), strict=True))
     records = {k: v for k, v in load_sources(project, release).items() if k in project.release(release).refs}
     records.update(fetched)
     write_if_changed(layout.sources_file(release), json.dumps({

@@ -9,7 +9,9 @@ commit (``git archive``, no ``.git`` of the mirror's).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TypeVar
 
 from pipeline.core import console, locks
 from pipeline.core.errors import CacheCorruptError, FetchError, GitError
@@ -26,6 +28,8 @@ from pipeline.sources.refs import RefKind, classify_ref
 
 COMPLETE_MARK = "openstack-patches-history"  # file in a mirror whose history and tags were fetched whole
 
+T = TypeVar("T")
+
 
 class Mirror:
     """A bare mirror of one upstream repository; use under its lock (``Mirror.locked``)."""
@@ -37,7 +41,7 @@ class Mirror:
         self.path = project.layout.mirror(component.name, component.url)
         self.offline = project.settings.offline
 
-    def lock(self):
+    def lock(self) -> AbstractContextManager[None]:
         return locks.hold(self.path.with_name(self.path.name + ".lock"), f"the git mirror of {self.component.name}")
 
     def ensure(self) -> None:
@@ -177,8 +181,8 @@ def _resolve_git(mirror: Mirror) -> tuple[str, RefKind, str]:
         sha = rev_parse(mirror.path, f"refs/tags/{ref}")
         assert sha
         mirror.pin(sha)
-        version = versions.tag_version(ref) if versions.is_version_tag(ref) else with_history(sha)
-        return sha, RefKind.TAG, version
+        version = versions.tag_version(ref) if versions.is_version_tag(ref) else None
+        return sha, RefKind.TAG, version or with_history(sha)
     if f"refs/heads/{ref}" in remote:
         sha = remote[f"refs/heads/{ref}"]
         if rev_parse(mirror.path, sha) != sha or mirror.shallow():
@@ -198,7 +202,7 @@ def _tree_from_mirror(mirror: Path, sha: str, tag: str | None, dest: Path) -> No
     text("checkout", "--quiet", "--detach", sha, cwd=dest)
 
 
-def _with_mirror(mirror: Mirror, action: Callable[[], tuple]) -> tuple:
+def _with_mirror(mirror: Mirror, action: Callable[[], T]) -> T:
     """Run ``action`` on the mirror; a corrupt mirror is removed and fetched again once."""
     with mirror.lock():
         mirror.ensure()

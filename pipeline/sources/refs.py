@@ -21,7 +21,7 @@ EOL_TAG_RE = re.compile(r"^\d{4}\.\d-(eom|eol)$")
 BRANCH_PREFIXES = ("stable/", "unmaintained/", "feature/", "bugfix/")
 
 
-class RefKind(str, enum.Enum):
+class RefKind(enum.StrEnum):
     SHA = "sha"
     TAG = "tag"
     BRANCH = "branch"

@@ -54,8 +54,9 @@ def _last_tag(repo: Path, commit: str) -> tuple[str, str, int]:
                 candidate = raw.replace("-", ".")
                 if _semver(candidate) is not None:
                     found[candidate] = raw
-        if found:
-            best = max(found, key=lambda t: _semver(t))
+        ordered = {candidate: semver for candidate in found if (semver := _semver(candidate)) is not None}
+        if ordered:
+            best = max(ordered, key=ordered.__getitem__)
             return best, found[best], row
     return "", "", row
 
@@ -91,14 +92,14 @@ def pbr_version(repo: Path, commit: str) -> str:
     last = _semver(tag or "0")
     assert last is not None
     if distance == 0:
-        return last.release_string()
+        return str(last.release_string())
     new = last.increment(**_increment_kwargs(repo, commit, tag, raw_tag))
     if target is not None and new > target:
         # pbr refuses to build such a tree; the tag's own version is what it was released as.
-        return target.release_string()
+        return str(target.release_string())
     new_dev = new.to_dev(distance)
     if target is not None:
         target_dev = target.to_dev(distance)
         if target_dev > new_dev:
-            return target_dev.release_string()
-    return new_dev.release_string()
+            return str(target_dev.release_string())
+    return str(new_dev.release_string())

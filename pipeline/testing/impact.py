@@ -70,9 +70,10 @@ def entry_points(tree: Path) -> dict[str, set[str]]:
         parser = configparser.ConfigParser(interpolation=None)
         try:
             parser.read(setup_cfg)
+            readable = True
         except configparser.Error:
-            parser = None
-        if parser is not None and parser.has_section("entry_points"):
+            readable = False
+        if readable and parser.has_section("entry_points"):
             for group, value in parser.items("entry_points"):
                 groups.setdefault(group, set()).update(m.group(1) for line in value.splitlines() if (m := ENTRY_RE.match(line)))
     pyproject = tree / "pyproject.toml"
@@ -101,7 +102,7 @@ def entry_point_loaders(tree: Path, packages: list[str], modules: set[str]) -> d
         except OSError:
             continue
         for group, targets in groups.items():
-            if any(l == group or (l.endswith(".") and group.startswith(l) and l.count(".") > 1) for l in literals):
+            if any(lit == group or (lit.endswith(".") and group.startswith(lit) and lit.count(".") > 1) for lit in literals):
                 for target in targets:
                     if target != module:
                         edges.setdefault(target, set()).add(module)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipeline.core.errors import (
     ConfigError,
@@ -53,7 +54,7 @@ class TestCounts:
     failed: int = 0
     skipped: int = 0
     xfail: int = 0
-    cases: list[dict] = field(default_factory=list)  # id, status, seconds, details
+    cases: list[dict[str, Any]] = field(default_factory=list)  # id, status, seconds, details
 
     @property
     def failures(self) -> list[str]:
@@ -64,7 +65,7 @@ class TestCounts:
         return self.passed + self.failed + self.skipped + self.xfail
 
 
-def counts_of(cases: list[dict]) -> TestCounts:
+def counts_of(cases: list[dict[str, Any]]) -> TestCounts:
     counts = TestCounts(cases=[c for c in cases if c["status"] not in ("exists", "inprogress")])
     for case in counts.cases:
         status = case["status"]
@@ -134,7 +135,7 @@ def _tests_text(step: StepResult) -> str:
 
 
 def table_rows(report: Report) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for series in report.series:
         for step in series.steps:
             applied = "-" if step.patch == END_OF_SERIES else ("applied" if step.applied else f"FAILED: {step.detail}")
@@ -145,7 +146,7 @@ def table_rows(report: Report) -> list[tuple[str, ...]]:
     return rows
 
 
-def report_json(report: Report) -> list[dict]:
+def report_json(report: Report) -> list[dict[str, Any]]:
     return [{
         "release": s.release, "component": s.component, "ok": s.error is None,
         "error": str(s.error) if s.error else None, "tree": s.tree, "log": s.log,

@@ -20,8 +20,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, TextIO
 
 from pipeline.constraints import effective as constraints_stage
 from pipeline.core import console, locks, runner
@@ -109,7 +111,7 @@ class SeriesRunner:
             extras=tox.extras, version=version,
         )
 
-    def ensure_venv(self, spec: SessionSpec, log) -> Path:
+    def ensure_venv(self, spec: SessionSpec, log: TextIO) -> Path:
         """The nox-managed venv of this (release, component), (re)installed only when its inputs changed."""
         layout = self.project.layout
         venvs = layout.test_venvs()  # a cache: it outlives a wiped work directory
@@ -128,7 +130,7 @@ class SeriesRunner:
             stamp.record(inputs, {"venv": str(location)})
             return location
 
-    def _nox(self, spec: SessionSpec, log, venvs: Path) -> Path:
+    def _nox(self, spec: SessionSpec, log: TextIO, venvs: Path) -> Path:
         spec_file = self.base / "nox-spec.json"
         write_json(spec_file, asdict(spec))
         location = self.base / "venv-location"
@@ -144,16 +146,17 @@ class SeriesRunner:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, env=env,
                                 text=True, errors="replace")
         tail: list[str] = []
+        assert proc.stdout is not None  # stdout=PIPE
         for line in proc.stdout:
             line = redact(console.strip_ansi(line))
             log.write(line)
-            tail = (tail + [line.rstrip()])[-12:]
+            tail = [*tail, line.rstrip()][-12:]
             if line.strip():
                 progress.update(line.strip()[:90])
         proc.wait()
         progress.done()
         if proc.returncode != 0 or not location.exists():
-            detail = "\n    ".join(l for l in tail if l.strip())
+            detail = "\n    ".join(t for t in tail if t.strip())
             raise TestEnvironmentError(
                 f"{self.result.name}: the test environment could not be installed (nox exit {proc.returncode}):\n    {detail}",
                 hint=f"full log: {self.log_path}; the requirements come from upstream's tox.ini under the release's "
@@ -162,7 +165,7 @@ class SeriesRunner:
         return Path(location.read_text().strip())
 
     # --- tests --------------------------------------------------------------------------
-    def run_tests(self, spec: SessionSpec, args: list[str], log) -> TestCounts:
+    def run_tests(self, spec: SessionSpec, args: list[str], log: TextIO) -> TestCounts:
         """Run the test command in the venv nox manages; results from stestr's subunit stream."""
         venv = self.venv or self.ensure_venv(spec, log)
         self.venv = venv
@@ -180,6 +183,7 @@ class SeriesRunner:
         ran = 0
         proc = subprocess.Popen(command, cwd=spec.tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True, errors="replace")
+        assert proc.stdout is not None  # stdout=PIPE
         for line in proc.stdout:
             log.write(redact(console.strip_ansi(line)))
             if re.match(r"^\{\d+\} \S+ .*\.\.\. ", line):
@@ -236,7 +240,7 @@ class SeriesRunner:
                     applied.append(patch)
                     step = StepResult(self.result.name, Path(patch.file).name, True)
                     self.result.steps.append(step)
-                    text("checkout", "--quiet", "-f", "-B", "testapply", patch.commit, cwd=self.tree)
+                    text("checkout", "--quiet", "-f", "-B", "testapply", patch.committed, cwd=self.tree)
                     self.test_after(step, patch, len(applied) == len(patches), source.version, log)
 
                 try:
@@ -247,7 +251,8 @@ class SeriesRunner:
                     self.result.steps.append(StepResult(self.result.name, failing, False,
                                                         detail=_first_detail(error.message)))
                     raise PatchApplyError(f"{self.result.name}: {error.message}",
-                                          hint=f"{error.hint}; the tree is kept at {self.result.tree}, the log at {self.result.log}") from None
+                                          hint=f"{error.hint}; the tree is kept at {self.result.tree}, "
+                                               f"the log at {self.result.log}") from None
             except PipelineError as error:
                 self.result.error = error
                 log.write(f"ERROR: {error}\n")
@@ -255,7 +260,7 @@ class SeriesRunner:
                     self.result.steps[-1].error = error.message
         return self.result
 
-    def test_after(self, step: StepResult, patch: AppliedPatch, last: bool, version: str, log) -> None:
+    def test_after(self, step: StepResult, patch: AppliedPatch, last: bool, version: str, log: TextIO) -> None:
         started = time.monotonic()
         args: list[str] | None = None
         if self.mode == MODE_SKIP or (self.mode == MODE_DEFER and not last):
@@ -283,7 +288,7 @@ class SeriesRunner:
             self._run_and_check(final, [], version, log)
             final.seconds = time.monotonic() - started
 
-    def _run_and_check(self, step: StepResult, args: list[str], version: str, log) -> None:
+    def _run_and_check(self, step: StepResult, args: list[str], version: str, log: TextIO) -> None:
         spec = self.spec(version)
         try:
             counts = self.run_tests(spec, args, log)
@@ -329,8 +334,8 @@ def testapply(project: Project, releases: list[str], components: list[str], mode
         with locks.hold(layout.lock(release), f"the work directory of {release}"):
             constraints_stage.build(project, release)
 
-    def step(release: str, component: str):
-        def run(_: dict) -> SeriesResult:
+    def step(release: str, component: str) -> Callable[[dict[str, Any]], SeriesResult]:
+        def run(_: dict[str, Any]) -> SeriesResult:
             runner = SeriesRunner(project, release, component, mode, selector)
             console.note(f"testapply {runner.result.name}: started (log {runner.result.log})")
             result = runner.execute()
@@ -347,12 +352,13 @@ def testapply(project: Project, releases: list[str], components: list[str], mode
     results = []
     for r, c in chosen:
         name = f"{c}/{r}"
+        failure = outcome.failures.get(name)
         if name in outcome.results:
             results.append(outcome.results[name])
-        elif isinstance(outcome.failures.get(name), _SeriesFailed):
-            results.append(outcome.failures[name].result)
-        elif name in outcome.failures:
-            raise outcome.failures[name]
+        elif isinstance(failure, _SeriesFailed):
+            results.append(failure.result)
+        elif failure is not None:
+            raise failure
     report = Report(results)
     write_junit(layout.testapply_root() / "junit.xml", report)
     return report

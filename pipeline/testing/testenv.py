@@ -10,12 +10,14 @@ constraints, the tree editable with ``PBR_VERSION`` for that one install).
 from __future__ import annotations
 
 import configparser
+import contextlib
 import json
 import os
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.core.errors import (
     ConfigError,
@@ -73,7 +75,8 @@ def session_spec(release: str, component: str) -> SessionSpec:
     data = json.loads(Path(spec).read_text())
     if (data["release"], data["component"]) != (release, component):
         raise SystemExit(f"the spec {spec} is for {data['component']}/{data['release']}")
-    return SessionSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}  # JSON values
+    return SessionSpec(**fields)
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,11 @@ def tox_test_env(tree: Path) -> ToxEnv:
     except configparser.Error as exc:
         raise ConfigError(f"{tox_ini}: cannot be parsed: {exc}") from None
     if not parser.has_option("testenv", "deps"):
-        files = tuple(name for name in ("requirements.txt", "test-requirements.txt") if (tree / name).exists())
-        return ToxEnv(files, (), (), ())
-    files, literal, extras = [], [], []
+        return ToxEnv(tuple(name for name in ("requirements.txt", "test-requirements.txt") if (tree / name).exists()),
+                      (), (), ())
+    files: list[str] = []
+    literal: list[str] = []
+    extras: list[str] = []
     for line in parser.get("testenv", "deps").splitlines():
         line = _requirement(line)
         if not line or line.startswith("-c"):
@@ -134,14 +139,12 @@ def extras_requirements(tree: Path, extras: tuple[str, ...]) -> list[str]:
     setup_cfg = tree / "setup.cfg"
     if setup_cfg.exists():
         parser = configparser.ConfigParser(interpolation=None)
-        try:
+        with contextlib.suppress(configparser.Error):
             parser.read(setup_cfg)
-        except configparser.Error:
-            pass
         for extra in extras:
             for section in ("extras", "options.extras_require"):
                 if parser.has_option(section, extra):
-                    found += [_requirement(l) for l in parser.get(section, extra).splitlines() if _requirement(l)]
+                    found += [_requirement(r) for r in parser.get(section, extra).splitlines() if _requirement(r)]
     pyproject = tree / "pyproject.toml"
     if pyproject.exists():
         try:

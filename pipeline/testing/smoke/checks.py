@@ -82,7 +82,7 @@ def indent(text: str) -> str:
     return "\n".join(f"    | {line}" for line in lines)
 
 
-def _field(rows: list[dict], key: str) -> list:
+def _field(rows: list[dict[str, Any]], key: str) -> list[Any]:
     return [row.get(key) for row in rows or []]
 
 
@@ -144,7 +144,7 @@ def image_download(ctx: Context) -> str:
 def compute_services(ctx: Context) -> str:
     wanted = {"nova-conductor", "nova-scheduler", "nova-compute"}
 
-    def up() -> list | None:
+    def up() -> list[dict[str, Any]] | None:
         rows = ctx.openstack("compute", "service", "list")
         states = {row["Binary"]: row["State"] for row in rows or []}
         return rows if all(states.get(b) == "up" for b in wanted) else None
@@ -217,7 +217,7 @@ def network_delete(ctx: Context) -> str:
 
 
 def volume_services(ctx: Context) -> str:
-    def up() -> list | None:
+    def up() -> list[dict[str, Any]] | None:
         rows = ctx.openstack("volume", "service", "list")
         states = {row["Binary"]: row["State"] for row in rows or []}
         return rows if states.get("cinder-scheduler") == "up" and states.get("cinder-volume") == "up" else None
@@ -228,17 +228,22 @@ def volume_services(ctx: Context) -> str:
 
 def volume_create(ctx: Context) -> str:
     volume = ctx.openstack("volume", "create", "--size", "1", "smoke-volume")
-    volume = ctx.until("the volume to be available",
-                       lambda: (v := ctx.openstack("volume", "show", volume["id"])) and
-                       (v if v.get("status") == "available" else _failed_volume(v)))
+
+    def available() -> Any:
+        shown = ctx.openstack("volume", "show", volume["id"])
+        if shown and shown.get("status") != "available":
+            _failed_volume(shown)
+            return None
+        return shown
+
+    volume = ctx.until("the volume to be available", available)
     ctx.facts["volume_id"] = volume["id"]
     return f"{volume['id'][:8]} available, {volume['size']} GiB"
 
 
-def _failed_volume(volume: dict) -> None:
+def _failed_volume(volume: dict[str, Any]) -> None:
     if volume.get("status") == "error":
         raise CheckFailed(f"the volume went to error: {json.dumps(volume)[:400]}")
-    return None
 
 
 def volume_delete(ctx: Context) -> str:

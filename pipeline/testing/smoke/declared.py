@@ -29,6 +29,7 @@ expected and what came back.
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import time
@@ -94,7 +95,7 @@ class Runner:
     copied: bool = False
 
     def checks(self, declared: tuple[Declared, ...]) -> list[Check]:
-        return [Check(self.service, item.name, lambda ctx, item=item: self.run(ctx, item)) for item in declared]
+        return [Check(self.service, item.name, functools.partial(self.run, item=item)) for item in declared]
 
     def _copy_files(self, ctx: Context) -> None:
         if self.copied or not self.folder_files:

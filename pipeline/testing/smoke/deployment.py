@@ -223,7 +223,7 @@ Values = Mapping[str, "str | Mapping[str, str]"]
 def fill(text: str, values: Values, where: str, quote: Callable[[str], str] = lambda value: value) -> str:
     """``text`` with every ``@name@`` / ``@name:arg@`` replaced by its value (passed through ``quote``); an
     unknown one is refused, naming ``where``."""
-    def value_of(match: re.Match) -> str:
+    def value_of(match: re.Match[str]) -> str:
         name, arg = match.group(1), match.group(2)
         value = values.get(name)
         if arg is not None and isinstance(value, Mapping):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
 
@@ -37,6 +38,9 @@ from pipeline.image.wheels import (
 
 CONTROL_PLANE = {"mariadb": "MariaDB", "rabbitmq": "RabbitMQ", "memcached": "memcached", "ovn": "OVN northbound/southbound"}
 
+if TYPE_CHECKING:
+    from docker import APIClient
+
 
 @dataclass(frozen=True)
 class SmokeImages:
@@ -45,7 +49,7 @@ class SmokeImages:
     client_versions: dict[str, str]  # the client distributions' versions (python-openstackclient ...)
 
 
-def ensure_smoke_images(client, project: Project, rel: Release, bases: BaseImages, target: Target,
+def ensure_smoke_images(client: APIClient, project: Project, rel: Release, bases: BaseImages, target: Target,
                         constraints_text: str, client_requirements: list[str]) -> SmokeImages:
     """The control plane's images and the client image, made where the engine lacks them."""
     log_dir = project.layout.smoke_dir(rel.name) / "images"
@@ -55,7 +59,7 @@ def ensure_smoke_images(client, project: Project, rel: Release, bases: BaseImage
         args = {"BASE": bases.runtime_id, "PYTHON_VERSION": rel.python}
         ref = f"{project.settings.image_prefix}/smoke-{name}:{hash_inputs([dockerfile.decode(), args])[:16]}"
 
-        def make(dockerfile=dockerfile, args=args, name=name, what=what) -> str:
+        def make(dockerfile: bytes = dockerfile, args: dict[str, str] = args, name: str = name, what: str = what) -> str:
             with console.step(f"smoke image {name} ({what})"):
                 return apt_build(client, context_tar({"Dockerfile": dockerfile}), log_dir / f"{name}.log",
                                  f"the smoke's {what} image", args, project.network.proxy_env(), rel, {})
@@ -86,7 +90,7 @@ def client_lock(project: Project, rel: Release, target: Target, constraints_text
     return files
 
 
-def _client_image(client, project: Project, rel: Release, bases: BaseImages, target: Target,
+def _client_image(client: APIClient, project: Project, rel: Release, bases: BaseImages, target: Target,
                   files: tuple[LockedFile, ...], log_dir: Path) -> str:
     settings = project.settings
     wheels = wheel_set(project, files, target)

@@ -23,14 +23,18 @@ import socket
 import tarfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pipeline.core.errors import DockerUnavailableError, SmokeStartError
 from pipeline.core.files import signals_held
 from pipeline.core.redact import redact
-from pipeline.image.engine import TEMPORARY, _alive
+from pipeline.image.engine import TEMPORARY, _alive, inspect_present
+
+if TYPE_CHECKING:
+    from docker import APIClient  # imported when a task needs the engine (pipeline.image.engine.connect)
 
 SMOKE = "io.openstack-patches.smoke"  # label: the run a thing belongs to
 LOG_TAIL = 25
@@ -51,7 +55,7 @@ class ConfigFile:
     gid: int = 42424  # the images' openstack group: the service reads it, others cannot
 
 
-def files_archive(files: list[ConfigFile]) -> bytes:
+def files_archive(files: Sequence[ConfigFile]) -> bytes:
     """A tar archive of ``files`` with their directories, to unpack at ``/``."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -90,10 +94,10 @@ def http_probe(port: int) -> list[str]:
     return ["/var/lib/openstack/bin/python", "-I", "-S", "-c", HTTP_PROBE, f"http://127.0.0.1:{port}/"]
 
 
-def _image_probe(client, image: str) -> list[str]:
+def _image_probe(client: APIClient, image: str) -> list[str]:
     """The image's HEALTHCHECK as a command to run in its container (none: ready once it runs)."""
     with _engine(f"inspecting {image}"):
-        test = (client.inspect_image(image)["Config"].get("Healthcheck") or {}).get("Test") or []
+        test = (inspect_present(client, image)["Config"].get("Healthcheck") or {}).get("Test") or []
     if test[:1] == ["CMD"]:
         return test[1:]
     if test[:1] == ["CMD-SHELL"]:
@@ -105,7 +109,7 @@ def _image_probe(client, image: str) -> list[str]:
 class Plane:
     """The engine-side things of one smoke run."""
 
-    client: object
+    client: APIClient
     prefix: str
     run: str = field(default_factory=lambda: secrets.token_hex(4))
     containers: dict[str, Container] = field(default_factory=dict)
@@ -137,7 +141,7 @@ class Plane:
             self.volumes.append(full)
         return full
 
-    def start(self, name: str, image: str, command: list[str] | None, what: str, *, files: list[ConfigFile] = (),
+    def start(self, name: str, image: str, command: list[str] | None, what: str, *, files: Sequence[ConfigFile] = (),
               user: str | None = None, environment: Mapping[str, str] | None = None,
               probe: list[str] | None = None, volumes: Mapping[str, str] | None = None,
               tmpfs: Mapping[str, str] | None = None, privileged: bool = False, aliases: tuple[str, ...] = (),
@@ -145,11 +149,12 @@ class Plane:
         """Create ``name`` from ``image`` on the run's network (reachable as ``name`` and ``aliases``), put
         ``files`` in, and start it.  ``probe`` (default: the image's HEALTHCHECK) says when it is ready."""
         full = self.full_name(name)
-        binds = {volume: {"bind": path, "mode": "rw"} for volume, path in (volumes or {}).items()}
+        binds: dict[str, Mapping[str, str]] = {volume: {"bind": path, "mode": "rw"}
+                                               for volume, path in (volumes or {}).items()}
         host_config = self.client.create_host_config(binds=binds or None, tmpfs=dict(tmpfs or {}) or None,
                                                      privileged=privileged, network_mode=self.network, init=True)
-        networking = self.client.create_networking_config(
-            {self.network: self.client.create_endpoint_config(aliases=[name, *aliases])})
+        networking = self.client.create_networking_config(  # network -> endpoint, as docker-py takes it
+            {self.network: self.client.create_endpoint_config(aliases=[name, *aliases])})  # type: ignore[arg-type]
         if probe is None:
             probe = _image_probe(self.client, image)
         if self.closed:
@@ -171,22 +176,24 @@ class Plane:
 
     # --- watching them ------------------------------------------------------------------
 
-    def state(self, name: str) -> dict:
+    def state(self, name: str) -> dict[str, Any]:
         with _engine(f"asking for the state of {name}"):
-            return self.client.inspect_container(self.containers[name].id)["State"]
+            state: dict[str, Any] = self.client.inspect_container(self.containers[name].id)["State"]  # the engine's JSON
+        return state
 
     def address(self, name: str) -> str:
         """The container's address on the run's network."""
         with _engine(f"asking for the address of {name}"):
             networks = self.client.inspect_container(self.containers[name].id)["NetworkSettings"]["Networks"]
-        return networks[self.network]["IPAddress"]
+        address: str = networks[self.network]["IPAddress"]
+        return address
 
     def wait_ready(self, name: str, timeout: float, started: float | None = None) -> float:
         """Probe the container every second until it is ready; a container that stops or never gets ready is a
         SmokeStartError naming it with the end of its log.  Returns the seconds waited."""
         started = started or time.monotonic()
         container = self.containers[name]
-        said = ""
+        said = ""  # the probe's last line, for the message
         while True:
             if not self.state(name).get("Running"):
                 raise SmokeStartError(f"{container.what} stopped (exit {self.state(name).get('ExitCode')}) before it was "
@@ -194,13 +201,13 @@ class Plane:
             code, out, err = self.exec(name, list(container.probe))
             if code == 0:
                 return time.monotonic() - started
-            said = (err or out).strip().splitlines()[-1:] or [f"exit {code}"]
+            said = ((err or out).strip().splitlines() or [f"exit {code}"])[-1]
             if len(CRASH_LOOP.findall(self.logs(name))) >= CRASHES:
                 raise SmokeStartError(f"{container.what} cannot load its application (its workers die as they "
                                       f"start):\n{self.tail(name)}", hint=self.hint(name))
             if time.monotonic() - started > timeout:
                 raise SmokeStartError(f"{container.what} did not get ready within {timeout:.0f} s (its probe last said: "
-                                      f"{said[0][:200]}):\n{self.tail(name)}", hint=self.hint(name))
+                                      f"{said[:200]}):\n{self.tail(name)}", hint=self.hint(name))
             time.sleep(1)
 
     def running(self, name: str) -> None:
@@ -209,6 +216,18 @@ class Plane:
         if not state.get("Running"):
             raise SmokeStartError(f"{self.containers[name].what} stopped (exit {state.get('ExitCode')}):\n{self.tail(name)}",
                                   hint=self.hint(name))
+
+    def answers(self, name: str, timeout: float) -> str:
+        """A process with an API: how long until its probe passed (see ``wait_ready``)."""
+        return f"{self.wait_ready(name, timeout):.1f}s to answer"
+
+    def settled(self, name: str, seconds: float = 3.0) -> str:
+        """A process without an API: still running a few seconds after its start (it has read its configuration and
+        connected to the database and the message queue, or it has stopped)."""
+        begun = self.state(name).get("StartedAt", "")
+        time.sleep(seconds)
+        self.running(name)
+        return f"running since {begun[11:19]}"
 
     def hint(self, name: str) -> str:
         return f"its whole log is kept in the smoke's log folder (container {self.full_name(name)})"
@@ -236,13 +255,13 @@ class Plane:
         return code if code is not None else -1, (out or b"").decode("utf-8", "replace"), \
             (err or b"").decode("utf-8", "replace")
 
-    def oneshot(self, name: str, image: str, command: list[str], what: str, timeout: float, **options) -> str:
+    def oneshot(self, name: str, image: str, command: list[str], what: str, timeout: float, **options: Any) -> str:
         """Run ``command`` to its end in a new container; its output, or a SmokeStartError with its end."""
         self.start(name, image, command, what, **options)
         container = self.containers[name]
         with _engine(f"waiting for {what}"):
             try:
-                status = self.client.wait(container.id, timeout=timeout)
+                status = self.client.wait(container.id, timeout=timeout)  # type: ignore[arg-type]  # requests' float
             except Exception as exc:  # requests' read timeout: the command hangs
                 if "timed out" not in str(exc).lower() and "timeout" not in type(exc).__name__.lower():
                     raise
@@ -272,7 +291,7 @@ class Plane:
             remove_run(self.client, self.run)
 
 
-def remove_run(client, run: str) -> None:
+def remove_run(client: APIClient, run: str) -> None:
     """Everything labelled with the smoke run ``run``: containers first, then volumes and networks."""
     import docker.errors
 
@@ -288,7 +307,7 @@ def remove_run(client, run: str) -> None:
             client.remove_network(network["Id"])
 
 
-def remove_leftovers(client) -> list[str]:
+def remove_leftovers(client: APIClient) -> list[str]:
     """Remove the runs that smokes on this host left when they were killed (their process is gone); a live
     run's things, and other hosts', stay.  Returns the runs removed."""
     host = socket.gethostname()

@@ -13,6 +13,7 @@ anything failed, and everything the run made is removed.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 import shlex
@@ -20,6 +21,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pipeline.build import build
@@ -33,6 +35,7 @@ from pipeline.image.engine import connect
 from pipeline.image.record import ImageRecord
 from pipeline.testing.smoke.checks import (
     CLIENT,
+    Check,
     CheckFailed,
     Context,
     checks_of,
@@ -46,7 +49,7 @@ from pipeline.testing.smoke.deployment import (
     render,
     with_requirements,
 )
-from pipeline.testing.smoke.images import CONTROL_PLANE, ensure_smoke_images
+from pipeline.testing.smoke.images import CONTROL_PLANE, SmokeImages, ensure_smoke_images
 from pipeline.testing.smoke.plane import ConfigFile, Plane, http_probe
 
 LABEL_NS = "io.openstack-patches"
@@ -116,7 +119,9 @@ def smoke(project: Project, release: str, services: list[str], jobs: int = 2, ke
     started = time.monotonic()
     built = build(project, release, names, jobs=jobs)
     if not built.outcome.ok:
-        raise built.first_error()
+        error = built.first_error()
+        assert error is not None  # a build that is not ok has a failure
+        raise error
     inputs = built.outcome.results["sources"]
     client = connect(project.settings)
     constraints_text = project.layout.effective_constraints(release).read_text()
@@ -142,7 +147,7 @@ def smoke(project: Project, release: str, services: list[str], jobs: int = 2, ke
     return report
 
 
-def _run(project: Project, release: str, deployments: list[Deployment], records: dict[str, ImageRecord], images,
+def _run(project: Project, release: str, deployments: list[Deployment], records: dict[str, ImageRecord], images: SmokeImages,
          plane: Plane, report: SmokeReport) -> None:
     passwords = {name: _password() for name in ("admin", "rabbit", *(d.service for d in deployments))}
     values: dict[str, Any] = {
@@ -186,11 +191,11 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
         console.note(f"  {service}: {step}: ok ({seconds:.1f}s){f'  {detail}' if detail else ''}")
 
     # --- the control plane -------------------------------------------------------------------
-    def network(_: dict) -> None:
+    def network(_: dict[str, Any]) -> None:
         plane.create_network()
 
-    def control(name: str):
-        def run(_: dict) -> None:
+    def control(name: str) -> Callable[[dict[str, Any]], None]:
+        def run(_: dict[str, Any]) -> None:
             files = []
             if name == "rabbitmq":
                 files.append(ConfigFile("/etc/rabbitmq/rabbitmq.conf",
@@ -204,7 +209,7 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
                 values.update(ovn_nb_connection=f"tcp:{address}:6641", ovn_sb_connection=f"tcp:{address}:6642")
         return run
 
-    def client(_: dict) -> None:
+    def client(_: dict[str, Any]) -> None:
         environment = {"OS_AUTH_URL": f"{values['keystone_url']}/v3", "OS_USERNAME": "admin",
                        "OS_PASSWORD": passwords["admin"], "OS_PROJECT_NAME": "admin", "OS_USER_DOMAIN_NAME": "Default",
                        "OS_PROJECT_DOMAIN_NAME": "Default", "OS_IDENTITY_API_VERSION": "3", "OS_REGION_NAME": REGION,
@@ -212,7 +217,7 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
         plane.start(CLIENT, images.client, ["sleep", "infinity"], "the client (python-openstackclient)",
                     environment=environment)
 
-    def databases(_: dict) -> None:
+    def databases(_: dict[str, Any]) -> None:
         statements = []
         for d in deployments:
             for db in d.databases:
@@ -228,8 +233,8 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
         record("control plane", "databases and users", run)
 
     # --- the services ------------------------------------------------------------------------
-    def bootstrap(deployment: Deployment):
-        def run(_: dict) -> None:
+    def bootstrap(deployment: Deployment) -> Callable[[dict[str, Any]], None]:
+        def run(_: dict[str, Any]) -> None:
             service = deployment.service
             for name in deployment.volumes.values():
                 plane.volume(f"{service}-{name}")
@@ -243,7 +248,7 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
                                                              {"ADMIN_PASSWORD": passwords["admin"]}))
         return run
 
-    def register(_: dict) -> None:
+    def register(_: dict[str, Any]) -> None:
         spec = [{"user": d.service, "password": passwords[d.service], "region": REGION,
                  "catalog": [c.__dict__ for c in d.catalog]} for d in deployments if d.service != "keystone"]
 
@@ -255,8 +260,8 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
             return f"{len(spec)} service users, {sum(len(s['catalog']) for s in spec)} catalog entries"
         record("keystone", "service users and catalog", run)
 
-    def start(deployment: Deployment):
-        def run(_: dict) -> None:
+    def start(deployment: Deployment) -> Callable[[dict[str, Any]], None]:
+        def run(_: dict[str, Any]) -> None:
             service = deployment.service
             processes = _processes(records[service])
             for process, spec in processes.items():
@@ -269,15 +274,14 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
                             privileged=options.privileged)
             for process, spec in processes.items():
                 if spec.get("port"):
-                    record(service, f"{process} answers on :{spec['port']}",
-                           lambda p=process: f"{plane.wait_ready(p, START_TIMEOUT):.1f}s to answer")
+                    record(service, f"{process} answers on :{spec['port']}", functools.partial(plane.answers, process, START_TIMEOUT))
             for process, spec in processes.items():
                 if not spec.get("port"):
-                    record(service, f"{process} runs", lambda p=process: _settled(plane, p))
+                    record(service, f"{process} runs", functools.partial(plane.settled, process))
         return run
 
-    def check(deployment: Deployment):
-        def run(_: dict) -> None:
+    def check(deployment: Deployment) -> Callable[[dict[str, Any]], None]:
+        def run(_: dict[str, Any]) -> None:
             service = deployment.service
             ctx = Context(plane, [d.service for d in deployments], facts)
             for process in _processes(records[service]):
@@ -292,7 +296,7 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
                 pending.append(_patched_check(service, ctx, container, records[service], project))
             for index, item in enumerate(pending):
                 try:
-                    record(service, item.name, lambda item=item: item.run(ctx))
+                    record(service, item.name, functools.partial(item.run, ctx))
                 except SmokeCheckError:
                     for later in pending[index + 1:]:
                         report.rows.append(Row(service, later.name, "skipped", 0.0, f"after {item.name} failed"))
@@ -316,10 +320,10 @@ def _run(project: Project, release: str, deployments: list[Deployment], records:
                               (f"start:{service}", "register", *(f"check:{r}" for r in d.requires if r in by_name))))
     steps.append(runner.Step("register", register, ("start:keystone", "client")))
     outcome = runner.run(steps, jobs=max(4, len(deployments)), keep_going=True)
-    for name, error in outcome.failures.items():
+    for error in outcome.failures.values():
         if not isinstance(error, PipelineError):
             raise error
-    starts = [e for n, e in outcome.failures.items() if not isinstance(e, SmokeCheckError)]
+    starts = [e for e in outcome.failures.values() if isinstance(e, PipelineError) and not isinstance(e, SmokeCheckError)]
     checks = [e for e in outcome.failures.values() if isinstance(e, SmokeCheckError)]
     for name, cause in outcome.skipped.items():
         service = name.split(":", 1)[1] if ":" in name else name
@@ -334,7 +338,7 @@ def _password() -> str:
     return value
 
 
-def _processes(record: ImageRecord) -> dict[str, dict]:
+def _processes(record: ImageRecord) -> dict[str, dict[str, Any]]:
     """The processes the image's labels name, with their command (what deployment tools read)."""
     labels = record.labels
     names = [n for n in labels.get(f"{LABEL_NS}.processes", "").split(",") if n]
@@ -357,24 +361,12 @@ def _bootstrap(plane: Plane, deployment: Deployment, image: str, script: str, fi
     return f"{len(deployment.bootstrap)} command(s)"
 
 
-def _settled(plane: Plane, name: str, seconds: float = 3.0) -> str:
-    """A process without an API: still running a few seconds after its start (it has read its configuration and
-    connected to the database and the message queue, or it has stopped)."""
-    state = plane.state(name)
-    begun = state.get("StartedAt", "")
-    time.sleep(seconds)
-    plane.running(name)
-    return f"running since {begun[11:19]}"
-
-
-def _patched_check(service: str, ctx: Context, container: str, record: ImageRecord, project: Project):
-    from pipeline.testing.smoke.checks import Check
-
+def _patched_check(service: str, ctx: Context, container: str, record: ImageRecord, project: Project) -> Check:
     return Check(service, "the running code is the patched code",
                  lambda c: patched_code(c, container, record, project.layout.workdir))
 
 
-def write_junit(path, report: SmokeReport) -> None:
+def write_junit(path: Path, report: SmokeReport) -> None:
     """One testsuite per service, one testcase per start and check."""
     suites = ET.Element("testsuites", name=f"smoke {report.release}")
     for service in dict.fromkeys(r.service for r in report.rows):
