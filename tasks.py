@@ -15,6 +15,7 @@ from pipeline.core.cli import (
     project_from,
     read_settings_files,
 )
+from pipeline.core.settings import defaults
 
 read_settings_files()
 
@@ -278,6 +279,23 @@ def testapply(c, release=None, component=None, defer_tests=False, skip_tests=Fal
         raise Exit(code=report.exit_code)
     if report.series and fmt != "json":
         console.result(stage.BANNER)
+
+
+@task(help={"offline": "show the settings as a task given --offline uses them", "format": FORMAT_HELP})
+@entry
+def config(c, offline_=False, format="table"):
+    """Every setting: the value a task would use, and where it came from (default, file, environment, flag)."""
+    from pipeline.core import console
+    from pipeline.core.cli import effective_settings
+
+    fmt = output_format(format)
+    found = effective_settings(c, offline_)
+    if fmt == "json":
+        console.result_json([o.to_dict() for o in found])
+    else:
+        from pipeline.core.origins import shown
+
+        console.result(console.table(["setting", "value", "from"], [(o.key, shown(o.value), o.shown_from) for o in found]))
 
 
 # --- the patch lifecycle (pipeline/patches/) -----------------------------------------------------
@@ -721,6 +739,9 @@ patches.add_task(audit)
 patches.add_task(candidates_)
 
 ns = Collection(fetch, patch, constraints, build, sbom, vex, manifest, testapply, patches)
+# The one table of defaults (settings.OPTIONS): invoke.yaml and -f files only change them, and INVOKE_PIPELINE_*
+# variables work because invoke reads a variable only for a key that has a default.
+ns.configure({"pipeline": defaults()})
 ci_tasks = Collection("ci")
 ci_tasks.add_task(ci_matrix)
 ns.add_task(export)
@@ -730,3 +751,4 @@ ns.add_task(advisories)
 ns.add_collection(ci_tasks)
 ns.add_task(bake)
 ns.add_task(smoke)
+ns.add_task(config)
