@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.core.console import Column, Report, Table
 from pipeline.core.redact import redact
 from pipeline.core.settings import NETWORK_KEYS, OPTIONS, Settings
 
@@ -93,3 +94,10 @@ def shown(value: Any) -> str:
     if isinstance(value, Mapping):
         return redact("{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}")
     return '""' if value == "" else redact(str(value))
+
+
+def as_report(found: list[Origin]) -> Report:
+    """What ``invoke config`` prints: a row per setting."""
+    return Report([o.to_dict() for o in found],
+                  [Table([Column("setting", "key"), Column("value", lambda r: shown(r["value"])), Column("from")],
+                         [{"key": o.key, "value": o.value, "from": o.shown_from} for o in found])])

@@ -320,3 +320,8 @@ def render(found: list[Candidate], about: list[dict]) -> str:
             parts.append(f"{info['component']} ({info['release']}): no upstream git history: commits could not be "
                          "searched (point git_base or repos at a reachable mirror)")
     return "\n\n".join(parts) if parts else "no candidates"
+
+
+def as_report(found: list[Candidate], about: list[dict]) -> console.Report:
+    """What ``invoke patches.candidates`` prints."""
+    return console.Report({"components": about, "candidates": [f.to_dict() for f in found]}, [render(found, about)])

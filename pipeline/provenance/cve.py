@@ -91,3 +91,8 @@ def render(report: dict) -> str:
                          ["release", "component", "ref"],
                          [(m["release"], m["component"], m["ref"]) for m in report["missing"]]))
     return "\n\n".join(parts)
+
+
+def as_report(report: dict) -> console.Report:
+    """What ``invoke cve`` prints."""
+    return console.Report(report, [render(report)])

@@ -14,6 +14,7 @@ from pipeline.core.errors import (
     TestEnvironmentError,
     TestsFailedError,
 )
+from pipeline.core import console
 from pipeline.core.files import write_atomic
 
 END_OF_SERIES = "(end of series)"
@@ -131,6 +132,16 @@ def _tests_text(step: StepResult) -> str:
     t = step.tests
     text_ = f"{t.passed} passed, {t.failed} failed, {t.skipped} skipped"
     return text_ + (f", {t.xfail} expected failures" if t.xfail else "")
+
+
+TABLE_HEADERS = ("series", "patch", "applied", "tests run", "result", "time")
+
+
+def as_report(report: Report) -> console.Report:
+    """What ``invoke testapply`` prints: every series and step as JSON; a row per step in the table."""
+    rows = [dict(zip(TABLE_HEADERS, row)) for row in table_rows(report)]
+    return console.Report(report_json(report), [console.Table([console.Column(h) for h in TABLE_HEADERS], rows,
+                                                              empty="no patch series")])
 
 
 def table_rows(report: Report) -> list[tuple[str, ...]]:
