@@ -15,6 +15,7 @@ from pipeline.core.cli import (
     project_from,
     read_settings_files,
 )
+from pipeline.core.settings import defaults
 
 read_settings_files()
 
@@ -44,14 +45,7 @@ def fetch(c, release, component=None, offline_=False, jobs=None, format="table")
     project.release(release)
     with _lock_release(project, release):
         records = sources.fetch(project, release, component or (), positive_int(jobs, "--jobs"))
-    rows = [{"component": r.component, "method": r.method, "ref": r.ref, "commit": r.commit, "version": r.version,
-             "tree": r.tree} for r in records.values()]
-    if fmt == "json":
-        console.result_json(rows)
-    else:
-        console.result(console.table(["component", "method", "ref", "commit", "version", "tree"],
-                                     [(r["component"], r["method"], r["ref"], r["commit"][:12], r["version"], r["tree"])
-                                      for r in rows]))
+    console.show(sources.as_report(records), fmt)
 
 
 @task(iterable=["component"], help={"release": RELEASE_HELP, "component": COMPONENT_HELP, "offline": OFFLINE_HELP,
@@ -67,13 +61,7 @@ def patch(c, release, component=None, offline_=False, jobs=None, format="table")
     project.release(release)
     with _lock_release(project, release):
         prepared = series.patch(project, release, component or (), positive_int(jobs, "--jobs"))
-    rows = [{"component": p.component, "patches": len(p.patches), "base": p.base_commit, "head": p.head, "tree": p.tree}
-            for p in prepared]
-    if fmt == "json":
-        console.result_json(rows)
-    else:
-        console.result(console.table(["component", "patches", "base", "head", "tree"],
-                                     [(r["component"], r["patches"], r["base"][:12], r["head"][:12], r["tree"]) for r in rows]))
+    console.show(series.patch_report(prepared), fmt)
 
 
 @task(help={"release": RELEASE_HELP, "update": "first write or refresh releases/<release>/upper-constraints.txt",
@@ -94,12 +82,7 @@ def constraints(c, release, update=False, from_=None, note=None, offline_=False,
         if update:
             console.note(f"snapshot written: {project.layout.repo_rel(update_snapshot(project, release, from_, note))}")
         record = stage.build(project, release)
-    if fmt == "json":
-        console.result_json(record.to_dict())
-    else:
-        console.result(console.table(["package", "action", "upstream", "effective", "why"],
-                                     [(ch.name, ch.action, ", ".join(ch.old) or "-", ", ".join(ch.new) or "-", ch.why)
-                                      for ch in record.changes]) + f"\neffective constraints: {record.path}")
+    console.show(stage.as_report(record), fmt)
 
 
 @task(name="list", iterable=["release"], help={"release": "restrict to a release (repeatable)", "format": FORMAT_HELP})
@@ -110,13 +93,7 @@ def list_(c, release=None, format="table"):
     from pipeline.patches import series
 
     fmt = output_format(format)
-    rows = series.list_patches(project_from(c), release or None)
-    if fmt == "json":
-        console.result_json(rows)
-    else:
-        console.result(console.table(["release", "component", "patch", "type", "subject"],
-                                     [(r["release"], r["component"], r["patch"], r["type"], r["subject"]) for r in rows])
-                       if rows else "no patches")
+    console.show(series.list_report(series.list_patches(project_from(c), release or None)), fmt)
 
 
 @task(iterable=["release"], help={"release": "restrict to a release (repeatable); default: all", "offline": OFFLINE_HELP,
@@ -131,11 +108,7 @@ def check(c, release=None, offline_=False, format="table"):
 
     fmt = output_format(format)
     results = series.check(offline(project_from(c), offline_), release or None)
-    if fmt == "json":
-        console.result_json([r.__dict__ for r in results])
-    else:
-        rows = [(r.release, r.component, r.patches, "ok" if r.ok else "FAILED") for r in results]
-        console.result(console.table(["release", "component", "patches", "result"], rows) if rows else "no patch series")
+    console.show(series.check_report(results), fmt)
     failed = [r for r in results if not r.ok]
     for r in failed:
         console.report_error(f"{r.release}/{r.component}: {r.detail}")
@@ -176,15 +149,7 @@ def build(c, release, service=None, all=False, jobs=None, push=False, force=Fals
         raise UsageError("name at least one --service, or use --all", hint=f"services: {', '.join(rel.services)}")
     report = stage.build(project, release, services, positive_int(jobs, "--jobs"), force, push, keep_going,
                          cache_from)
-    rows = report.rows()
-    if fmt == "json":
-        console.result_json(rows)
-    else:
-        console.result(console.table(["service", "result", "image", "id", "patches", "time"],
-                                     [(r["service"], r["result"] if not r["failed"] else f"{r['result']}, {r['failed']}",
-                                       r["image"] or "-", (r["image_id"] or "")[7:19] or "-",
-                                       r["patches"] if r["patches"] is not None else "-", f"{r['seconds']:.1f}s")
-                                      for r in rows]))
+    console.show(report.as_report(), fmt)
     error = report.first_error()
     if error is not None:
         raise error
@@ -225,12 +190,7 @@ def manifest(c, release=None, format="table"):
     fmt = output_format(format)
     project = project_from(c)
     written = [stage.write(project, name) for name in (release or list(project.releases))]
-    if fmt == "json":
-        console.result_json(written[0][1] if release and len(release) == 1 else [data for _, data in written])
-        return
-    for path, data in written:
-        rows = [(name, e["status"], e.get("image", "-"), e.get("patches", "-")) for name, e in data["services"].items()]
-        console.result(console.table(["service", "status", "image", "patches"], rows) + f"\nmanifest: {project.layout.rel(path)}")
+    console.show(stage.as_report(project, written, one=bool(release) and len(release) == 1), fmt)
 
 
 @task(
@@ -256,7 +216,7 @@ def testapply(c, release=None, component=None, defer_tests=False, skip_tests=Fal
     from pipeline.core import console
     from pipeline.core.errors import UsageError
     from pipeline.testing import testapply as stage
-    from pipeline.testing.results import report_json, table_rows
+    from pipeline.testing.results import as_report
 
     fmt = output_format(format)
     if defer_tests and skip_tests:
@@ -264,12 +224,8 @@ def testapply(c, release=None, component=None, defer_tests=False, skip_tests=Fal
     mode = stage.MODE_SKIP if skip_tests else stage.MODE_DEFER if defer_tests else stage.MODE_EACH
     project = offline(project_from(c), offline_)
     report = stage.testapply(project, release or [], component or [], mode, tests, positive_int(jobs, "--jobs"), keep_going)
-    if fmt == "json":
-        console.result_json(report_json(report))
-    else:
-        rows = table_rows(report)
-        console.result(console.table(["series", "patch", "applied", "tests run", "result", "time"], rows)
-                       if rows else "no patch series")
+    console.show(as_report(report), fmt)
+    if fmt != "json":
         console.note(f"junit: {project.layout.rel(project.layout.testapply_root() / 'junit.xml')}")
     for series in report.series:
         if series.error is not None:
@@ -278,6 +234,18 @@ def testapply(c, release=None, component=None, defer_tests=False, skip_tests=Fal
         raise Exit(code=report.exit_code)
     if report.series and fmt != "json":
         console.result(stage.BANNER)
+
+
+@task(help={"offline": "show the settings as a task given --offline uses them", "format": FORMAT_HELP})
+@entry
+def config(c, offline_=False, format="table"):
+    """Every setting: the value a task would use, and where it came from (default, file, environment, flag)."""
+    from pipeline.core import console
+    from pipeline.core.cli import effective_settings
+    from pipeline.core.origins import as_report
+
+    fmt = output_format(format)
+    console.show(as_report(effective_settings(c, offline_)), fmt)
 
 
 # --- the patch lifecycle (pipeline/patches/) -----------------------------------------------------
@@ -299,18 +267,6 @@ def _resumed(project, release, component, continue_, abort, other_flags):
     return lifecycle.resume(project, release, component, abort)
 
 
-def _added(rows, fmt):
-    from pipeline.core import console
-
-    if fmt == "json":
-        console.result_json(rows)
-    elif rows:
-        console.result(console.table(["patch", "from", "result"],
-                                     [(r.get("patch") or "-", r["label"], r["status"]) for r in rows]))
-    else:
-        console.result("nothing to do")
-
-
 @task(iterable=["commit"], help={
     "release": RELEASE_HELP, "component": ONE_COMPONENT_HELP,
     "commit": "upstream commit (any branch, e.g. master) to cherry-pick as with git cherry-pick -x (repeatable, in order)",
@@ -320,6 +276,7 @@ def _added(rows, fmt):
 def new(c, release, component, commit=None, from_tree=False, continue_=False, abort=False, offline_=False,
         format="table"):
     """Add patches: cherry-pick upstream commits, or take the commits made on the prepared tree."""
+    from pipeline.core import console
     from pipeline.core.errors import UsageError
     from pipeline.patches import adding
 
@@ -331,7 +288,7 @@ def new(c, release, component, commit=None, from_tree=False, continue_=False, ab
             raise UsageError("give either --commit SHA (repeatable) or --from-tree")
         rows = adding.new_from_tree(project, release, component) if from_tree else \
             adding.new_from_commits(project, release, component, list(commit))
-    _added(rows, fmt)
+    console.show(adding.as_report(rows), fmt)
 
 
 @task(name="import", help={
@@ -343,6 +300,7 @@ def new(c, release, component, commit=None, from_tree=False, continue_=False, ab
 def import_(c, release, component, change=None, gerrit=None, continue_=False, abort=False, offline_=False,
             format="table"):
     """Add a Gerrit change under review (and the changes it Depends-On) as the next patches."""
+    from pipeline.core import console
     from pipeline.core.errors import UsageError
     from pipeline.patches import adding
 
@@ -353,7 +311,7 @@ def import_(c, release, component, change=None, gerrit=None, continue_=False, ab
         if not change:
             raise UsageError("give --change N[/PS]")
         rows = adding.import_change(project, release, component, change, gerrit)
-    _added(rows, fmt)
+    console.show(adding.as_report(rows), fmt)
 
 
 @task(iterable=["component"], help={
@@ -367,8 +325,8 @@ def refresh(c, release, component=None, to=None, dry_run=False, continue_=False,
             format="table"):
     """Move a release's ref and rebase each series onto it, one patch at a time (3-way)."""
     from pipeline.core import console
-    from pipeline.core.errors import LifecycleConflictError, UsageError
-    from pipeline.patches import lifecycle, reshaping, series
+    from pipeline.core.errors import UsageError
+    from pipeline.patches import lifecycle, reshaping
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
@@ -377,31 +335,13 @@ def refresh(c, release, component=None, to=None, dry_run=False, continue_=False,
     if continue_ or abort:
         if len(names) != 1:
             raise UsageError("--continue and --abort need exactly one --component")
-        done = [(names[0], lifecycle.resume(project, release, names[0], abort))]
+        rows = reshaping.refresh_rows(release, [(names[0], lifecycle.resume(project, release, names[0], abort))])
         error = None
     else:
         if not to:
             raise UsageError("give --to REF (a tag, branch or commit SHA)")
-        names = names or [n for r, n in series.all_series(project, [release])]
-        done, error = [], None
-        for index, name in enumerate(names):
-            try:
-                done.append((name, reshaping.refresh(project, release, name, to, dry_run)[1]))
-            except LifecycleConflictError as conflict:
-                done.append((name, getattr(conflict, "rows", [])))
-                error = conflict
-                if names[index + 1:]:
-                    console.note(f"not refreshed (stopped at the conflict): {', '.join(names[index + 1:])}")
-                break
-    rows = [{"release": release, "component": name, "patch": r["original"], "result": r["status"],
-             "evidence": r.get("evidence"), "upstream": r.get("upstream")} for name, rs in done for r in rs]
-    if fmt == "json":
-        console.result_json(rows)
-    else:
-        console.result(console.table(["component", "patch", "result", "upstream commit"],
-                                     [(r["component"], r["patch"], r["result"],
-                                       f"{(r['upstream'] or '?')[:12]} ({r['evidence']})" if r["evidence"] else "-")
-                                      for r in rows]) if rows else "no patches")
+        rows, error = reshaping.refresh_all(project, release, names, to, dry_run)
+    console.show(reshaping.refresh_report(rows), fmt)
     if dry_run and error is None:
         console.note("dry run: nothing written")
     if error is not None:
@@ -424,13 +364,7 @@ def upstreamed(c, release=None, component=None, to=None, offline_=False, format=
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
     rows = upstream.upstreamed(project, release or None, list(component or []), to)
-    if fmt == "json":
-        console.result_json(rows)
-    else:
-        console.result(console.table(["release", "component", "patch", "ref", "upstream", "evidence", "commit"],
-                                     [(r["release"], r["component"], r["patch"], r["ref"], "yes" if r["upstream"] else "no",
-                                       r["evidence"] or "-", (r["commit"] or "-")[:12]) for r in rows])
-                       if rows else "no patches")
+    console.show(upstream.as_report(rows), fmt)
     found = [r for r in rows if r["upstream"]]
     if found:
         console.note(f"{len(found)} of {len(rows)} patches are upstream: drop them with invoke patches.remove "
@@ -451,10 +385,7 @@ def candidates_(c, release, component=None, offline_=False, format="table"):
     project = offline(project_from(c), offline_)
     project.release(release)
     found, about = candidates.candidates(project, release, list(component or []))
-    if fmt == "json":
-        console.result_json({"components": about, "candidates": [f.to_dict() for f in found]})
-    else:
-        console.result(candidates.render(found, about))
+    console.show(candidates.as_report(found, about), fmt)
 
 
 @task(positional=["patch"], help={
@@ -491,7 +422,6 @@ def renumber_(c, release, component, offline_=False):
 def audit(c, release=None, component=None, strict=False, date=None, offline_=False, format="table"):
     """Check every patch against the stable branch policy: support phase, provenance, findings."""
     import datetime
-    from dataclasses import asdict
 
     from invoke import Exit
 
@@ -506,16 +436,7 @@ def audit(c, release=None, component=None, strict=False, date=None, offline_=Fal
         raise UsageError(f"--date {date!r} is not a date", hint="e.g. --date 2026-12-01") from None
     project = offline(project_from(c), offline_)
     phases, rows, findings = stage.audit(project, release or None, list(component or []), today)
-    if fmt == "json":
-        console.result_json([asdict(f) for f in findings])
-    else:
-        console.result(console.table(["release", "support phase"], [(r, stage.PHASES[p]) for r, p in phases.items()]))
-        console.result("")
-        console.result(console.table(["release", "component", "patch", "provenance", "findings"],
-                                     [(r["release"], r["component"], r["patch"], r["provenance"],
-                                       ", ".join(r["rules"]) or "-") for r in rows]) if rows else "no patches")
-        for f in findings:
-            console.result(f"  {f.patch}: {f.rule}: {f.detail}")
+    console.show(stage.as_report(phases, rows, findings), fmt)
     if findings:
         console.note(f"{len(findings)} finding(s) in {len({f.patch for f in findings})} patch(es)")
     if strict and findings:
@@ -536,15 +457,7 @@ def export(c, release, component=None, offline_=False, jobs=None, format="table"
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
     exported = stage.export(project, release, component or (), positive_int(jobs, "--jobs"))
-    rows = [{"component": e.component, "version": e.version, "patches": e.patches, "archive": project.layout.rel(e.path),
-             "sha256": e.sha256, "action": e.action} for e in exported]
-    if fmt == "json":
-        console.result_json(rows)
-    else:
-        console.result(console.table(["component", "version", "patches", "archive", "sha256", "result"],
-                                     [(r["component"], r["version"], r["patches"], r["archive"], r["sha256"][:16],
-                                       r["action"]) for r in rows])
-                       + f"\nchecksums: {project.layout.rel(project.layout.export_sums(release))}")
+    console.show(stage.as_report(project, release, exported), fmt)
 
 
 @task(help={"release": RELEASE_HELP, "service": "service whose patches (and its libraries' patches) are copied",
@@ -559,13 +472,7 @@ def hotpatch(c, release, service, container, offline_=False, format="table"):
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
     result = stage.hotpatch(project, release, service, container)
-    if fmt == "json":
-        console.result_json(result.to_dict())
-        return
-    rows = [(f.component, f.path, f.action, f.target or "-") for f in result.files]
-    console.result(console.table(["component", "file", "action", "in the container"], rows) if rows
-                   else "the patches change no file")
-    console.result(stage.describe_undo(project, result))
+    console.show(stage.as_report(project, result), fmt)
 
 
 @task(name="advisories", iterable=["release", "service"], help={
@@ -592,10 +499,7 @@ def advisories(c, release=None, service=None, strict=False, all=False, offline_=
         if not row["assessed"]:
             console.note(f"{row['release']} {row['service']}: {row['reason']}: not assessed")
     console.note("advisories: " + "; ".join(f"{k} {v}" for k, v in report.database.sources.items()))
-    if fmt == "json":
-        console.result_json(report.to_dict())
-    else:
-        console.result(assessment.render(report, all))
+    console.show(assessment.as_report(report, all), fmt)
     if report.affected:
         console.note(f"{len(report.affected)} advisory finding(s) affect {len({(f.release, f.service) for f in report.affected})} "
                      "image(s)")
@@ -611,11 +515,7 @@ def cve(c, cve_id, format="table"):
     from pipeline.provenance import cve as stage
 
     fmt = output_format(format)
-    report = stage.query(project_from(c), cve_id)
-    if fmt == "json":
-        console.result_json(report)
-    else:
-        console.result(stage.render(report))
+    console.show(stage.as_report(stage.query(project_from(c), cve_id)), fmt)
 
 
 @task(name="matrix", help={"base": "commit to compare with (default HEAD^; 40 zeros: no previous commit, everything)",
@@ -664,12 +564,7 @@ def bake(c, release, service=None, cache_from=None, jobs=None, offline_=False, f
     project = with_cache(offline(project_from(c), offline_), cache_from)
     services = list(service or project.release(release).services)
     path, data = stage.write(project, release, services, positive_int(jobs, "--jobs"))
-    if fmt == "json":
-        console.result_json(data)
-    else:
-        console.result(console.table(["target", "tag", "named contexts"],
-                                     [(name, t["tags"][0], ", ".join(t["contexts"])) for name, t in data["target"].items()])
-                       + f"\nbake file: {project.layout.rel(path)} (docker buildx bake -f {path})")
+    console.show(stage.as_report(project, path, data), fmt)
 
 
 @task(
@@ -686,24 +581,13 @@ def bake(c, release, service=None, cache_from=None, jobs=None, offline_=False, f
 def smoke(c, release, service=None, jobs=None, offline_=False, format="table"):
     """Prove the images serve: a real control plane (MariaDB, RabbitMQ, memcached, OVN), every process, client checks."""
     from pipeline.core import console
+    from pipeline.testing.smoke import summary
     from pipeline.testing.smoke.run import smoke as stage
 
     fmt = output_format(format)
     project = offline(project_from(c), offline_)
     report = stage(project, release, list(service or []), positive_int(jobs, "--jobs", default=2))
-    if fmt == "json":
-        console.result_json(report.to_json())
-    else:
-        blocks = []
-        for name in dict.fromkeys(r.service for r in report.rows):
-            rows = [(r.step, r.result, f"{r.seconds:.1f}s", r.detail.splitlines()[0][:90] if r.detail else "")
-                    for r in report.rows if r.service == name]
-            blocks.append(f"{name}\n" + console.table(["step", "result", "time", "detail"], rows))
-        passed = sum(r.result == "ok" for r in report.rows)
-        blocks.append(f"smoke {release}: {passed} of {len(report.rows)} ok in {report.seconds:.0f}s; "
-                      f"JUnit: {project.layout.rel(project.layout.smoke_junit(release))}"
-                      + (f"; container logs: {report.logs}" if report.logs else ""))
-        console.result("\n\n".join(blocks))
+    console.show(summary.as_report(project, release, report), fmt)
     if report.error is not None:
         raise report.error
 
@@ -721,6 +605,9 @@ patches.add_task(audit)
 patches.add_task(candidates_)
 
 ns = Collection(fetch, patch, constraints, build, sbom, vex, manifest, testapply, patches)
+# The one table of defaults (settings.OPTIONS): invoke.yaml and -f files only change them, and INVOKE_PIPELINE_*
+# variables work because invoke reads a variable only for a key that has a default.
+ns.configure({"pipeline": defaults()})
 ci_tasks = Collection("ci")
 ci_tasks.add_task(ci_matrix)
 ns.add_task(export)
@@ -730,3 +617,4 @@ ns.add_task(advisories)
 ns.add_collection(ci_tasks)
 ns.add_task(bake)
 ns.add_task(smoke)
+ns.add_task(config)

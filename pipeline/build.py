@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.core import locks, runner
+from pipeline.core import console, locks, runner
 from pipeline.core.errors import ConfigError, UsageError
 from pipeline.core.releases import Project
 from pipeline.core.settings import registry_reference
@@ -49,6 +49,17 @@ class BuildReport:
                 "failed": later[0] if later else None,
             })
         return rows
+
+    def as_report(self) -> console.Report:
+        """What ``invoke build`` prints: a row per service (a later failed step after its result)."""
+        return console.Report.of([
+            console.Column("service"),
+            console.Column("result", lambda r: r["result"] if not r["failed"] else f"{r['result']}, {r['failed']}"),
+            console.Column("image", lambda r: r["image"] or "-"),
+            console.Column("id", lambda r: (r["image_id"] or "")[7:19] or "-"),
+            console.Column("patches", lambda r: r["patches"] if r["patches"] is not None else "-"),
+            console.Column("time", lambda r: f"{r['seconds']:.1f}s"),
+        ], self.rows())
 
     def first_error(self) -> BaseException | None:
         return next(iter(self.outcome.failures.values()), None)

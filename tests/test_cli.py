@@ -20,7 +20,8 @@ from pipeline.core.errors import exit_codes
 
 TASKS = ["fetch", "patch", "constraints", "build", "sbom", "vex", "manifest", "testapply", "patches.list",
          "patches.new", "patches.import", "patches.refresh", "patches.upstreamed", "patches.remove", "patches.renumber",
-         "patches.audit", "patches.check", "export", "hotpatch", "cve", "ci.matrix", "advisories", "patches.candidates"]
+         "patches.audit", "patches.check", "export", "hotpatch", "cve", "ci.matrix", "advisories", "patches.candidates",
+         "config"]
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs (root)")
 
 

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 
 import pytest
 from conftest import REPO_ROOT, invoke
 
+from pipeline.core.cli import settings_file
 from pipeline.core.errors import (
     ConfigError,
     UnknownComponentError,
     UnknownReleaseError,
     ValueTypeError,
 )
+from pipeline.core.origins import shown
 from pipeline.core.releases import load_project
-from pipeline.core.settings import PROJECT_ROOT, Settings
+from pipeline.core.settings import OPTIONS, PROJECT_ROOT, Settings
 
 
 def test_valid_release(layout):
@@ -129,3 +134,95 @@ def test_cli_settings_file(layout, tmp_path):
                             env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "elsewhere" / "2025.2" / "upper-constraints.txt").exists()
+
+
+def _clean_env(**extra: str) -> dict:
+    """The environment without the caller's INVOKE_* settings, so that each test sees only its own."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("INVOKE_") and not k.lower().endswith("_proxy")},
+            **extra}
+
+
+def _config(*args: str, root=REPO_ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["invoke", "-r", str(root), *args], env=env or _clean_env(), capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_invoke_config_prints_every_default_from_the_one_table():
+    result = _config("config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)  # nothing but the JSON on stdout
+    assert [r["setting"] for r in rows] == [o.key for o in OPTIONS]
+    for row, option in zip(rows, OPTIONS, strict=True):
+        assert row["default"] == option.default
+        assert row["from"] == [{"source": "default", "origin": ""}], row
+    by_key = {r["setting"]: r["value"] for r in rows}
+    assert by_key["workdir"] == str(PROJECT_ROOT / "build") and by_key["offline"] is False
+    table = _config("config")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["setting", "value", "from"] and len(lines) == 2 + len(OPTIONS)
+    assert re.search(r"^pypi_names\s+\{placement: openstack-placement, heat: openstack-heat, watcher: python-watcher\}"
+                     r"\s+default$", table.stdout, re.M)
+
+
+def test_invoke_config_names_where_each_value_came_from(tmp_path):
+    """Defaults, invoke.yaml, INVOKE_PIPELINE_* variables, an invoke -f file and a flag, highest first."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("tasks.py", "pipeline", "releases"):
+        (project / name).symlink_to(REPO_ROOT / name)
+    (project / "invoke.yaml").write_text("pipeline:\n  image_prefix: site\n  pypi_names: {nova: openstack-nova}\n"
+                                         "  git_base: https://git.example.com/openstack\n")
+    site = tmp_path / "site.yaml"
+    site.write_text("pipeline:\n  git_base: https://mirror.example.com/openstack\n"
+                    "  index_url: https://builder:s3cr3t-t0ken@pypi.example.com/simple\n")
+    env = _clean_env(INVOKE_PIPELINE_WORKDIR=str(tmp_path / "work"), INVOKE_PIPELINE_OFFLINE="false",
+                     HTTPS_PROXY="http://proxy-user:pr0xy-pw@proxy.example.com:3128")
+    result = _config("-f", str(site), "config", "--format", "json", root=project, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "s3cr3t-t0ken" not in result.stdout + result.stderr and "pr0xy-pw" not in result.stdout + result.stderr
+    rows = {r["setting"]: r for r in json.loads(result.stdout)}
+    assert rows["workdir"]["value"] == str(tmp_path / "work")
+    assert rows["workdir"]["from"] == [{"source": "environment", "origin": "INVOKE_PIPELINE_WORKDIR"}]
+    assert rows["offline"]["value"] is False and rows["offline"]["from"][0]["source"] == "environment"
+    assert rows["image_prefix"] == {"setting": "image_prefix", "value": "site", "default": "openstack-patches",
+                                    "from": [{"source": "project file", "origin": str(project / "invoke.yaml")}]}
+    assert rows["git_base"]["value"] == "https://mirror.example.com/openstack"
+    assert rows["git_base"]["from"] == [{"source": "-f file", "origin": f"invoke -f {site}"}]
+    assert rows["index_url"]["value"] == "https://builder:***@pypi.example.com/simple"
+    assert rows["https_proxy"]["value"] == "http://proxy-user:***@proxy.example.com:3128"
+    assert rows["https_proxy"]["from"] == [{"source": "environment", "origin": "HTTPS_PROXY"}]
+    assert rows["pypi_names"]["value"]["nova"] == "openstack-nova"  # invoke merges a mapping key by key
+    assert [f["source"] for f in rows["pypi_names"]["from"]] == ["project file", "default"]
+    assert rows["source_mode"]["from"] == [{"source": "default", "origin": ""}]
+
+    table = _config("-f", str(site), "config", "--offline", root=project, env=env)
+    assert table.returncode == 0, table.stderr
+    assert "s3cr3t-t0ken" not in table.stdout and "pr0xy-pw" not in table.stdout
+    lines = {line.split()[0]: line for line in table.stdout.splitlines()[2:]}
+    assert lines["offline"].split() == ["offline", "true", "--offline"]
+    assert lines["git_base"].split() == ["git_base", "https://mirror.example.com/openstack", "invoke", "-f", str(site)]
+    assert lines["pypi_names"].endswith(f"{project / 'invoke.yaml'} + default")
+    assert lines["https_proxy"].split() == ["https_proxy", "http://proxy-user:***@proxy.example.com:3128", "HTTPS_PROXY"]
+    # the masked values are measured as shown: the columns stay aligned
+    assert lines["https_proxy"].index("HTTPS_PROXY") == lines["offline"].index("--offline") == lines["root"].index("default")
+
+
+def test_invoke_config_refuses_what_every_task_refuses(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text("pipeline:\n  wrokdir: x\n")
+    result = _config("-f", str(site), "config")
+    assert result.returncode == 2 and "unknown pipeline setting(s): wrokdir" in result.stderr and not result.stdout
+    result = _config("config", "--format", "yaml")
+    assert result.returncode == 7 and "--format 'yaml' is not known" in result.stderr
+
+
+def test_invoke_yaml_repeats_no_default_and_the_readme_shows_the_table():
+    """The defaults live in settings.OPTIONS only: invoke.yaml is a commented example, the README is checked here."""
+    assert not (settings_file(REPO_ROOT / "invoke.yaml") or {}).get("pipeline")
+    readme = (REPO_ROOT / "README.md").read_text().split("## Configuration", 1)[1]
+    shown_defaults = {}
+    for keys, default in re.findall(r"^\| (`[a-z_]+`(?:, `[a-z_]+`)*) \| `(.*?)` \|", readme, re.M):
+        for key in re.findall(r"`([a-z_]+)`", keys):
+            shown_defaults[key] = default
+    assert shown_defaults == {o.key: shown(o.default) for o in OPTIONS}

@@ -322,6 +322,32 @@ def test_refresh_conflict_writes_nothing_until_the_series_is_whole(layout, upstr
     ok(invoke(layout, "patches.check", "--release", "2025.2"))
 
 
+def test_refresh_of_every_series_stops_at_the_first_conflict_and_names_the_rest(layout, upstream):
+    """One worktree to resolve at a time: the components after a conflict are left as they are, and named."""
+    from conftest import Upstream
+
+    other = Upstream(upstream.path.parent, "other")
+    layout.release("2025.2", {"demo": "2.0.0", "other": "2.0.0"})
+    run_git(upstream.path, "checkout", "-q", "2.0.0")
+    layout.add_patch("demo", "2025.2", "0001-greet.patch",
+                     make_patch(upstream.path, edit("demo/core.py", '"hello, "', '"hi, "'), "Shorter greeting"))
+    run_git(upstream.path, "checkout", "-q", "master")
+    point_release(upstream, "2.0.2", edit("demo/core.py", '"hello, "', '"hello there, "'), "Longer greeting")
+    run_git(other.path, "checkout", "-q", "2.0.0")
+    layout.add_patch("other", "2025.2", "0001-new.patch",
+                     make_patch(other.path, lambda r: (r / "NEW").write_text("new\n"), "New file"))
+    run_git(other.path, "checkout", "-q", "master")
+    commit_project(layout)
+    refs = (layout.root / "releases/2025.2/source-refs.yaml").read_text()
+    result = ok(invoke(layout, "patches.refresh", "--release", "2025.2", "--to", "2.0.2", "--format", "json"), 60)
+    rows = json.loads(result.stdout)
+    assert [(r["component"], r["result"]) for r in rows] == [("demo", "conflict")]
+    assert "not refreshed (stopped at the conflict): other" in result.stderr
+    assert (layout.root / "releases/2025.2/source-refs.yaml").read_text() == refs
+    assert run_git(layout.root, "status", "--porcelain") == ""
+    ok(invoke(layout, "patches.refresh", "--release", "2025.2", "--component", "demo", "--abort"))
+
+
 # --- patches.upstreamed ------------------------------------------------------------------------
 
 

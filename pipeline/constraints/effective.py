@@ -17,6 +17,7 @@ from typing import Any
 
 from pipeline.constraints.overrides import Change, MergeResult, merge, parse_overrides
 from pipeline.constraints.upstream import upstream_text
+from pipeline.core import console
 from pipeline.core.files import (
     sha256_bytes,
     write_if_changed,
@@ -82,3 +83,12 @@ def build(project: Project, release: str) -> ConstraintsRecord:
     out = project.layout.effective_constraints(release)
     write_if_changed(out, content)
     return ConstraintsRecord(release, project.layout.rel(out), sha256_bytes(content.encode()), upstream, result.changes)
+
+
+def as_report(record: ConstraintsRecord) -> console.Report:
+    """What ``invoke constraints`` prints: the record as JSON, its changes as a table."""
+    rows = [{"package": ch.name, "action": ch.action, "upstream": ", ".join(ch.old) or "-",
+             "effective": ", ".join(ch.new) or "-", "why": ch.why} for ch in record.changes]
+    table = console.Table([console.Column(h) for h in ("package", "action", "upstream", "effective", "why")], rows,
+                          footer=f"effective constraints: {record.path}")
+    return console.Report(record.to_dict(), [table])

@@ -41,7 +41,9 @@ from pipeline.core.files import disk_full, is_disk_full, is_not_writable, name_p
 from pipeline.core.redact import redact
 
 if TYPE_CHECKING:
+    from pipeline.core.origins import Layer, Origin
     from pipeline.core.releases import Project
+    from pipeline.core.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORMATS = ("table", "json")
@@ -104,10 +106,8 @@ def settings_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def project_from(ctx: Any) -> Project:
-    """Settings (invoke configuration ``pipeline:``) and every release, loaded and validated once per run."""
-    from pipeline.core.git import configure
-    from pipeline.core.releases import load_project
+def settings_from(ctx: Any) -> Settings:
+    """The settings (invoke configuration ``pipeline:``), validated."""
     from pipeline.core.settings import Settings
 
     runtime = getattr(ctx.config, "_runtime_path", None)
@@ -115,7 +115,51 @@ def project_from(ctx: Any) -> Project:
         raise ConfigError(f"{runtime}: the settings file given to invoke -f does not exist",
                           hint="check the path; nothing was read or written")
     raw = ctx.config.get("pipeline", {}) or {}
-    settings = Settings.from_mapping(dict(raw))
+    return Settings.from_mapping(dict(raw))
+
+
+def config_layers(ctx: Any) -> list[Layer]:
+    """invoke's configuration layers, lowest first, each with its ``pipeline:`` block (see ``origins``).
+
+    invoke keeps no record of where a merged value came from; its layers
+    are private attributes, read here only, so a change in invoke breaks
+    one function."""
+    from pipeline.core.origins import DEFAULT, ENVIRONMENT, Layer
+
+    config = ctx.config
+
+    def block(data: Any) -> dict[str, Any]:
+        return dict((data or {}).get("pipeline") or {})
+
+    layers = [Layer(DEFAULT, "", block(config._defaults) | block(config._collection))]
+    for name, source in (("system", "system file"), ("user", "user file"), ("project", "project file")):
+        if getattr(config, f"_{name}_found", None):
+            layers.append(Layer(source, str(getattr(config, f"_{name}_path")), block(getattr(config, f"_{name}"))))
+    layers.append(Layer(ENVIRONMENT, "", block(config._env)))
+    if getattr(config, "_runtime_found", None):
+        layers.append(Layer("-f file", f"invoke -f {config._runtime_path}", block(config._runtime)))
+    return layers
+
+
+def effective_settings(ctx: Any, offline_flag: bool = False) -> list[Origin]:
+    """Every setting's value as a task would use it, and where it came from (``invoke config``)."""
+    from dataclasses import replace
+
+    from pipeline.core.origins import FLAG, Layer, origins
+
+    settings, layers = settings_from(ctx), config_layers(ctx)
+    if offline_flag:
+        settings = replace(settings, network=replace(settings.network, offline=True))
+        layers.append(Layer(FLAG, "--offline", {"offline": True}))
+    return origins(layers, settings, os.environ)
+
+
+def project_from(ctx: Any) -> Project:
+    """Settings (invoke configuration ``pipeline:``) and every release, loaded and validated once per run."""
+    from pipeline.core.git import configure
+    from pipeline.core.releases import load_project
+
+    settings = settings_from(ctx)
     configure(settings.network.tool_env() if not settings.offline else settings.network.proxy_env())
     project = load_project(settings)
     _loaded["workdir"] = settings.workdir

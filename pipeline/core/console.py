@@ -1,7 +1,9 @@
 """What the user sees: results on stdout, progress and messages on stderr.
 
 stdout carries only the result of a command (a table, or with ``--format
-json`` nothing but the JSON), so it can be piped; every step line, live
+json`` nothing but the JSON), so it can be piped: a command's result is a
+``Report`` (its JSON, and its tables and lines) and ``show`` is the one
+printer that writes either.  Every step line, live
 progress line, warning and error goes to stderr.  On a terminal a live
 progress line is rewritten in place; elsewhere (CI logs) it is printed at
 most every few seconds.  Everything printed passes through ``redact``.
@@ -14,8 +16,9 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.core.redact import redact
@@ -134,3 +137,61 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a table: its header, and the row's key it shows or how its cell is made from the row."""
+
+    header: str
+    cell: str | Callable[[Mapping[str, Any]], object] = ""
+
+    def shown(self, row: Mapping[str, Any]) -> object:
+        if callable(self.cell):
+            return self.cell(row)
+        return row[self.cell or self.header]
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows (mappings, as the JSON has them) and the columns a reader sees of them."""
+
+    columns: Sequence[Column]
+    rows: Sequence[Mapping[str, Any]]
+    empty: str | None = None  # the text instead of a table without rows (None: the headers alone)
+    title: str = ""  # a line above the table
+    footer: str = ""  # lines below it
+
+    def text(self) -> str:
+        if not self.rows and self.empty is not None:
+            text = self.empty
+        else:
+            text = table([c.header for c in self.columns], [[c.shown(row) for c in self.columns] for row in self.rows])
+        return "\n".join(part for part in (self.title, text, self.footer) if part)
+
+
+Part = Table | str
+
+
+@dataclass(frozen=True)
+class Report:
+    """A command's result: ``data`` is its JSON; ``parts`` (tables and lines, in order) are what the table shows."""
+
+    data: Any
+    parts: Sequence[Part]
+
+    @classmethod
+    def of(cls, columns: Sequence[Column], rows: Sequence[Mapping[str, Any]], **table: Any) -> Report:
+        """The common report: its rows are its JSON, and one table shows them."""
+        return cls(rows, [Table(columns, rows, **table)])
+
+    def text(self) -> str:
+        return "\n".join(part.text() if isinstance(part, Table) else part for part in self.parts)
+
+
+def show(report: Report, fmt: str) -> None:
+    """The one printer: the report's JSON with ``--format json``, else its tables and lines."""
+    if fmt == "json":
+        result_json(report.data)
+    else:
+        result(report.text())

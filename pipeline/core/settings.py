@@ -1,6 +1,7 @@
 """Settings: every ``pipeline:`` setting, loaded, typed and validated once.
 
-One table (``OPTIONS``) names each setting, its type, default and meaning;
+One table (``OPTIONS``) names each setting, its type, default and meaning:
+tasks.py hands its defaults to invoke, and nothing else repeats them.
 ``Settings.from_mapping`` resolves them from invoke's configuration
 (``invoke.yaml``, ``INVOKE_PIPELINE_<KEY>`` variables, ``invoke -f file``)
 into frozen dataclasses.  Network settings (offline, index, CA bundle,
@@ -68,8 +69,14 @@ OPTIONS: tuple[Option, ...] = (
            "PyPI advisories (OSV): a git URL (its vulns/ folder) or a local folder of <package>/*.yaml; \"\" = none"),
 )
 OPTION_KEYS = {o.key: o for o in OPTIONS}
+NETWORK_KEYS = ("offline", "index_url", "ca_bundle", "http_proxy", "https_proxy", "no_proxy")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
+
+
+def defaults() -> dict[str, Any]:
+    """Every setting's default, for invoke's configuration: fresh copies, so no caller can change the table."""
+    return {o.key: dict(o.default) if isinstance(o.default, Mapping) else o.default for o in OPTIONS}
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -180,7 +187,7 @@ class Settings:
         unknown = sorted(set(raw) - set(OPTION_KEYS))
         if unknown:
             raise ConfigError(f"unknown pipeline setting(s): {', '.join(unknown)}",
-                              hint=f"known settings: {', '.join(OPTION_KEYS)} (see invoke.yaml)")
+                              hint=f"known settings: {', '.join(OPTION_KEYS)} (`invoke config` lists them)")
         located = _settings_lines(settings_file)
         values: dict[str, Any] = {}
         for option in OPTIONS:

@@ -23,7 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
-from pipeline.core import locks
+from pipeline.core import console, locks
 from pipeline.core.files import replace_dir, write_json
 from pipeline.core.releases import Project
 from pipeline.image import layer_cache
@@ -93,3 +93,11 @@ def write(project: Project, release: str, services: list[str], jobs: int = 1) ->
     data = {"group": {"default": {"targets": list(services)}}, "target": targets}
     write_json(layout.bake_file(release), data)
     return layout.bake_file(release), data
+
+
+def as_report(project: Project, path: Path, data: dict) -> console.Report:
+    """What ``invoke bake`` prints: the bake file as JSON; a row per target, then where the file is."""
+    rows = [{"target": name, "tag": t["tags"][0], "contexts": ", ".join(t["contexts"])} for name, t in data["target"].items()]
+    table = console.Table([console.Column("target"), console.Column("tag"), console.Column("named contexts", "contexts")],
+                          rows, footer=f"bake file: {project.layout.rel(path)} (docker buildx bake -f {path})")
+    return console.Report(data, [table])

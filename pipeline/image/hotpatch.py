@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from pipeline.core import console
 from pipeline.core.errors import HotpatchError
 from pipeline.core.files import read_json, write_atomic, write_json
 from pipeline.core.locks import hold
@@ -319,3 +320,12 @@ def describe_undo(project: Project, result: HotpatchResult) -> str:
     lines.append(f"  docker restart {result.container}")
     lines.append("or recreate the container from its image: that drops the hotpatch as well.")
     return "\n".join(lines)
+
+
+def as_report(project: Project, result: HotpatchResult) -> console.Report:
+    """What ``invoke hotpatch`` prints: the result as JSON; a row per file, then how to undo it."""
+    rows = [{"component": f.component, "path": f.path, "action": f.action, "target": f.target} for f in result.files]
+    table = console.Table([console.Column("component"), console.Column("file", "path"), console.Column("action"),
+                           console.Column("in the container", lambda r: r["target"] or "-")], rows,
+                          empty="the patches change no file")
+    return console.Report(result.to_dict(), [table, describe_undo(project, result)])

@@ -184,3 +184,9 @@ def import_change(project: Project, release: str, name: str, change: str, gerrit
                              hint="remove its patch first (invoke patches.remove) to import another patch set")
         op = Operation("import", release, name, str(wt), asdict(source), picks=[asdict(p) for p in picks])
         return run_operation(project, op)
+
+
+def as_report(rows: list[dict[str, Any]]) -> console.Report:
+    """What ``invoke patches.new`` and ``patches.import`` print: a row per patch added (or tried)."""
+    return console.Report.of([console.Column("patch", lambda r: r.get("patch") or "-"), console.Column("from", "label"),
+                              console.Column("result", "status")], rows, empty="nothing to do")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from pipeline.core import console
 from pipeline.core.releases import Project, Release
 from pipeline.patches import upstream
 from pipeline.patches.patchfile import HUNK_RE, PatchMeta, read_patch
@@ -300,3 +301,15 @@ def _missing_in(project: Project, newer: str, name: str, patch: Path, meta: Patc
     how = "Change-Id, cherry-picked-from or content" if hist else "content (it does not apply in reverse)"
     return f"{newer} neither carries it nor contains it upstream at {name} {component.ref} (checked by {how})"
 
+
+def as_report(phases: dict[str, Any], rows: list[dict[str, Any]], findings: list[Finding]) -> console.Report:
+    """What ``invoke patches.audit`` prints: the findings as JSON; the phases, a row per patch and each finding."""
+    return console.Report([asdict(f) for f in findings], [
+        console.Table([console.Column("release"), console.Column("support phase", "phase")],
+                      [{"release": r, "phase": PHASES[p]} for r, p in phases.items()]),
+        "",
+        console.Table([console.Column("release"), console.Column("component"), console.Column("patch"),
+                       console.Column("provenance"), console.Column("findings", lambda r: ", ".join(r["rules"]) or "-")],
+                      rows, empty="no patches"),
+        *(f"  {f.patch}: {f.rule}: {f.detail}" for f in findings),
+    ])

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.core import console
 from pipeline.core.files import (
     remove,
     sha256_bytes,
@@ -191,3 +192,13 @@ def export(project: Project, release: str, names: list[str] | tuple[str, ...] = 
             exported = list(pool.map(lambda tree: export_one(project, tree), prepared))
         write_sums(project, release)
     return exported
+
+
+def as_report(project: Project, release: str, exported: list[Exported]) -> console.Report:
+    """What ``invoke export`` prints: a row per archive (the table shortens the hash), then the checksums file."""
+    rows = [{"component": e.component, "version": e.version, "patches": e.patches, "archive": project.layout.rel(e.path),
+             "sha256": e.sha256, "action": e.action} for e in exported]
+    return console.Report.of([console.Column("component"), console.Column("version"), console.Column("patches"),
+                              console.Column("archive"), console.Column("sha256", lambda r: r["sha256"][:16]),
+                              console.Column("result", "action")], rows,
+                             footer=f"checksums: {project.layout.rel(project.layout.export_sums(release))}")

@@ -30,7 +30,7 @@ from pipeline.patches.lifecycle import (
     series_lock,
 )
 from pipeline.patches.patchfile import read_patch
-from pipeline.patches.series import NUMBER_RE
+from pipeline.patches.series import NUMBER_RE, all_series
 from pipeline.patches.seriesedit import (
     Series,
     load,
@@ -73,6 +73,39 @@ def refresh(project: Project, release: str, name: str, to: str, dry_run: bool) -
         finally:
             if scratch:
                 shutil.rmtree(scratch, ignore_errors=True)
+
+
+def refresh_all(project: Project, release: str, names: list[str], to: str,
+                dry_run: bool) -> tuple[list[dict[str, Any]], LifecycleConflictError | None]:
+    """Refresh each component in turn (every one with a series when none is named); the rows of each, and the
+    conflict that stopped them (the components after it are left as they are: one worktree to resolve at a time)."""
+    names = names or [n for _, n in all_series(project, [release])]
+    done: list[tuple[str, list[dict[str, Any]]]] = []
+    error = None
+    for index, name in enumerate(names):
+        try:
+            done.append((name, refresh(project, release, name, to, dry_run)[1]))
+        except LifecycleConflictError as conflict:
+            done.append((name, getattr(conflict, "rows", [])))
+            error = conflict
+            if names[index + 1:]:
+                console.note(f"not refreshed (stopped at the conflict): {', '.join(names[index + 1:])}")
+            break
+    return refresh_rows(release, done), error
+
+
+def refresh_rows(release: str, done: list[tuple[str, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
+    return [{"release": release, "component": name, "patch": r["original"], "result": r["status"],
+             "evidence": r.get("evidence"), "upstream": r.get("upstream")} for name, rs in done for r in rs]
+
+
+def refresh_report(rows: list[dict[str, Any]]) -> console.Report:
+    """What ``invoke patches.refresh`` prints: a row per patch, with the upstream commit that holds it."""
+    return console.Report.of([
+        console.Column("component"), console.Column("patch"), console.Column("result"),
+        console.Column("upstream commit",
+                       lambda r: f"{(r['upstream'] or '?')[:12]} ({r['evidence']})" if r["evidence"] else "-"),
+    ], rows, empty="no patches")
 
 
 def _find_patch(project: Project, series: Series, given: str) -> Path:

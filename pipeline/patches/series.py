@@ -244,3 +244,25 @@ def check(project: Project, releases: list[str] | None = None) -> list[CheckResu
             results.append(CheckResult(release, name, len(list(project.layout.series_dir(name, release).glob("*.patch"))),
                                        False, str(error), error.exit_code))
     return results
+
+
+def patch_report(prepared: list[PreparedTree]) -> console.Report:
+    """What ``invoke patch`` prints: a row per prepared tree (the table shortens the commits)."""
+    rows = [{"component": p.component, "patches": len(p.patches), "base": p.base_commit, "head": p.head, "tree": p.tree}
+            for p in prepared]
+    return console.Report.of([console.Column("component"), console.Column("patches"),
+                              console.Column("base", lambda r: r["base"][:12]),
+                              console.Column("head", lambda r: r["head"][:12]), console.Column("tree")], rows)
+
+
+def list_report(rows: list[dict[str, Any]]) -> console.Report:
+    """What ``invoke patches.list`` prints."""
+    return console.Report.of([console.Column(h) for h in ("release", "component", "patch", "type", "subject")], rows,
+                             empty="no patches")
+
+
+def check_report(results: list[CheckResult]) -> console.Report:
+    """What ``invoke patches.check`` prints: every field in the JSON, ok or FAILED in the table."""
+    return console.Report.of([console.Column("release"), console.Column("component"), console.Column("patches"),
+                              console.Column("result", lambda r: "ok" if r["ok"] else "FAILED")],
+                             [r.__dict__ for r in results], empty="no patch series")

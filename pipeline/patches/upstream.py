@@ -235,3 +235,13 @@ def upstreamed(project: Project, releases: list[str] | None, components: list[st
                          "subject": meta.subject, "ref": to or component.ref, "upstream": evidence is not None,
                          "evidence": evidence.kind if evidence else None, "commit": evidence.commit if evidence else None})
     return rows
+
+
+def as_report(rows: list[dict[str, Any]]) -> console.Report:
+    """What ``invoke patches.upstreamed`` prints: a row per patch, and the evidence that upstream holds it."""
+    return console.Report.of([
+        console.Column("release"), console.Column("component"), console.Column("patch"), console.Column("ref"),
+        console.Column("upstream", lambda r: "yes" if r["upstream"] else "no"),
+        console.Column("evidence", lambda r: r["evidence"] or "-"),
+        console.Column("commit", lambda r: (r["commit"] or "-")[:12]),
+    ], rows, empty="no patches")

@@ -256,3 +256,8 @@ def render(result: Report, show_all: bool = False) -> str:
     if steps:
         parts.append("to fix:\n" + "\n".join(dict.fromkeys(steps)))
     return "\n\n".join(parts) if parts else "no built image to assess"
+
+
+def as_report(result: Report, show_all: bool = False) -> console.Report:
+    """What ``invoke advisories`` prints."""
+    return console.Report(result.to_dict(), [render(result, show_all)])

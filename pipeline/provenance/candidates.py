@@ -322,3 +322,8 @@ def render(found: list[Candidate], about: list[dict[str, Any]]) -> str:
             parts.append(f"{info['component']} ({info['release']}): no upstream git history: commits could not be "
                          "searched (point git_base or repos at a reachable mirror)")
     return "\n\n".join(parts) if parts else "no candidates"
+
+
+def as_report(found: list[Candidate], about: list[dict[str, Any]]) -> console.Report:
+    """What ``invoke patches.candidates`` prints."""
+    return console.Report({"components": about, "candidates": [f.to_dict() for f in found]}, [render(found, about)])

@@ -93,3 +93,8 @@ def render(report: dict[str, Any]) -> str:
                          ["release", "component", "ref"],
                          [(m["release"], m["component"], m["ref"]) for m in report["missing"]]))
     return "\n\n".join(parts)
+
+
+def as_report(report: dict[str, Any]) -> console.Report:
+    """What ``invoke cve`` prints."""
+    return console.Report(report, [render(report)])

@@ -188,3 +188,12 @@ def fetch(project: Project, release: str, names: list[str] | tuple[str, ...] = (
         "components": {name: asdict(rec) for name, rec in sorted(records.items())},
     }, indent=2, sort_keys=True) + "\n")
     return fetched
+
+
+def as_report(records: dict[str, SourceRecord]) -> console.Report:
+    """What ``invoke fetch`` prints: a row per component (the table shortens the commit)."""
+    rows = [{"component": r.component, "method": r.method, "ref": r.ref, "commit": r.commit, "version": r.version,
+             "tree": r.tree} for r in records.values()]
+    return console.Report.of([console.Column("component"), console.Column("method"), console.Column("ref"),
+                              console.Column("commit", lambda r: r["commit"][:12]), console.Column("version"),
+                              console.Column("tree")], rows)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.core import console
 from pipeline.core.errors import (
     ConfigError,
     PatchApplyError,
@@ -132,6 +133,16 @@ def _tests_text(step: StepResult) -> str:
     t = step.tests
     text_ = f"{t.passed} passed, {t.failed} failed, {t.skipped} skipped"
     return text_ + (f", {t.xfail} expected failures" if t.xfail else "")
+
+
+TABLE_HEADERS = ("series", "patch", "applied", "tests run", "result", "time")
+
+
+def as_report(report: Report) -> console.Report:
+    """What ``invoke testapply`` prints: every series and step as JSON; a row per step in the table."""
+    rows = [dict(zip(TABLE_HEADERS, row, strict=True)) for row in table_rows(report)]
+    return console.Report(report_json(report), [console.Table([console.Column(h) for h in TABLE_HEADERS], rows,
+                                                              empty="no patch series")])
 
 
 def table_rows(report: Report) -> list[tuple[str, ...]]:
