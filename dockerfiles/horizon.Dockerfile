@@ -54,12 +54,16 @@ ADD trees/service/layer.tar /
 # start: a throw-away settings file gives it one and is removed in the same step.  The
 # deployment's settings come from /etc/horizon/local_settings.py (the symbolic link
 # below, as Debian's package makes it); the image's own snippet keeps COMPRESS_OFFLINE
-# on, so that the pages name the compressed files made here.
+# on, so that the pages name the compressed files made here.  The throw-away settings give
+# Django a cache that answers (the default, memcached on 127.0.0.1, is not there while
+# building): with a dead cache one block of the pages is left out of the manifest, and a
+# deployment, whose cache answers, then fails every page with OfflineGenerationError.
 USER root
 RUN set -eu; \
     site=$(/var/lib/openstack/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
     local="$site/openstack_dashboard/local"; \
-    printf 'SECRET_KEY = "build-only"\nCOMPRESS_OFFLINE = True\n' > "$local/local_settings.py"; \
+    printf '%s\n' 'SECRET_KEY = "build-only"' 'COMPRESS_OFFLINE = True' \
+        'CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}' > "$local/local_settings.py"; \
     cd "$site"; \
     PYTHONDONTWRITEBYTECODE=1 /var/lib/openstack/bin/python -m django collectstatic --noinput --verbosity 0 \
         --settings openstack_dashboard.settings; \
