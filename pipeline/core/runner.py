@@ -1,4 +1,6 @@
-"""The one step runner (build and testapply): named steps with dependencies, in topological order.
+"""The one step runner: named steps with dependencies, in topological order.
+
+Build, testapply, smoke and every stage that runs things side by side use it.
 
 Steps whose dependencies are done run in parallel up to ``jobs``.  On a
 failure, without ``keep_going`` no new step starts (running ones finish);
