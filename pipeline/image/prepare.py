@@ -90,8 +90,9 @@ def release_steps(project: Project, rel: Release, services: list[str], client, h
 
     ``workdir-lock`` takes the release's lock into ``held`` (the caller's
     ``with``), ``workdir-unlock`` drops it once the trees are read; every step
-    between runs under it.  ``on_stale`` is called when a service's image is
-    to be built.
+    between runs under it (after a failure there, ``--keep-going`` goes on with
+    the lock kept until the run ends).  ``on_stale`` is called when a service's
+    image is to be built.
     """
     layout = project.layout
     target = target_of(client, rel)
