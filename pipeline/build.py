@@ -1,16 +1,18 @@
-"""The build DAG: sources -> (image -> sbom -> vex -> push) per service, on ``runner.run``.
+"""The build DAG: fetch, patch, constraints, locks, release layers, trees, plans (``image.prepare``), then
+image -> sbom -> vex -> push per service, all steps of one ``runner.run``.
 
-The first step (``image.prepare``) prepares what every service image of the
-release shares, under the release's lock; each service then builds its image,
-SBOM and VEX (and push) under its own lock, so two runs on one engine and work
-directory never step on each other.  A rerun with nothing changed makes no
-build call.
+The early steps prepare what every service image of the release shares,
+under the release's lock; each service's image starts once its plan is made,
+and builds with its SBOM and VEX (and push) under its own lock, so two runs on
+one engine and work directory never step on each other.  A rerun with nothing
+changed makes no build call.
 
 May import: core, sources, patches, constraints, image, provenance.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,8 +22,8 @@ from pipeline.core.errors import ConfigError, UsageError
 from pipeline.core.releases import Project
 from pipeline.core.settings import registry_reference
 from pipeline.image.engine import connect
-from pipeline.image.prepare import ReleaseInputs, prepare_release
-from pipeline.image.service_image import ImageResult, build_service, is_current
+from pipeline.image.prepare import release_steps, workdir_held
+from pipeline.image.service_image import ImageResult, build_service
 
 
 @dataclass
@@ -85,17 +87,16 @@ def build(project: Project, release: str, services: list[str], jobs: int = 1, fo
     client = connect(project.settings)  # fail fast, before any fetching, when there is no engine (says which one)
     layout = project.layout
 
-    def sources_step(_: dict[str, Any]) -> ReleaseInputs:
-        inputs = prepare_release(project, rel, services, client, jobs, force)
-        if any(force or is_current(client, project, plan) is None for plan in inputs.plans.values()):
-            sbom.preload()  # images will be built: their SBOMs will need the validator
-        return inputs
+    preloaded = threading.Lock()
+
+    def preload() -> None:  # images will be built: their SBOMs will need the validator (imported once)
+        if preloaded.acquire(blocking=False):
+            sbom.preload()
 
     def image_step(service: str) -> Callable[[dict[str, Any]], ImageResult]:
         def run(results: dict[str, Any]) -> ImageResult:
-            inputs: ReleaseInputs = results["sources"]
             with locks.hold(layout.lock(f"{release}-{service}"), f"the image of {service} ({release})"):
-                return build_service(client, project, inputs.plans[service], force)
+                return build_service(client, project, results[f"plan:{service}"], force)
         return run
 
     def sbom_step(service: str) -> Callable[[dict[str, Any]], object]:
@@ -116,11 +117,16 @@ def build(project: Project, release: str, services: list[str], jobs: int = 1, fo
                 return push_stage.push(project, release, service, client)
         return run
 
-    steps = [runner.Step("sources", sources_step)]
-    for service in services:
-        steps += [runner.Step(f"image:{service}", image_step(service), ("sources",)),
-                  runner.Step(f"sbom:{service}", sbom_step(service), (f"image:{service}",)),
-                  runner.Step(f"vex:{service}", vex_step(service), (f"sbom:{service}",))]
+    def service_steps(service: str) -> list[runner.Step]:
+        steps = [runner.Step(f"image:{service}", image_step(service), (f"plan:{service}",)),
+                 runner.Step(f"sbom:{service}", sbom_step(service), (f"image:{service}",)),
+                 runner.Step(f"vex:{service}", vex_step(service), (f"sbom:{service}",))]
         if push:
             steps.append(runner.Step(f"push:{service}", push_step(service), (f"vex:{service}",)))
-    return BuildReport(release, services, runner.run(steps, jobs, keep_going))
+        return steps
+
+    with workdir_held() as held:
+        steps = release_steps(project, rel, services, client, held, jobs, force, on_stale=preload)
+        for service in services:
+            steps += service_steps(service)
+        return BuildReport(release, services, runner.run(steps, jobs, keep_going))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from pipeline.core import runner
 from pipeline.core.errors import ConfigError
 from pipeline.core.files import write_if_changed
 from pipeline.core.releases import Project
@@ -163,8 +163,8 @@ def release_locks(project: Project, release: str, services: list[PreparedTree], 
     def lock_of(service: PreparedTree) -> ServiceLock:
         return service_lock(project, release, service, libraries, constraints_text, target, from_cache)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return {s.component: lock for s, lock in zip(services, pool.map(lock_of, services), strict=True)}
+    locks = runner.map(lock_of, services, workers, lambda s: s.component)
+    return {s.component: lock for s, lock in zip(services, locks, strict=True)}
 
 
 def service_lock(project: Project, release: str, service: PreparedTree, libraries: dict[str, PreparedTree],

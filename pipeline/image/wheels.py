@@ -242,6 +242,7 @@ def fetch_files(project: Project, files: list[LockedFile]) -> dict[str, Path]:
             progress.update(f"{len(done)} of {len(missing)} ({size / 1e6:.0f} MB)")
         return result
 
+    # Downloads wait on the network inside whichever step needs them: eight at once, whatever --jobs is.
     with ThreadPoolExecutor(max_workers=8) as pool:
         paths = dict(pool.map(counted, unique))
     if progress is not None:

@@ -22,11 +22,10 @@ import io
 import re
 import tarfile
 import tomllib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.core import console
+from pipeline.core import console, runner
 from pipeline.core.files import (
     remove,
     sha256_bytes,
@@ -188,8 +187,8 @@ def export(project: Project, release: str, names: list[str] | tuple[str, ...] = 
     project.release(release)
     with hold(project.layout.lock(release), f"the work directory of {release}"):
         prepared = prepare_trees(project, release, names, jobs)
-        with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(prepared) or 1))) as pool:  # zlib frees the GIL
-            exported = list(pool.map(lambda tree: export_one(project, tree), prepared))
+        # zlib frees the GIL: archives are made side by side
+        exported = runner.map(lambda tree: export_one(project, tree), prepared, jobs, lambda tree: tree.component)
         write_sums(project, release)
     return exported
 

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.core import console, locks
+from pipeline.core import console, locks, runner
 from pipeline.core.errors import (
     ConfigError,
     GitError,
@@ -181,21 +180,22 @@ def _update_in_place(tree: Path, base: str, check_out: Callable[[Path], None]) -
     return True
 
 
+def patch_one(project: Project, component: Component, source: SourceRecord) -> PreparedTree:
+    """Prepare one component's tree, with its progress line (one step of ``patch`` and of the build DAG)."""
+    with console.step(f"patch {component.name} ({component.release})") as outcome:
+        prepared, outcome["status"] = prepare(project, component, source)
+    for name in prepared.ignored:
+        console.warn(f"{name}: not a .patch file, not applied")
+    return prepared
+
+
 def patch(project: Project, release: str, names: list[str] | tuple[str, ...] = (), jobs: int = 1) -> list[PreparedTree]:
     """Fetch and patch the named components of a release (all by default); the caller holds the release lock."""
     records = fetch(project, release, names, jobs)
     clean_staging(project.layout.workdir / "patched" / release)
-
-    def one(component: Component) -> PreparedTree:
-        with console.step(f"patch {component.name} ({release})") as outcome:
-            prepared, outcome["status"] = prepare(project, component, records[component.name])
-        for name in prepared.ignored:
-            console.warn(f"{name}: not a .patch file, not applied")
-        return prepared
-
     components = project.components(release, names)
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(components) or 1))) as pool:
-        return list(pool.map(one, components))
+    return runner.map(lambda component: patch_one(project, component, records[component.name]), components, jobs,
+                      lambda c: c.name)
 
 
 # --- listing and checking ----------------------------------------------------------

@@ -20,12 +20,11 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.core import console
+from pipeline.core import console, runner
 from pipeline.core.errors import FetchError, GitError
 from pipeline.core.git import git, text
 from pipeline.core.releases import RELEASE_NAME, Component, Project
@@ -276,8 +275,9 @@ def _from_history(project: Project, component: Component, source: SourceRecord, 
             diffs = _diffs(repo, [group[0][0].sha for group in chosen])
             blobs = {line.split("\t", 1)[1]: line.split()[1]
                      for line in text("ls-files", "-s", cwd=repo, env=applier.env).splitlines()}
-            with ThreadPoolExecutor(max_workers=2) as pool:  # a git process each: two at a time
-                results = list(pool.map(lambda g: _applies(repo, applier.env, diffs[g[0][0].sha], blobs), chosen))
+            # A git process each: two at a time (patches.candidates has no --jobs).
+            results = runner.map(lambda g: _applies(repo, applier.env, diffs[g[0][0].sha], blobs), chosen, 2,
+                                 lambda g: g[0][0].sha)
             for group, applies in zip(chosen, results, strict=True):
                 (best, (fix_kind, fixes)), others = group[0], group[1:]
                 found.append(Candidate(

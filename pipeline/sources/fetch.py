@@ -15,14 +15,13 @@ fetching: trees and ``sources.json`` of one release change under it only.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from packaging.version import Version
 
-from pipeline.core import console
+from pipeline.core import console, runner
 from pipeline.core.errors import FetchError
 from pipeline.core.files import (
     clean_staging,
@@ -165,28 +164,33 @@ def fetch_component(project: Project, component: Component, dest: Path | None = 
     return record, action
 
 
+def fetch_one(project: Project, component: Component) -> SourceRecord:
+    """Fetch one component, with its progress line (one step of ``fetch`` and of the build DAG)."""
+    with console.step(f"fetch {component.name} ({component.release})") as outcome:
+        record, outcome["status"] = fetch_component(project, component)
+    return record
+
+
+def write_sources(project: Project, release: str, fetched: dict[str, SourceRecord]) -> None:
+    """Update sources.json with the fetched components' records (the others keep theirs)."""
+    records = {k: v for k, v in load_sources(project, release).items() if k in project.release(release).refs}
+    records.update(fetched)
+    write_if_changed(project.layout.sources_file(release), json.dumps({
+        "release": release,
+        "components": {name: asdict(rec) for name, rec in sorted(records.items())},
+    }, indent=2, sort_keys=True) + "\n")
+
+
 def fetch(project: Project, release: str, names: list[str] | tuple[str, ...] = (), jobs: int = 1) -> dict[str, SourceRecord]:
     """Fetch the named components of a release (all by default) and update sources.json.
 
     The caller holds the release lock.
     """
-    layout = project.layout
     components = project.components(release, names)
-    clean_staging(layout.workdir / "src" / release)
-
-    def one(component: Component) -> SourceRecord:
-        with console.step(f"fetch {component.name} ({release})") as outcome:
-            record, outcome["status"] = fetch_component(project, component)
-        return record
-
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(components) or 1))) as pool:
-        fetched = dict(zip([c.name for c in components], pool.map(one, components), strict=True))
-    records = {k: v for k, v in load_sources(project, release).items() if k in project.release(release).refs}
-    records.update(fetched)
-    write_if_changed(layout.sources_file(release), json.dumps({
-        "release": release,
-        "components": {name: asdict(rec) for name, rec in sorted(records.items())},
-    }, indent=2, sort_keys=True) + "\n")
+    clean_staging(project.layout.workdir / "src" / release)
+    records = runner.map(lambda component: fetch_one(project, component), components, jobs, lambda c: c.name)
+    fetched = dict(zip([c.name for c in components], records, strict=True))
+    write_sources(project, release, fetched)
     return fetched
 
 
