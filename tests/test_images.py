@@ -190,16 +190,21 @@ def test_images_share_the_release_layers_and_add_only_their_own(built, engine):
         assert len(layers[service]) == len(base) + own_packages + 4
     keystone = results["keystone"].record
     names = [layer["name"] for layer in keystone.layers]
-    assert names == ["release level 0 (6 services): Debian packages", "release level 0 (6 services)",
-                     "release level 1 (5 services)", "Debian packages", "runtime files", "dependencies",
-                     "library oslo.messaging", "service"]
-    assert {layer["name"] for layer in results["nova"].record.layers} >= set(names[:3])
+    # the release levels keystone is in (the release's services sharing each, fewer at each level), then its own
+    assert re.fullmatch(r"release level 0 \(\d+ services\): Debian packages", names[0])
+    assert names[-5:] == ["Debian packages", "runtime files", "dependencies", "library oslo.messaging", "service"]
+    found = [re.fullmatch(r"release level (\d+) \((\d+) services\)(: Debian packages)?", n) for n in names[:-5]]
+    assert all(found), names
+    levels = [m.group(0) for m in found if m and not m.group(3)]
+    counts = [int(m.group(2)) for m in found if m and not m.group(3)]
+    assert len(counts) >= 2 and counts == sorted(counts, reverse=True), names
+    assert {layer["name"] for layer in results["nova"].record.layers} >= set(names[:-5])
     keystone_only = set(layers["keystone"]) - set(layers["nova"])
     # its Debian packages, its runtime files (/etc/keystone), its own dependencies and itself; the release
     # levels and oslo.messaging's layer are shared
     assert len(keystone_only) == 4
     level0 = {p.split("==")[0] for p in next(layer for layer in keystone.layers
-                                             if layer["name"] == "release level 0 (6 services)")["packages"]}
+                                             if layer["name"] == levels[0])["packages"]}
     assert {"oslo-config", "sqlalchemy"} <= level0 and "pysaml2" not in level0  # keystone's own stays its own
     levels = json.loads((project.layout.release_layer_dir("2025.2") / "layers.json").read_text())["levels"]
     assert [len(level["services"]) for level in levels] == sorted((len(level["services"]) for level in levels), reverse=True)
@@ -255,7 +260,8 @@ def test_a_build_stacks_only_the_release_levels_of_its_services(built):
     again = build(load_project(project.settings), ["keystone"])["keystone"]
     assert (again.action, again.build_calls) == ("up to date", 0)
     alone = json.loads(record.read_text())["levels"]
-    assert alone == [level for level in both if "keystone" in level["services"]] and 0 < len(alone) < len(both)
+    # (every level of a keystone and nova build may hold keystone: the release's twenty services share much)
+    assert alone == [level for level in both if "keystone" in level["services"]] and 0 < len(alone) <= len(both)
     assert alone[-1]["image_id"] == again.record.bases["release_layer_id"]
 
 
