@@ -32,6 +32,7 @@ from pipeline.core.redact import redact, register_secret
 from pipeline.core.releases import Project
 from pipeline.image import record as image_record
 from pipeline.image.engine import connect
+from pipeline.image.prepare import inputs_of
 from pipeline.image.record import ImageRecord
 from pipeline.testing.smoke.checks import (
     CLIENT,
@@ -122,7 +123,7 @@ def smoke(project: Project, release: str, services: list[str], jobs: int = 2, ke
         error = built.first_error()
         assert error is not None  # a build that is not ok has a failure
         raise error
-    inputs = built.outcome.results["sources"]
+    inputs = inputs_of(rel, names, built.outcome.results)
     client = connect(project.settings)
     constraints_text = project.layout.effective_constraints(release).read_text()
     plugins = ["python-openstackclient", *dict.fromkeys(p for d in deployments for p in d.client)]
