@@ -46,6 +46,11 @@ def _walk(node: yaml.Node, prefix: tuple[str, ...], located: Located) -> None:
             _walk(item, key, located)
 
 
+# libyaml's safe loader where PyYAML has it: the releases' YAML files are read at every task's start, ten times
+# faster than in pure Python (the same nodes, marks and values).
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load(path: Path) -> tuple[Any, Located]:
     """Parse ``path``; syntax errors become a ConfigError with file, line and column."""
     try:
@@ -56,8 +61,8 @@ def load(path: Path) -> tuple[Any, Located]:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     located = Located(path)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=LOADER)
+        data = yaml.load(text, Loader=LOADER)  # a safe loader (LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

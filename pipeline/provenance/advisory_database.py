@@ -16,6 +16,7 @@ from pipeline.core.files import (
     hash_inputs,
 )
 from pipeline.core.releases import Project
+from pipeline.provenance import advisory_sources
 from pipeline.provenance.advisories import DATE_BASED_FROM, Advisory
 from pipeline.provenance.advisory_files import (
     VERSION_IN_TEXT_RE,
@@ -110,3 +111,4 @@ def forget() -> None:
     """Forget what was read: the next ``load`` reads the sources again (a long-lived process after they changed)."""
     with _cache_lock:
         _cache.clear()
+    advisory_sources.forget_unreachable()

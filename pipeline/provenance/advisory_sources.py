@@ -35,9 +35,21 @@ class Folder:
     label: str  # for messages and the report: the folder, or the URL and commit
 
 
+# A source that could not be fetched is not asked again by the same process: a build's VEX step of every image
+# would otherwise try (and wait for) it once per image.
+_unreachable: dict[str, FetchError] = {}
+
+
+def forget_unreachable() -> None:
+    """Ask every source again (``advisory_database.forget``)."""
+    _unreachable.clear()
+
+
 def _git_folder(project: Project, setting: str, url: str, refresh: bool) -> Folder:
     """The repository's YAML folder at its default branch's head, from the mirror (fetched when asked or missing)."""
     name = SOURCES[setting]
+    if url in _unreachable and not refresh:
+        raise _unreachable[url]
     mirror = Mirror(project, Component(name=f"advisories-{name}", release="advisories", ref="HEAD", url=url,
                                        pypi_name="", is_service=False))
     shown = public_url(url)
@@ -56,9 +68,11 @@ def _git_folder(project: Project, setting: str, url: str, refresh: bool) -> Fold
             except GitError as exc:
                 reason = (exc.stderr.strip().splitlines() or [f"exit {exc.returncode}"])[-1]
                 if commit is None:
-                    raise FetchError(f"pipeline.{setting}: cannot fetch {shown}: {reason}",
-                                     hint=f"point {setting} at a reachable mirror of the repository or at a local folder "
-                                          f"of its {name}/ YAML files (INVOKE_PIPELINE_{setting.upper()}=...)") from None
+                    _unreachable[url] = FetchError(
+                        f"pipeline.{setting}: cannot fetch {shown}: {reason}",
+                        hint=f"point {setting} at a reachable mirror of the repository or at a local folder of its "
+                             f"{name}/ YAML files (INVOKE_PIPELINE_{setting.upper()}=...)")
+                    raise _unreachable[url] from None
                 console.note(f"{setting}: {shown} unreachable ({reason}); using the mirror as of commit {commit[:12]}")
         if commit is None:
             raise FetchError(f"pipeline.{setting}: {shown} has not been fetched, and offline mode forbids fetching it",
