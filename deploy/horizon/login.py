@@ -12,7 +12,7 @@ base = sys.argv[1].rstrip("/")
 session = requests.Session()
 login = session.get(f"{base}/auth/login/", timeout=60)
 login.raise_for_status()
-css = re.findall(r'href="(/static/dashboard/css/[0-9a-f]+\.css)"', login.text)
+css = re.findall(r'href="(/static/dashboard/css/[\w.]+\.css)"', login.text)  # output.<hash>.css
 if not css or session.get(base + css[0], timeout=30).status_code != 200:
     sys.exit(f"the login page names no compressed stylesheet that is served: {css}")
 form = {"csrfmiddlewaretoken": session.cookies["csrftoken"], "username": os.environ["OS_USERNAME"],
