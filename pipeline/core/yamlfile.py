@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -63,14 +63,24 @@ def load(path: Path) -> tuple[Any, Located]:
     try:
         node = yaml.compose(text, Loader=LOADER)
         data = yaml.load(text, Loader=LOADER)  # a safe loader (LOADER)
+    except yaml.YAMLError:
+        _syntax_error(path, text)
+    if node is not None:
+        _walk(node, (), located)
+    return data, located
+
+
+def _syntax_error(path: Path, text: str) -> NoReturn:
+    """The error PyYAML's own parser gives (libyaml words its messages differently): its line, column, problem."""
+    try:
+        yaml.compose(text, Loader=yaml.SafeLoader)
+        yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}", hint="fix the syntax and rerun") from None
-    if node is not None:
-        _walk(node, (), located)
-    return data, located
+    raise ConfigError(f"{path}: invalid YAML", hint="fix the syntax and rerun")
 
 
 def expect_str(value: Any, located: Located, *keys: str, example: str = "") -> str:
